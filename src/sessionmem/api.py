@@ -1,0 +1,322 @@
+"""The HTTP surface (SPEC §1–2): a thin FastAPI adapter over `Store`.
+
+`create_app(store)` builds an app; there is no module-level app (STYLE habit 5). `sessionmem
+serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .codec import dumps, loads
+from .errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    SessionmemError,
+    StorageError,
+    Unauthorized,
+)
+from .keys import KeyRing
+from .model import SNAPSHOT_EVENTS
+from .projection import Stale
+from .schemas import (
+    SESSION_PATTERN,
+    Deleted,
+    DiffOut,
+    ErrorOut,
+    Health,
+    HistoryPage,
+    SessionsPage,
+    SnapshotIn,
+    SnapshotOut,
+)
+from .store import Store
+
+PREFIX = "/api/v1/public/memory/v2"
+DEFAULT_MAX_BODY = 1024 * 1024
+_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your sessionmem API key.")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or unknown API key."},
+    404: {"model": ErrorOut, "description": "No such session for this user."},
+    422: {"model": ErrorOut, "description": "A field broke a rule; `detail` names it."},
+}
+_STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
+_UNAUTHORIZED = (
+    "Missing or unknown API key. Send it in the x-api-key header; "
+    "create one with `sessionmem keys create USER`."
+)
+
+SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
+EventFilter = Annotated[str | None, Query(description="pre_compact, session_end or checkpoint")]
+
+
+def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
+    user: str | None = request.app.state.keyring.authenticate(key)
+    if user is None:
+        raise Unauthorized(_UNAUTHORIZED)
+    return user
+
+
+User = Annotated[str, Depends(_user_of)]
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(dumps(value), status_code=status, media_type="application/json")
+
+
+def _detail_error(status: int, detail: Any) -> Response:
+    return _json({"detail": detail}, status)
+
+
+def create_app(
+    store: Store,
+    *,
+    keys: KeyRing | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    follow: bool = False,
+) -> FastAPI:
+    """The HTTP app over `store`. With `follow`, a watcher folds other processes' appends and
+    git's file replacements as they happen (reads are up to date either way)."""
+    keyring = keys or KeyRing(store.layout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = None
+        if follow:
+            from .watch import Follower
+
+            watcher = Follower(store)
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+
+    app = FastAPI(
+        title="sessionmem",
+        version=__version__,
+        description="Git-native session memory for AI coding agents.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.keyring = keyring
+
+    @app.exception_handler(SessionmemError)
+    async def library_error(request: Request, exc: SessionmemError) -> Response:
+        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
+        if isinstance(exc, InvalidInput):
+            where = "query" if request.method in ("GET", "DELETE") else "body"
+            return _detail_error(422, [e.as_dict(where) for e in exc.errors])
+        return _detail_error(status, str(exc))
+
+    @app.exception_handler(Stale)
+    async def stale_error(request: Request, exc: Stale) -> Response:
+        return _detail_error(503, "The log changed during the read (a git checkout?). Retry.")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        items = []
+        for err in exc.errors():
+            loc = list(err.get("loc", ()))
+            name = ".".join(str(p) for p in loc[1:]) or str(loc[0] if loc else "request")
+            items.append({"loc": loc, "field": name, "msg": f"{name}: {err.get('msg')}."})
+        return _detail_error(422, items)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _detail_error(exc.status_code, exc.detail)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Response:
+        return _json({"status": "ok", "version": __version__})
+
+    body_doc = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SnapshotIn.model_json_schema()}},
+        }
+    }
+
+    @app.post(
+        PREFIX + "/session",
+        status_code=201,
+        openapi_extra=body_doc,
+        responses={
+            201: {"model": SnapshotOut, "description": "The stored snapshot."},
+            409: {"model": ErrorOut, "description": "Idempotency key reused with another body."},
+            413: {"model": ErrorOut, "description": "Body over the limit."},
+            **_ERRORS,
+        },
+        tags=["sessions"],
+    )
+    async def post_session(
+        request: Request,
+        user: User,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Response:
+        raw = await _read_body(request, max_body)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            body = loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(FieldError("body", f"is not valid JSON ({exc}).")) from None
+        snap = await run_in_threadpool(store.append, user, body, idempotency_key=idempotency_key)
+        return _json(snap.view(), 201)
+
+    @app.get(
+        PREFIX + "/session/latest",
+        responses={200: {"model": SnapshotOut}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def get_latest(
+        user: User,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: EventFilter = None,
+    ) -> Response:
+        _check_event(event)
+        snap = store.latest(user, project_path=project_path, git_branch=git_branch, event=event)
+        return _json(snap.view())
+
+    @app.get(
+        PREFIX + "/session/{session_id}",
+        responses={200: {"model": SnapshotOut}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def get_session(
+        user: User,
+        session_id: SessionId,
+        version: Annotated[int | None, Query(ge=1)] = None,
+        snapshot_id: str | None = None,
+    ) -> Response:
+        snapshot_id = _uuid_param(snapshot_id, "snapshot_id")
+        snap = store.get(user, session_id, version=version, snapshot_id=snapshot_id)
+        return _json(snap.view())
+
+    @app.get(
+        PREFIX + "/session/{session_id}/history",
+        responses={200: {"model": HistoryPage}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def get_history(
+        user: User,
+        session_id: SessionId,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> Response:
+        page = await run_in_threadpool(store.history, user, session_id, limit=limit, cursor=cursor)
+        return _json(page.view())
+
+    @app.get(
+        PREFIX + "/session/{session_id}/diff",
+        responses={200: {"model": DiffOut}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def get_diff(
+        user: User,
+        session_id: SessionId,
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        to: str | None = None,
+    ) -> Response:
+        d = await run_in_threadpool(store.diff, user, session_id, from_, to)
+        return _json(d.view())
+
+    @app.delete(
+        PREFIX + "/session/{session_id}",
+        responses={200: {"model": Deleted}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def delete_session(user: User, session_id: SessionId) -> Response:
+        hidden = await run_in_threadpool(store.delete, user, session_id)
+        return _json({"session_id": session_id, "deleted": True, "versions": hidden})
+
+    @app.get(
+        PREFIX + "/sessions",
+        responses={200: {"model": SessionsPage}, **_ERRORS},
+        tags=["sessions"],
+    )
+    async def list_sessions(
+        user: User,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: EventFilter = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> Response:
+        _check_event(event)
+        page = await run_in_threadpool(
+            store.sessions,
+            user,
+            project_path=project_path,
+            git_branch=git_branch,
+            event=event,
+            limit=limit,
+            cursor=cursor,
+        )
+        return _json(page.view())
+
+    return app
+
+
+def _check_event(event: str | None) -> None:
+    if event is not None and event not in SNAPSHOT_EVENTS:
+        raise InvalidInput(
+            FieldError("event", "must be one of pre_compact, session_end, checkpoint.")
+        )
+
+
+def _uuid_param(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    from .codec import normalize_uuid
+
+    norm = normalize_uuid(value)
+    if norm is None:
+        raise InvalidInput(FieldError(name, "must be a snapshot id (a UUID)."))
+    return norm
+
+
+async def _read_body(request: Request, limit: int) -> bytes | Response:
+    too_big = _detail_error(
+        413, f"The body is larger than the limit of {limit} bytes. Send a smaller snapshot."
+    )
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            return _detail_error(400, "The Content-Length header is not a number.")
+        if int(length) > limit:
+            return too_big
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def app_from_env() -> FastAPI:
+    """The factory `sessionmem serve` hands to uvicorn (one call per worker process)."""
+    from .config import load_store
+
+    root = os.environ["SESSIONMEM_ROOT"]
+    store = load_store(root)
+    follow = os.environ.get("SESSIONMEM_FOLLOW", "1") != "0"
+    max_body = int(os.environ.get("SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY))
+    return create_app(store, follow=follow, max_body=max_body)

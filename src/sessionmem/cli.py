@@ -1,0 +1,509 @@
+"""The `sessionmem` command: a thin edge over `Store` (or over a server with `--url`).
+
+Every command opens the store (or a client), calls one library function, and turns library errors
+into a clean message and exit code 1 here, at the edge only (STYLE: sqlite-utils).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from .codec import dumps, loads
+from .errors import ClientError, SessionmemError
+from .layout import Layout, default_user, find_root
+from .model import Diff, Page, Snapshot
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Git-native session memory for AI coding agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        envvar="SESSIONMEM_ROOT",
+        help="The memory folder itself (holding log/ and .local/). "
+        "Default: the nearest .memory/ upward, else ./.memory.",
+    ),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="SESSIONMEM_URL", help="Talk to this server instead."),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="SESSIONMEM_API_KEY", help="API key for --url."),
+]
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        help="User id when working on the folder directly. "
+        "Default: SESSIONMEM_USER, git user.email, the OS user.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ProjectOpt = Annotated[str | None, typer.Option("--project-path", help="Only this project.")]
+BranchOpt = Annotated[str | None, typer.Option("--git-branch", help="Only this git branch.")]
+EventOpt = Annotated[
+    str | None, typer.Option("--event", help="Only pre_compact, session_end or checkpoint.")
+]
+
+
+def _root(root: Path | None) -> Path:
+    return root if root is not None else find_root()
+
+
+def fail(message: str) -> None:
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def guard(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ClientError as exc:
+        fail(str(exc))
+    except SessionmemError as exc:
+        fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+class Local:
+    """The Client's vocabulary over a Store, so commands do not care which one they hold."""
+
+    def __init__(self, root: Path, user: str):
+        from .config import load_store
+
+        self.store = load_store(root)
+        self.user = user
+
+    def save(self, body: dict[str, Any], idempotency_key: str | None = None) -> Snapshot:
+        return self.store.append(self.user, body, idempotency_key=idempotency_key)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name)
+        return lambda *a, **kw: method(self.user, *a, **kw)
+
+
+def backend(root: Path | None, url: str | None, api_key: str | None, user: str | None) -> Any:
+    if url:
+        from .client import Client
+
+        client = Client(url, api_key)
+        return _Remote(client)
+    return guard(lambda: Local(_root(root), default_user(user)))
+
+
+class _Remote:
+    def __init__(self, client: Any):
+        self.client = client
+
+    def save(self, body: dict[str, Any], idempotency_key: str | None = None) -> Snapshot:
+        return self.client.save(body, idempotency_key=idempotency_key)  # type: ignore[no-any-return,unused-ignore]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def _out_json(value: Any) -> None:
+    sys.stdout.write(dumps(value).decode() + "\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+# --- serving and keys -------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    root: RootOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    durability: Annotated[
+        str, typer.Option(help="durable (fsync before answering) or fast (no fsync).")
+    ] = "durable",
+    follow: Annotated[bool, typer.Option(help="Watch the logs for other writers.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the memory folder over HTTP (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from .keys import KeyRing
+
+    folder = _root(root).resolve()
+    layout = Layout(folder)
+    guard(layout.ensure)
+    ring = KeyRing(layout)
+    if not ring.list():
+        user = guard(lambda: default_user(None, folder.parent))
+        info, key = ring.create(user)
+        typer.echo(f"No API key was configured: created one for user {user!r} (id {info.id}).")
+        typer.echo("It is shown only this once; more with `sessionmem keys create USER`:")
+        typer.echo(key)
+    os.environ["SESSIONMEM_ROOT"] = str(folder)
+    os.environ["SESSIONMEM_FOLLOW"] = "1" if follow else "0"
+    os.environ["SESSIONMEM_DURABILITY"] = durability
+    typer.echo(f"Serving {folder} on http://{host}:{port} (API docs at /docs)", err=True)
+    uvicorn.run(
+        "sessionmem.api:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Argument(help="User id.")], root: RootOpt = None
+) -> None:
+    """Create an API key for USER and print it (shown only once)."""
+    from .keys import KeyRing
+
+    info, key = guard(lambda: KeyRing(Layout(_root(root))).create(user))
+    typer.echo(
+        f"Created key {info.id} for user {info.user!r}. It is not stored; keep it now:", err=True
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(root: RootOpt = None, as_json: JsonOpt = False) -> None:
+    """List API keys (ids and users; keys themselves are never stored)."""
+    from .keys import KeyRing
+
+    keys = KeyRing(Layout(_root(root))).list()
+    if as_json:
+        _out_json([k.__dict__ for k in keys])
+        return
+    for k in keys:
+        typer.echo(f"{k.id}  {k.user}  {k.created_at}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id from `keys list`, or the key itself.")],
+    root: RootOpt = None,
+) -> None:
+    """Revoke an API key."""
+    from .keys import KeyRing
+
+    for k in guard(lambda: KeyRing(Layout(_root(root))).revoke(key_id)):
+        typer.echo(f"Revoked key {k.id} of user {k.user!r}.")
+
+
+@app.command()
+def init(root: RootOpt = None) -> None:
+    """Create .memory/ with its README, .gitattributes and .gitignore (repairs what is missing)."""
+    folder = _root(root)
+    made = guard(Layout(folder).ensure)
+    if made:
+        typer.echo(f"Initialised {folder}: made {', '.join(made)}")
+    else:
+        typer.echo(f"{folder} is already set up; nothing to do.")
+
+
+# --- saving and reading ---------------------------------------------------------------
+
+
+@app.command()
+def save(
+    session_id: Annotated[str | None, typer.Option("--session-id", help="Session id.")] = None,
+    event: Annotated[
+        str | None, typer.Option(help="pre_compact, session_end or checkpoint.")
+    ] = None,
+    file: Annotated[
+        list[str] | None, typer.Option("--file", help="A file modified (repeat).")
+    ] = None,
+    command: Annotated[list[str] | None, typer.Option("--command", help="A command run.")] = None,
+    decision: Annotated[
+        list[str] | None, typer.Option("--decision", help="A key decision.")
+    ] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="An open task.")] = None,
+    project_path: Annotated[str | None, typer.Option("--project-path")] = None,
+    git_branch: Annotated[str | None, typer.Option("--git-branch")] = None,
+    git_commit: Annotated[str | None, typer.Option("--git-commit")] = None,
+    from_json: Annotated[
+        str | None, typer.Option("--from-json", help="Read the body from FILE, or - for stdin.")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Start from this session's latest snapshot.")
+    ] = False,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Save a snapshot of a session. It replaces the last one unless --merge is given."""
+    body: dict[str, Any] = {}
+    if from_json:
+        raw = sys.stdin.buffer.read() if from_json == "-" else Path(from_json).read_bytes()
+        try:
+            body = loads(raw)
+        except ValueError as exc:
+            fail(f"--from-json is not valid JSON ({exc}).")
+        if not isinstance(body, dict):
+            fail("--from-json must hold a JSON object.")
+    if session_id:
+        body["session_id"] = session_id
+    if not body.get("session_id"):
+        fail("--session-id is required (or a session_id in --from-json).")
+    be = backend(root, url, api_key, user)
+    if merge:
+        try:
+            base = be.get(body["session_id"]).session_data
+        except (SessionmemError, ClientError):
+            base = {}
+        body = {**base, **body}
+    lists = {
+        "files_modified": file,
+        "commands_run": command,
+        "key_decisions": decision,
+        "open_tasks": task,
+    }
+    for name, items in lists.items():
+        if items:
+            existing = list(body.get(name) or []) if merge or from_json else []
+            body[name] = existing + [x for x in items if x not in existing]
+    for name, value in (
+        ("event", event),
+        ("project_path", project_path),
+        ("git_branch", git_branch),
+        ("git_commit", git_commit),
+    ):
+        if value is not None:
+            body[name] = value
+    snap = guard(lambda: be.save(body, idempotency_key=idempotency_key))
+    if as_json:
+        _out_json(snap.view())
+    else:
+        typer.echo(f"Saved {snap.session_id} version {snap.version} ({snap.snapshot_id}).")
+
+
+def _print_snapshot(snap: Snapshot, fmt: str) -> None:
+    from .render import briefing, plain
+
+    if fmt == "json":
+        _out_json(snap.view())
+    elif fmt == "markdown":
+        sys.stdout.write(briefing(snap))
+    else:
+        sys.stdout.write(plain(snap))
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="text, markdown or json.")]
+
+
+@app.command()
+def latest(
+    project_path: ProjectOpt = None,
+    git_branch: BranchOpt = None,
+    event: EventOpt = None,
+    fmt: FormatOpt = "text",
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the latest snapshot over all sessions (optionally of a project or branch)."""
+    be = backend(root, url, api_key, user)
+    snap = guard(lambda: be.latest(project_path=project_path, git_branch=git_branch, event=event))
+    _print_snapshot(snap, "json" if as_json else fmt)
+
+
+@app.command()
+def show(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    version: Annotated[int | None, typer.Option(help="Replay this version.")] = None,
+    snapshot_id: Annotated[
+        str | None, typer.Option("--snapshot-id", help="Replay this one.")
+    ] = None,
+    fmt: FormatOpt = "text",
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a session's latest snapshot, or the one at --version (replay)."""
+    be = backend(root, url, api_key, user)
+    snap = guard(lambda: be.get(session_id, version=version, snapshot_id=snapshot_id))
+    _print_snapshot(snap, "json" if as_json else fmt)
+
+
+@app.command()
+def history(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    limit: Annotated[int, typer.Option(help="Entries per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the page before.")] = None,
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a session's snapshots, newest first."""
+    be = backend(root, url, api_key, user)
+    page: Page = guard(lambda: be.history(session_id, limit=limit, cursor=cursor))
+    if as_json:
+        _out_json(page.view())
+        return
+    from rich.table import Table
+
+    table = Table(
+        "version",
+        "created_at",
+        "event",
+        "tasks",
+        "decisions",
+        "files",
+        "commands",
+        "snapshot_id",
+        box=None,
+    )
+    for e in page.items:
+        c = e.counts
+        table.add_row(
+            str(e.version),
+            e.created_at,
+            e.event,
+            str(c["open_tasks"]),
+            str(c["key_decisions"]),
+            str(c["files_modified"]),
+            str(c["commands_run"]),
+            e.snapshot_id,
+        )
+    _console().print(table)
+    if page.next_cursor:
+        typer.echo(f"more: --cursor {page.next_cursor}")
+
+
+@app.command()
+def diff(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    from_: Annotated[str | None, typer.Argument(metavar="[FROM]", help="Version or id.")] = None,
+    to: Annotated[
+        str | None, typer.Argument(help="Version or snapshot id (default latest).")
+    ] = None,
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two snapshots (default: previous -> latest)."""
+    be = backend(root, url, api_key, user)
+    d: Diff = guard(lambda: be.diff(session_id, from_, to))
+    if as_json:
+        _out_json(d.view())
+        return
+    from rich.markup import escape
+
+    console = _console()
+    console.print(
+        f"{d.session_id}: version {d.from_version} ({d.from_created_at}) -> "
+        f"version {d.to_version} ({d.to_created_at})"
+    )
+    for name in d.added:
+        if d.added[name] or d.removed[name]:
+            console.print(f"{name}:")
+            for item in d.removed[name]:
+                console.print(f"[red]  - {escape(str(item))}[/red]")
+            for item in d.added[name]:
+                console.print(f"[green]  + {escape(str(item))}[/green]")
+    for name, change in d.changed.items():
+        console.print(f"{name}: {escape(repr(change['from']))} -> {escape(repr(change['to']))}")
+    if d.empty:
+        console.print("no changes")
+
+
+@app.command()
+def sessions(
+    project_path: ProjectOpt = None,
+    git_branch: BranchOpt = None,
+    event: EventOpt = None,
+    limit: Annotated[int, typer.Option(help="Sessions per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the page before.")] = None,
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List your sessions, newest first, with their latest snapshot."""
+    be = backend(root, url, api_key, user)
+    page: Page = guard(
+        lambda: be.sessions(
+            project_path=project_path,
+            git_branch=git_branch,
+            event=event,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    if as_json:
+        _out_json(page.view())
+        return
+    from rich.table import Table
+
+    table = Table(
+        "session_id", "version", "created_at", "event", "tasks", "branch", "project", box=None
+    )
+    for s in page.items:
+        table.add_row(
+            s.session_id,
+            str(s.version),
+            s.created_at,
+            s.event,
+            str(s.counts["open_tasks"]),
+            s.git_branch or "",
+            s.project_path or "",
+        )
+    _console().print(table)
+    if page.next_cursor:
+        typer.echo(f"more: --cursor {page.next_cursor}")
+
+
+@app.command()
+def delete(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    root: RootOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Hide a session from every read (appends a tombstone; nothing is erased)."""
+    be = backend(root, url, api_key, user)
+    hidden = guard(lambda: be.delete(session_id))
+    typer.echo(f"Deleted session {session_id} ({hidden} versions hidden).")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The one place that turns events into bytes and back (SPEC §3, STYLE habit 2).
+
+A line is orjson with sorted keys, compact, UTF-8, `\\n`-terminated; orjson refuses NaN and
+Infinity on the way in, so no such value can be stored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+EVENT_TYPES = ("snapshot", "delete")
+_DUMP_OPTS = orjson.OPT_SORT_KEYS
+USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
+SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
+WRITER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+class DecodeError(ValueError):
+    """A log line that is not a valid event; the reader skips and reports it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: str
+    user: str
+    session_id: str
+    writer: str
+    seq: int
+    ts: str
+    data: dict[str, Any]
+    idem: str | None = None  # sha256 of the Idempotency-Key header, when one was sent
+    body: str | None = None  # sha256 of the canonical request body, with idem
+    v: int = SCHEMA_VERSION
+
+    @property
+    def ts_ms(self) -> int:
+        return ts_to_ms(self.ts)
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, compact), no newline."""
+    return orjson.dumps(value, option=_DUMP_OPTS)
+
+
+def loads(raw: bytes | str) -> Any:
+    return orjson.loads(raw)
+
+
+def encode(event: Event) -> bytes:
+    record: dict[str, Any] = {
+        "v": event.v,
+        "id": event.id,
+        "type": event.type,
+        "user": event.user,
+        "session_id": event.session_id,
+        "writer": event.writer,
+        "seq": event.seq,
+        "ts": event.ts,
+        "data": event.data,
+    }
+    if event.idem is not None:
+        record["idem"] = event.idem
+        record["body"] = event.body
+    return orjson.dumps(record, option=_DUMP_OPTS | orjson.OPT_APPEND_NEWLINE)
+
+
+def decode(line: bytes) -> Event:
+    """Parse and check one line (with or without its newline)."""
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    return event_from_record(raw)
+
+
+def event_from_record(raw: Any) -> Event:
+    if not isinstance(raw, dict):
+        raise DecodeError("not a JSON object")
+    v = raw.get("v")
+    if v != SCHEMA_VERSION:
+        # Future schema versions are upgraded here at read time (STYLE: eventsourcing's upcasting).
+        raise DecodeError(f"unsupported schema version {v!r}")
+    try:
+        ev = Event(
+            id=raw["id"],
+            type=raw["type"],
+            user=raw["user"],
+            session_id=raw["session_id"],
+            writer=raw["writer"],
+            seq=raw["seq"],
+            ts=raw["ts"],
+            data=raw["data"],
+            idem=raw.get("idem"),
+            body=raw.get("body"),
+        )
+    except KeyError as exc:
+        raise DecodeError(f"missing field {exc.args[0]!r}") from None
+    if not isinstance(ev.id, str) or not _UUID_RE.match(ev.id):
+        raise DecodeError("id is not a lowercase UUID")
+    if ev.type not in EVENT_TYPES:
+        raise DecodeError(f"unknown type {ev.type!r}")
+    if not isinstance(ev.user, str) or not USER_RE.match(ev.user):
+        raise DecodeError("invalid user")
+    if not isinstance(ev.session_id, str) or not SESSION_RE.match(ev.session_id):
+        raise DecodeError("invalid session_id")
+    if not isinstance(ev.writer, str) or not WRITER_RE.match(ev.writer):
+        raise DecodeError("invalid writer")
+    if type(ev.seq) is not int or ev.seq < 1:
+        raise DecodeError("seq is not a positive integer")
+    if not isinstance(ev.ts, str) or len(ev.ts) != 24:
+        raise DecodeError("ts is not ISO-8601 UTC with milliseconds")
+    try:
+        ts_to_ms(ev.ts)
+    except ValueError:
+        raise DecodeError("ts is not ISO-8601 UTC with milliseconds") from None
+    if not isinstance(ev.data, dict):
+        raise DecodeError("data is not an object")
+    return ev
+
+
+# --- time and ids -------------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def ms_to_ts(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def ts_to_ms(ts: str) -> int:
+    if ts[-1] != "Z" or ts[19] != ".":
+        raise ValueError(ts)
+    dt = datetime.fromisoformat(ts[:19]).replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1000 + int(ts[20:23])
+
+
+def uuid7(ms: int | None = None) -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then randomness."""
+    ms = now_ms() if ms is None else ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def normalize_uuid(value: str) -> str | None:
+    """The canonical lowercase form of a UUID string, or None if it is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def id_hash(event_id: str) -> int:
+    """A compact 63-bit stand-in for an event id (its random low bits), kept per row in memory."""
+    return int(event_id[-17:].replace("-", ""), 16) & 0x7FFF_FFFF_FFFF_FFFF

@@ -1,0 +1,161 @@
+"""Where things live in a memory folder (SPEC §3), and how the folder is found and set up."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+import re
+import secrets
+import socket
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from .codec import USER_RE, WRITER_RE
+from .errors import FieldError, InvalidInput
+
+ROOT_ENV = "SESSIONMEM_ROOT"
+
+README_TEXT = """\
+# .memory — session memory for coding agents
+
+This folder is written by [sessionmem](https://pypi.org/project/sessionmem/). It holds snapshots of
+coding agents' working state (files modified, commands run, decisions, open tasks), saved before the
+agent's context is compacted, at session end, or at a checkpoint, so the next session can pick up
+where the last one stopped.
+
+- `log/<user>/<writer>.jsonl` — the source of truth. One JSON event per line, append-only, never
+  rewritten. Each clone of the repository (or each server data directory) writes its own file, so
+  merges between clones never touch the same file; `.gitattributes` makes git union-merge the rest.
+- `.local/` — machine-local and derived (writer id, API key hashes, locks, caches). Never committed.
+
+Read it with `sessionmem sessions`, `sessionmem history SESSION`, `sessionmem show SESSION`;
+check it with `sessionmem verify`.
+"""
+GITATTRIBUTES_TEXT = "log/**/*.jsonl text eol=lf merge=union\n"
+GITIGNORE_TEXT = ".local/\n"
+SCAFFOLD = {
+    "README.md": README_TEXT,
+    ".gitattributes": GITATTRIBUTES_TEXT,
+    ".gitignore": GITIGNORE_TEXT,
+}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest `.memory/` upward from `start` (like git finds `.git`), else `./.memory`."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / ".memory"
+        if candidate.is_dir():
+            return candidate
+    return here / ".memory"
+
+
+def check_user(user: str) -> str:
+    if not isinstance(user, str) or not USER_RE.match(user):
+        raise InvalidInput(
+            FieldError(
+                "user",
+                f"{user!r} is not a valid user id: use 1-128 characters from A-Z a-z 0-9 . _ @ -, "
+                "starting with a letter or digit.",
+            )
+        )
+    return user
+
+
+def sanitize_user(raw: str) -> str:
+    """Turn an e-mail address or OS login into a valid user id."""
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "-", raw.strip())
+    cleaned = cleaned.lstrip("._@-")[:128]
+    return cleaned or "user"
+
+
+def default_user(explicit: str | None = None, cwd: Path | None = None) -> str:
+    """`--user`, else SESSIONMEM_USER, else git's user.email, else the OS user (issue 5)."""
+    if explicit:
+        return check_user(explicit)
+    env = os.environ.get("SESSIONMEM_USER")
+    if env:
+        return check_user(env)
+    try:
+        out = subprocess.run(
+            ["git", "config", "user.email"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            cwd=cwd,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return sanitize_user(out.stdout)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return sanitize_user(getpass.getuser())
+    except Exception:  # getpass raises a variety of errors with no login name
+        return "user"
+
+
+class Layout:
+    """Paths inside one memory root. Creating it touches nothing on disk."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.log = self.root / "log"
+        self.local = self.root / ".local"
+        self.locks = self.local / "locks"
+        self.quarantine = self.local / "quarantine"
+        self.keys = self.local / "keys.json"
+        self.writer_file = self.local / "writer.json"
+
+    def user_dir(self, user: str) -> Path:
+        return self.log / check_user(user)
+
+    def ensure(self) -> list[str]:
+        """Create the folder and its scaffolding; repair what is missing. Returns what it made."""
+        made = []
+        for folder in (self.root, self.log, self.local, self.locks):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                made.append(str(folder.relative_to(self.root.parent)) + "/")
+        for name, text in SCAFFOLD.items():
+            path = self.root / name
+            if not path.exists():
+                tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+                made.append(name)
+        return made
+
+    def scaffolded(self) -> bool:
+        return all((self.root / name).exists() for name in SCAFFOLD) and self.locks.is_dir()
+
+    def writer_id(self) -> str:
+        """This root's writer id, made once per root (SPEC §3: one writer per clone or data dir).
+
+        The file also records the root's real path: a copied folder (cp -r of a clone) would
+        otherwise append to the same `<writer>.jsonl` as its original, so a copy gets a new id.
+        """
+        real = str(self.root.resolve())
+        with contextlib.suppress(OSError, ValueError):
+            info = orjson.loads(self.writer_file.read_bytes())
+            if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
+                return str(info["writer"])
+        self.ensure()
+        with open(self.locks / "writer.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError, ValueError):
+                info = orjson.loads(self.writer_file.read_bytes())
+                if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
+                    return str(info["writer"])
+            host = re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:24]
+            writer = f"{host or 'host'}-{secrets.token_hex(4)}"
+            tmp = self.writer_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(orjson.dumps({"writer": writer, "root": real}))
+            os.replace(tmp, self.writer_file)
+            return writer

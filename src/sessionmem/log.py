@@ -1,0 +1,284 @@
+"""The append-only log files: how one event is appended durably, and how lines are read back.
+
+Append protocol (SPEC §3): open by path with O_APPEND (never keep a descriptor across appends: git
+replaces files on checkout), take an exclusive `flock` on this writer's lock file under `.local/`,
+set aside a torn tail left by a crashed writer, write the whole line with one `write`, release the
+lock, then `fsync` — shared by every thread that appended meanwhile (group commit) — before
+acknowledging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from .codec import DecodeError, decode, now_ms
+from .errors import StorageError
+from .layout import Layout
+
+DURABILITY_MODES = ("durable", "fast")
+_TAIL_CHUNK = 64 * 1024
+
+
+class GroupSync:
+    """Concurrent durable appends share one fsync (issue 6).
+
+    A thread that finds a sync in flight waits for the next one, which covers its write too; so
+    each acknowledged write was followed by an fsync that began after it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: dict[int, tuple[str, int]] = {}
+        self._next = 0
+        self._done = 0
+        self._busy = False
+        self._errors: dict[int, OSError] = {}
+        self.syncs = 0  # how many fsync rounds ran; read by tests and benchmarks
+
+    def sync(self, key: str, fd: int) -> None:
+        with self._cond:
+            self._next += 1
+            ticket = self._next
+            self._pending[ticket] = (key, fd)
+            while self._done < ticket:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch, self._pending = self._pending, {}
+                top = max(batch)
+                self._cond.release()
+                failure: OSError | None = None
+                try:
+                    seen: set[str] = set()
+                    for path, handle in batch.values():
+                        if path not in seen:
+                            seen.add(path)
+                            os.fsync(handle)
+                except OSError as exc:
+                    failure = exc
+                finally:
+                    self._cond.acquire()
+                    self.syncs += 1
+                    self._busy = False
+                    self._done = max(self._done, top)
+                    if failure is not None:
+                        for t in batch:
+                            self._errors[t] = failure
+                    self._cond.notify_all()
+            failure = self._errors.pop(ticket, None)
+        if failure is not None:
+            raise StorageError(f"Could not sync the log to disk: {failure}.") from failure
+
+
+@dataclass(frozen=True)
+class Appended:
+    path: Path
+    offset: int
+    line: bytes
+
+
+def lock_path(layout: Layout, user: str, writer: str) -> Path:
+    return layout.locks / f"{user}~{writer}.lock"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def tail_lines(fd: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """Complete lines among the file's first `size` bytes, last first, as (offset, line)."""
+    buf = b""  # the bytes [pos, pos + len(buf)), always ending in a newline once `found`
+    pos = size
+    found = False
+    while pos > 0:
+        start = max(0, pos - _TAIL_CHUNK)
+        buf = os.pread(fd, pos - start, start) + buf
+        pos = start
+        if not found:
+            nl = buf.rfind(b"\n")
+            if nl < 0:
+                continue
+            found = True
+            buf = buf[: nl + 1]
+        while buf:
+            prev = buf.rfind(b"\n", 0, len(buf) - 1)
+            if prev < 0:
+                if pos == 0:
+                    yield 0, buf[:-1]
+                    buf = b""
+                break
+            yield pos + prev + 1, buf[prev + 1 : -1]
+            buf = buf[: prev + 1]
+        if not buf:
+            return
+
+
+def last_event_mark(fd: int, size: int, limit: int = 64) -> tuple[int, int]:
+    """(seq, ts_ms) of the last decodable event among the last `limit` lines, or (0, 0)."""
+    for n, (_, line) in enumerate(tail_lines(fd, size)):
+        if n >= limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            ev = decode(line)
+        except DecodeError:
+            continue
+        return ev.seq, ev.ts_ms
+    return 0, 0
+
+
+def _set_aside_torn_tail(layout: Layout, fd: int, size: int, path: Path) -> int:
+    """Move bytes after the last newline into quarantine and cut them off. Returns new size."""
+    keep = 0
+    for offset, line in tail_lines(fd, size):
+        keep = offset + len(line) + 1
+        break
+    tail = os.pread(fd, size - keep, keep)
+    layout.quarantine.mkdir(parents=True, exist_ok=True)
+    name = f"{path.parent.name}~{path.stem}.{keep}.{now_ms()}.torn"
+    qfd = os.open(layout.quarantine / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(qfd, tail)
+        os.fsync(qfd)
+    finally:
+        os.close(qfd)
+    os.ftruncate(fd, keep)
+    return keep
+
+
+def append_event(
+    layout: Layout,
+    user: str,
+    writer: str,
+    build: Callable[[int, int], bytes],
+    *,
+    min_ts_ms: int = 0,
+    durable: bool = True,
+    syncer: GroupSync | None = None,
+    precheck: Callable[[], bool] | None = None,
+) -> Appended | None:
+    """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
+
+    `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event nor
+    below `min_ts_ms` (the newest event this process has seen from other writers, plus one).
+    `precheck`, if given, runs under the lock; when it returns True nothing is written and the
+    result is None (an idempotent retry found its first result).
+    """
+    folder = layout.log / user
+    path = folder / f"{writer}.jsonl"
+    new_dir = not folder.is_dir()
+    if new_dir:
+        folder.mkdir(parents=True, exist_ok=True)
+    layout.locks.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(lock_path(layout, user, writer), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = -1
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if precheck is not None and precheck():
+            os.close(lock_fd)
+            return None
+        state = _read_state(lock_fd)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        st = os.fstat(fd)
+        size = st.st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            size = _set_aside_torn_tail(layout, fd, size, path)
+        last_seq, last_ts = state.get("seq", 0), state.get("ts", 0)
+        if state.get("ino") != st.st_ino or state.get("size") != size:
+            file_seq, file_ts = last_event_mark(fd, size)
+            last_seq, last_ts = max(last_seq, file_seq), max(last_ts, file_ts)
+        seq = last_seq + 1
+        ts = max(now_ms(), last_ts, min_ts_ms)
+        line = build(seq, ts)
+        try:
+            written = os.write(fd, line)
+        except OSError as exc:
+            written = -1
+            error: OSError | None = exc
+        else:
+            error = None
+        if written != len(line):
+            # Disk full or a file size limit: leave no partial line behind (issue 4).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            reason = os.strerror(error.errno) if error and error.errno else "short write"
+            if error is not None and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                reason += " (free some space, then retry: nothing was stored)"
+            raise StorageError(f"Could not append to {path}: {reason}.") from error
+        _write_state(lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)})
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        os.close(lock_fd)
+        raise
+    os.close(lock_fd)  # releases the flock; the sync below happens outside it (group commit)
+    try:
+        if durable:
+            if syncer is not None:
+                syncer.sync(str(path), fd)
+            else:
+                os.fsync(fd)
+            if size == 0:
+                _fsync_dir(folder)
+                if new_dir:
+                    _fsync_dir(folder.parent)
+    except OSError as exc:
+        raise StorageError(f"Could not sync {path} to disk: {exc}.") from exc
+    finally:
+        os.close(fd)
+    return Appended(path, size, line)
+
+
+def _read_state(fd: int) -> dict[str, int]:
+    raw = os.pread(fd, 512, 0).rstrip(b"\0 \n")
+    if not raw:
+        return {}
+    try:
+        state = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(fd: int, state: dict[str, int]) -> None:
+    raw = orjson.dumps(state)
+    os.pwrite(fd, raw.ljust(128), 0)
+
+
+def read_lines(fd: int, start: int, chunk: int = 1 << 22) -> Iterator[tuple[int, list[bytes]]]:
+    """Complete (`\\n`-terminated) lines from `start`, in blocks: (offset of first, lines).
+
+    Bytes after the last newline are not a line yet (a writer may be mid-write, or crashed);
+    the caller resumes from the offset after the last line it was given.
+    """
+    pos = start
+    size = chunk
+    while True:
+        block = os.pread(fd, size, pos)
+        if not block:
+            return
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            if len(block) < size:
+                return
+            size *= 2  # one line longer than the block: read more
+            continue
+        lines = block[:cut].split(b"\n")
+        yield pos, lines
+        pos += cut + 1
+        size = chunk

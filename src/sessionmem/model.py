@@ -1,0 +1,301 @@
+"""Domain values (frozen dataclasses) and the rules a snapshot must follow (SPEC §1).
+
+The rules live here, in the library, so every surface — HTTP, CLI, hooks, Python — refuses the
+same input with the same message naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .codec import SESSION_RE, dumps, normalize_uuid
+from .errors import FieldError, InvalidInput
+
+SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
+DEFAULT_EVENT = "checkpoint"
+LIST_FIELDS = ("files_modified", "commands_run", "key_decisions", "open_tasks")
+SCALAR_FIELDS = ("project_path", "git_branch", "git_commit")
+RESERVED_SESSION_ID = "latest"  # GET /session/latest would shadow it
+MAX_LIST_ITEMS = 10_000
+MAX_ITEM_CHARS = 65_536
+MAX_METADATA_BYTES = 64 * 1024
+MAX_DATA_BYTES = 1024 * 1024
+
+
+def check_session_id(value: Any, field_name: str = "session_id") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(FieldError(field_name, "must be a string."))
+    if not SESSION_RE.match(value):
+        raise InvalidInput(
+            FieldError(
+                field_name,
+                "must be 1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]* "
+                "(it travels in URL paths).",
+            )
+        )
+    return value
+
+
+def normalize_snapshot(body: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """Check a snapshot body; return (session_id, client snapshot_id or None, data to store).
+
+    Every error found is reported at once, each naming its field and the rule it broke.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidInput(FieldError("body", "must be a JSON object."))
+    errors: list[FieldError] = []
+    session_id = body.get("session_id")
+    if session_id is None:
+        errors.append(FieldError("session_id", "is required."))
+    else:
+        try:
+            check_session_id(session_id)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+        if session_id == RESERVED_SESSION_ID:
+            errors.append(
+                FieldError(
+                    "session_id", "'latest' is reserved (GET /session/latest); pick another."
+                )
+            )
+    snapshot_id = body.get("snapshot_id")
+    if snapshot_id is not None:
+        norm = normalize_uuid(snapshot_id) if isinstance(snapshot_id, str) else None
+        if norm is None:
+            errors.append(FieldError("snapshot_id", "must be a UUID, e.g. from uuid.uuid7()."))
+        snapshot_id = norm
+    data: dict[str, Any] = {}
+    for name, value in body.items():
+        if not isinstance(name, str):
+            errors.append(FieldError("body", "field names must be strings."))
+            continue
+        if name in ("session_id", "snapshot_id"):
+            continue
+        if name in LIST_FIELDS:
+            data[name] = _check_list(name, value, errors)
+        elif name in SCALAR_FIELDS:
+            if value is not None and not isinstance(value, str):
+                errors.append(FieldError(name, "must be a string or null."))
+            elif isinstance(value, str) and len(value) > MAX_ITEM_CHARS:
+                errors.append(FieldError(name, f"must be at most {MAX_ITEM_CHARS} characters."))
+            data[name] = value
+        elif name == "event":
+            if value is None:
+                value = DEFAULT_EVENT
+            if value not in SNAPSHOT_EVENTS:
+                errors.append(
+                    FieldError("event", "must be one of pre_compact, session_end, checkpoint.")
+                )
+            data[name] = value
+        elif name == "metadata":
+            if value is not None and not isinstance(value, Mapping):
+                errors.append(FieldError("metadata", "must be a JSON object or null."))
+            elif value is not None and len(_encode(value, name, errors)) > MAX_METADATA_BYTES:
+                errors.append(
+                    FieldError("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes.")
+                )
+            data[name] = value
+        else:
+            _encode(value, name, errors)  # kept as sent, but it must be storable JSON
+            data[name] = value
+    for name in LIST_FIELDS:
+        data.setdefault(name, [])
+    data.setdefault("project_path", None)
+    data.setdefault("event", DEFAULT_EVENT)
+    if not errors and len(_encode(data, "body", errors)) > MAX_DATA_BYTES:
+        errors.append(FieldError("body", "the snapshot must encode to at most 1 MiB."))
+    if errors:
+        raise InvalidInput(errors)
+    return str(session_id), snapshot_id, data
+
+
+def _check_list(name: str, value: Any, errors: list[FieldError]) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(FieldError(name, "must be a list of strings."))
+        return []
+    if len(value) > MAX_LIST_ITEMS:
+        errors.append(FieldError(name, f"must have at most {MAX_LIST_ITEMS} items."))
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            errors.append(FieldError(f"{name}.{i}", "must be a string."))
+            break
+        if len(item) > MAX_ITEM_CHARS:
+            errors.append(
+                FieldError(f"{name}.{i}", f"must be at most {MAX_ITEM_CHARS} characters.")
+            )
+            break
+    return value
+
+
+def _encode(value: Any, name: str, errors: list[FieldError]) -> bytes:
+    try:
+        return dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        errors.append(FieldError(name, f"is not storable JSON ({exc})."))
+        return b""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One stored snapshot as every surface returns it (SPEC §1 response shape)."""
+
+    session_id: str
+    version: int
+    snapshot_id: str
+    event: str
+    created_at: str
+    session_data: dict[str, Any]
+
+    @property
+    def open_tasks(self) -> list[str]:
+        return list(self.session_data.get("open_tasks") or [])
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "event": self.event,
+            "created_at": self.created_at,
+            "session_data": self.session_data,
+        }
+
+    @classmethod
+    def from_view(cls, raw: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            session_id=raw["session_id"],
+            version=raw["version"],
+            snapshot_id=raw["snapshot_id"],
+            event=raw["event"],
+            created_at=raw["created_at"],
+            session_data=dict(raw["session_data"]),
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        # Agents written against the seed contract index the JSON: latest["session_data"][...]
+        return self.view()[key]
+
+
+def counts(data: Mapping[str, Any]) -> dict[str, int]:
+    return {name: len(data.get(name) or []) for name in LIST_FIELDS}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    version: int
+    snapshot_id: str
+    event: str
+    created_at: str
+    counts: dict[str, int]
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "event": self.event,
+            "created_at": self.created_at,
+            "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    session_id: str
+    version: int
+    snapshot_id: str
+    event: str
+    created_at: str
+    project_path: str | None
+    git_branch: str | None
+    counts: dict[str, int]
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "event": self.event,
+            "created_at": self.created_at,
+            "project_path": self.project_path,
+            "git_branch": self.git_branch,
+            "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; pass `next_cursor` back as `cursor` for the next page."""
+
+    items: list[Any]
+    next_cursor: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"items": [i.view() for i in self.items], "next_cursor": self.next_cursor}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A log line that was skipped while reading, and why."""
+
+    path: str
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    project_path: str | None = None
+    git_branch: str | None = None
+    event: str | None = None
+
+    def match(self, data: Mapping[str, Any]) -> bool:
+        if self.project_path is not None and data.get("project_path") != self.project_path:
+            return False
+        if self.git_branch is not None and data.get("git_branch") != self.git_branch:
+            return False
+        return self.event is None or data.get("event") == self.event
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.project_path, self.git_branch, self.event))
+
+
+@dataclass(frozen=True)
+class Diff:
+    session_id: str
+    from_version: int
+    to_version: int
+    from_snapshot_id: str
+    to_snapshot_id: str
+    from_created_at: str
+    to_created_at: str
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "from": {
+                "version": self.from_version,
+                "snapshot_id": self.from_snapshot_id,
+                "created_at": self.from_created_at,
+            },
+            "to": {
+                "version": self.to_version,
+                "snapshot_id": self.to_snapshot_id,
+                "created_at": self.to_created_at,
+            },
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+        }
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.added.values()) and not any(self.removed.values()) and not self.changed

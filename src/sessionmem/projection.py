@@ -1,0 +1,397 @@
+"""Projections: one user's logs folded into "latest per session" and each session's history.
+
+Everything here is derived from the log files alone and can be thrown away (SPEC §3). Memory is
+kept small: a stored event costs one row of fixed-width numbers per column (`array`), not a
+Python object — the history is positions in the log, read back on demand.
+
+A row is addressed by a *ref*: `part_no << 32 | row`. Each log file is a *part*, folded
+incrementally from the offset where the last fold stopped; a part whose file was replaced (inode
+changed), shrank, or whose bytes before that offset changed is dropped and read again.
+
+Order is `(ts, writer, seq)` (then the id, so two clones holding the same events agree even on
+damaged input); duplicate ids (union merges, cherry-picks) count once: identical events have
+identical keys, so after sorting a duplicate sits next to its twin.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .codec import DecodeError, Event, decode, event_from_record, id_hash, loads, ts_to_ms
+from .model import Problem
+
+SNAPSHOT, DELETE = 0, 1
+_SIG = 64  # bytes before the fold offset remembered to notice a file rewritten in place
+_MAX_PROBLEMS = 100  # per part; the count goes on
+
+
+class Stale(Exception):
+    """A file changed under a read; refresh and try again."""
+
+
+class Part:
+    """The rows folded from one log file."""
+
+    def __init__(self, no: int, path: Path):
+        self.no = no
+        self.path = path
+        self.dev = self.ino = -1
+        self.seen_size = -1
+        self.seen_mtime = -1
+        self.consumed = 0
+        self.sig = b""
+        self.ts = array("q")
+        self.seq = array("q")
+        self.widx = array("i")
+        self.off = array("q")
+        self.ln = array("i")
+        self.kind = array("b")
+        self.idh = array("q")
+        self.by_session: dict[int, array[int]] = {}
+        self.problems: list[Problem] = []
+        self.problem_count = 0
+
+    def report(self, offset: int, reason: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(Problem(str(self.path), offset, reason))
+
+
+@dataclass
+class History:
+    """A session's merged, de-duplicated rows; `refs[start:]` is the live history."""
+
+    refs: array[int]
+    last_key: tuple[Any, ...]
+    start: int
+
+    @property
+    def deleted(self) -> bool:
+        return self.start == len(self.refs) and len(self.refs) > 0
+
+
+@dataclass
+class Head:
+    key: tuple[Any, ...]
+    ref: int
+    kind: int
+
+
+@dataclass
+class Summary:
+    """Fields of a session's newest snapshot, cached for filtering and listing."""
+
+    ref: int
+    event: Event
+
+
+@dataclass
+class FoldResult:
+    touched: set[int] = field(default_factory=set)
+    rebuilt: bool = False
+
+
+class UserView:
+    """The projection of `log/<user>/`. Thread-safe: every public method takes `lock`."""
+
+    def __init__(self, folder: Path, user: str):
+        self.folder = folder
+        self.user = user
+        self.lock = threading.RLock()
+        self.parts: dict[str, Part] = {}
+        self.by_no: dict[int, Part] = {}
+        self._next_no = 1
+        self.session_names: list[str] = []
+        self.session_index: dict[str, int] = {}
+        self.writer_names: list[str] = []
+        self.writer_index: dict[str, int] = {}
+        self.heads: dict[int, Head] = {}
+        self.histories: dict[int, History] = {}
+        self.summaries: dict[int, Summary] = {}
+        self.idem: dict[str, int] = {}
+        self.max_ts: dict[str, int] = {}  # writer -> newest ts seen
+        self.generation = 0  # bumped whenever anything changed; caches key on it
+
+    # --- folding -----------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Fold whatever changed on disk since the last call. Returns True if anything did."""
+        with self.lock:
+            try:
+                entries = {
+                    e.name: e.stat(follow_symlinks=False)
+                    for e in os.scandir(self.folder)
+                    if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False)
+                }
+            except (FileNotFoundError, NotADirectoryError):
+                entries = {}
+            changed = False
+            touched: set[int] = set()
+            for name in [n for n in self.parts if n not in entries]:
+                touched |= self._drop(self.parts[name])
+                changed = True
+            for name, st in entries.items():
+                part = self.parts.get(name)
+                if part is None:
+                    part = self._new_part(name)
+                elif part.ino != st.st_ino or part.dev != st.st_dev or st.st_size < part.consumed:
+                    touched |= self._drop(part)
+                    part = self._new_part(name)
+                elif st.st_size == part.seen_size and st.st_mtime_ns == part.seen_mtime:
+                    continue
+                result = self._fold(part)
+                touched |= result.touched
+                changed = True
+            if changed:
+                self.generation += 1
+                for sidx in touched:
+                    self.summaries.pop(sidx, None)
+            return changed
+
+    def _new_part(self, name: str) -> Part:
+        part = Part(self._next_no, self.folder / name)
+        self._next_no += 1
+        self.parts[name] = part
+        self.by_no[part.no] = part
+        return part
+
+    def _drop(self, part: Part) -> set[int]:
+        del self.parts[part.path.name]
+        del self.by_no[part.no]
+        touched = set(part.by_session)
+        for sidx in touched:
+            self.histories.pop(sidx, None)
+            self._recompute_head(sidx)
+        self.idem = {k: r for k, r in self.idem.items() if r >> 32 != part.no}
+        return touched
+
+    def _fold(self, part: Part) -> FoldResult:
+        result = FoldResult()
+        try:
+            fd = os.open(part.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return result
+        try:
+            st = os.fstat(fd)
+            if part.ino == -1:
+                part.dev, part.ino = st.st_dev, st.st_ino
+            elif (part.dev, part.ino) != (st.st_dev, st.st_ino) or (
+                part.consumed and _sig(fd, part.consumed) != part.sig
+            ):
+                # Replaced or rewritten in place between stat and open: read it all again.
+                result.touched |= self._drop(part)
+                part = self._new_part(part.path.name)
+                part.dev, part.ino = st.st_dev, st.st_ino
+                result.rebuilt = True
+            self._fold_lines(part, fd, result)
+            part.seen_size, part.seen_mtime = st.st_size, st.st_mtime_ns
+            part.sig = _sig(fd, part.consumed)
+        finally:
+            os.close(fd)
+        return result
+
+    def _fold_lines(self, part: Part, fd: int, result: FoldResult) -> None:
+        from .log import read_lines
+
+        user = self.user
+        for offset, lines in read_lines(fd, part.consumed):
+            pos = offset
+            for line in lines:
+                start = pos
+                pos += len(line) + 1
+                if not line or line.isspace():
+                    continue
+                try:
+                    ev = event_from_record(loads(line))
+                except (DecodeError, ValueError) as exc:
+                    part.report(start, str(exc))
+                    continue
+                if ev.user != user:
+                    part.report(start, f"event of user {ev.user!r} in {user!r}'s folder")
+                    continue
+                self._add_row(part, ev, start, len(line), result)
+            part.consumed = pos
+
+    def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> None:
+        sidx = self.session_index.get(ev.session_id)
+        if sidx is None:
+            sidx = self.session_index[ev.session_id] = len(self.session_names)
+            self.session_names.append(ev.session_id)
+        widx = self.writer_index.get(ev.writer)
+        if widx is None:
+            widx = self.writer_index[ev.writer] = len(self.writer_names)
+            self.writer_names.append(ev.writer)
+        ts = ts_to_ms(ev.ts)
+        row = len(part.ts)
+        part.ts.append(ts)
+        part.seq.append(ev.seq)
+        part.widx.append(widx)
+        part.off.append(offset)
+        part.ln.append(length)
+        kind = DELETE if ev.type == "delete" else SNAPSHOT
+        part.kind.append(kind)
+        idh = id_hash(ev.id)
+        part.idh.append(idh)
+        rows = part.by_session.get(sidx)
+        if rows is None:
+            rows = part.by_session[sidx] = array("i")
+        rows.append(row)
+        if ts > self.max_ts.get(ev.writer, -1):
+            self.max_ts[ev.writer] = ts
+        ref = part.no << 32 | row
+        if ev.idem is not None:
+            self.idem.setdefault(ev.idem, ref)
+        key = (ts, ev.writer, ev.seq, idh)
+        result.touched.add(sidx)
+        head = self.heads.get(sidx)
+        if head is None or key > head.key:
+            self.heads[sidx] = Head(key, ref, kind)
+        hist = self.histories.get(sidx)
+        if hist is not None:
+            if key > hist.last_key:
+                hist.refs.append(ref)
+                hist.last_key = key
+                if kind == DELETE:
+                    hist.start = len(hist.refs)
+            else:
+                del self.histories[sidx]  # arrived out of order (a merge): sort again on demand
+
+    def _recompute_head(self, sidx: int) -> None:
+        best: Head | None = None
+        for part in self.by_no.values():
+            for row in part.by_session.get(sidx, ()):
+                key = self.key(part.no << 32 | row)
+                if best is None or key > best.key:
+                    best = Head(key, part.no << 32 | row, part.kind[row])
+        if best is None:
+            self.heads.pop(sidx, None)
+        else:
+            self.heads[sidx] = best
+
+    # --- reading -----------------------------------------------------------------------
+
+    def key(self, ref: int) -> tuple[int, str, int, int]:
+        part = self.by_no[ref >> 32]
+        row = ref & 0xFFFF_FFFF
+        return (part.ts[row], self.writer_names[part.widx[row]], part.seq[row], part.idh[row])
+
+    def kind(self, ref: int) -> int:
+        return self.by_no[ref >> 32].kind[ref & 0xFFFF_FFFF]
+
+    def idh(self, ref: int) -> int:
+        return self.by_no[ref >> 32].idh[ref & 0xFFFF_FFFF]
+
+    def history(self, session_id: str) -> History | None:
+        """The merged history of a session, or None if it never existed here."""
+        with self.lock:
+            sidx = self.session_index.get(session_id)
+            if sidx is None or sidx not in self.heads:
+                return None
+            hist = self.histories.get(sidx)
+            if hist is None:
+                hist = self._merge(sidx)
+                self.histories[sidx] = hist
+            return hist
+
+    def _merge(self, sidx: int) -> History:
+        refs: list[int] = []
+        for part in self.by_no.values():
+            rows = part.by_session.get(sidx)
+            if rows:
+                base = part.no << 32
+                refs.extend(base | r for r in rows)
+        keyed = sorted((self.key(r), r) for r in refs)
+        merged = array("q")
+        last: tuple[Any, ...] = ()
+        start = 0
+        for key, ref in keyed:
+            if key == last:
+                continue  # the same event twice (union merge, cherry-pick)
+            last = key
+            merged.append(ref)
+            if self.kind(ref) == DELETE:
+                start = len(merged)
+        return History(merged, last, start)
+
+    def live_heads(self) -> list[tuple[tuple[Any, ...], int, int]]:
+        """(key, sidx, ref) of every session whose newest event is a snapshot, newest first."""
+        with self.lock:
+            heads = [(h.key, sidx, h.ref) for sidx, h in self.heads.items() if h.kind == SNAPSHOT]
+        heads.sort(reverse=True)
+        return heads
+
+    def read(self, ref: int) -> Event:
+        """Read the event at `ref` back from its file. Raises Stale if the file changed."""
+        with self.lock:
+            part = self.by_no.get(ref >> 32)
+            if part is None:
+                raise Stale(ref)
+            row = ref & 0xFFFF_FFFF
+            offset, length, idh = part.off[row], part.ln[row], part.idh[row]
+            path, ino = part.path, part.ino
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise Stale(ref) from None
+        try:
+            if os.fstat(fd).st_ino != ino:
+                raise Stale(ref)
+            raw = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        try:
+            ev = decode(raw)
+        except DecodeError:
+            raise Stale(ref) from None
+        if id_hash(ev.id) != idh:
+            raise Stale(ref)
+        return ev
+
+    def summary(self, sidx: int, ref: int) -> Event:
+        with self.lock:
+            cached = self.summaries.get(sidx)
+            if cached is not None and cached.ref == ref:
+                return cached.event
+        ev = self.read(ref)
+        with self.lock:
+            self.summaries[sidx] = Summary(ref, ev)
+        return ev
+
+    def find_id(self, event_id: str) -> Iterable[int]:
+        """Refs of rows whose id hash matches `event_id` (confirm by reading)."""
+        target = id_hash(event_id)
+        with self.lock:
+            found = []
+            for part in self.by_no.values():
+                start = 0
+                while True:
+                    try:
+                        row = part.idh.index(target, start)
+                    except ValueError:
+                        break
+                    found.append(part.no << 32 | row)
+                    start = row + 1
+            return found
+
+    def problems(self) -> list[Problem]:
+        with self.lock:
+            return [p for part in self.parts.values() for p in part.problems]
+
+    def event_count(self) -> int:
+        with self.lock:
+            return sum(len(p.ts) for p in self.by_no.values())
+
+    def other_writers_max_ts(self, writer: str) -> int:
+        with self.lock:
+            return max((ts for w, ts in self.max_ts.items() if w != writer), default=0)
+
+
+def _sig(fd: int, end: int) -> bytes:
+    start = max(0, end - _SIG)
+    return os.pread(fd, end - start, start)

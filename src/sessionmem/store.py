@@ -1,0 +1,475 @@
+"""`Store(root)`: the one implementation every surface calls (SPEC §4, STYLE habit 3)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .codec import Event, dumps, encode, id_hash, loads, ms_to_ts, normalize_uuid, uuid7
+from .diff import diff_data
+from .errors import Conflict, FieldError, InvalidInput, NotFound
+from .layout import Layout, check_user
+from .log import DURABILITY_MODES, GroupSync, append_event
+from .model import (
+    Diff,
+    Filters,
+    HistoryEntry,
+    Page,
+    Problem,
+    SessionSummary,
+    Snapshot,
+    check_session_id,
+    counts,
+    normalize_snapshot,
+)
+from .projection import Stale, UserView
+
+T = TypeVar("T")
+MAX_LIMIT = 1000
+
+
+def _sha256(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+class Store:
+    """Session memory kept in the memory folder `root` (the one holding `log/` and `.local/`).
+
+    Thread-safe, and safe to share a root between processes (server workers, the CLI, hooks):
+    appends are serialised by a lock file and every read first folds what others appended.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        durability: str | None = None,
+        redactor: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ):
+        self.layout = Layout(root)
+        self.root = self.layout.root
+        durability = durability or os.environ.get("SESSIONMEM_DURABILITY") or "durable"
+        if durability not in DURABILITY_MODES:
+            raise InvalidInput(
+                FieldError("durability", f"must be one of {', '.join(DURABILITY_MODES)}.")
+            )
+        self.durability = durability
+        self._redactor = redactor
+        self._writer: str | None = None
+        self._views: dict[str, UserView] = {}
+        self._lock = threading.Lock()
+        self._sync = GroupSync()
+        self._scaffolded = False
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @property
+    def writer(self) -> str:
+        if self._writer is None:
+            self._writer = self.layout.writer_id()
+        return self._writer
+
+    def view(self, user: str) -> UserView:
+        """The user's projection, brought up to date with the files on disk."""
+        view = self._views.get(user)
+        if view is None:
+            check_user(user)
+            with self._lock:
+                view = self._views.setdefault(user, UserView(self.layout.log / user, user))
+        view.refresh()
+        return view
+
+    def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
+        """Run a read; if a file changed under it (git checkout), refold and run it again."""
+        for _ in range(5):
+            view = self.view(user)
+            try:
+                return fn(view)
+            except Stale:
+                continue
+        return fn(self.view(user))
+
+    def users(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.layout.log) if e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def problems(self, user: str | None = None) -> list[Problem]:
+        users = [user] if user else self.users()
+        return [p for u in users for p in self.view(u).problems()]
+
+    # --- writing -------------------------------------------------------------------------
+
+    def append(
+        self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Snapshot:
+        """Store a full snapshot of a session (it replaces, it does not merge).
+
+        `body` has the fields of `POST /session`. With `idempotency_key` (or a `snapshot_id` in
+        the body) a retry returns the first result instead of storing a duplicate; the same key
+        with a different body raises Conflict.
+        """
+        check_user(user)
+        session_id, snapshot_id, data = normalize_snapshot(body)
+        if self._redactor is not None:
+            data = self._redactor(data)
+        idem = body_hash = None
+        if idempotency_key is not None:
+            if not idempotency_key or len(idempotency_key) > 255:
+                raise InvalidInput(
+                    FieldError("Idempotency-Key", "must be 1-255 characters when sent.")
+                )
+            idem = _sha256(idempotency_key)
+            body_hash = _sha256(encode_body(session_id, snapshot_id, data))
+        snap = self._write(user, session_id, "snapshot", data, snapshot_id, idem, body_hash)
+        assert snap is not None
+        return snap
+
+    def delete(self, user: str, session_id: str) -> int:
+        """Hide a session from every read by appending a tombstone. Returns how many versions
+        it hid. Posting to the same id afterwards starts a new history at version 1."""
+        check_session_id(session_id)
+        hist = self.view(user).history(session_id)
+        if hist is None or hist.deleted:
+            raise NotFound(_no_session(session_id))
+        hidden = len(hist.refs) - hist.start
+        self._write(user, session_id, "delete", {}, None, None, None)
+        return hidden
+
+    def _write(
+        self,
+        user: str,
+        session_id: str,
+        kind: str,
+        data: dict[str, Any],
+        snapshot_id: str | None,
+        idem: str | None,
+        body_hash: str | None,
+    ) -> Snapshot | None:
+        if not self._scaffolded:
+            if not self.layout.scaffolded():
+                self.layout.ensure()
+            self._scaffolded = True
+        writer = self.writer
+        view = self.view(user)
+        event_id = snapshot_id
+        found: list[Snapshot] = []
+
+        def precheck() -> bool:
+            # Runs under the writer lock, so two workers retrying the same request cannot both
+            # store it.
+            existing = self._find_existing(user, session_id, snapshot_id, idem, body_hash, data)
+            if existing is not None:
+                found.append(existing)
+                return True
+            return False
+
+        def build(seq: int, ts: int) -> bytes:
+            ev = Event(
+                id=event_id or uuid7(ts),
+                type=kind,
+                user=user,
+                session_id=session_id,
+                writer=writer,
+                seq=seq,
+                ts=ms_to_ts(ts),
+                data=data,
+                idem=idem,
+                body=body_hash,
+            )
+            return encode(ev)
+
+        appended = append_event(
+            self.layout,
+            user,
+            writer,
+            build,
+            min_ts_ms=view.other_writers_max_ts(writer) + 1,
+            durable=self.durability == "durable",
+            syncer=self._sync,
+            precheck=precheck if (idem or snapshot_id) else None,
+        )
+        if appended is None:
+            return found[0]
+        if kind == "delete":
+            return None
+        return self._retry(user, lambda v: self._snapshot_at(v, appended.path, appended.offset))
+
+    def _find_existing(
+        self,
+        user: str,
+        session_id: str,
+        snapshot_id: str | None,
+        idem: str | None,
+        body_hash: str | None,
+        data: dict[str, Any],
+    ) -> Snapshot | None:
+        view = self.view(user)
+        if idem is not None:
+            ref = view.idem.get(idem)
+            if ref is not None:
+                ev = view.read(ref)
+                if ev.body != body_hash:
+                    raise Conflict(
+                        "This Idempotency-Key was already used with a different body. "
+                        "Use a new key for a new snapshot."
+                    )
+                return self._snapshot_of(view, ev.session_id, ref)
+        if snapshot_id is not None:
+            for ref in view.find_id(snapshot_id):
+                ev = view.read(ref)
+                if ev.id != snapshot_id:
+                    continue
+                if ev.session_id != session_id or ev.data != data or ev.type != "snapshot":
+                    raise Conflict(
+                        f"snapshot_id {snapshot_id} is already stored with different content. "
+                        "Send a new snapshot_id for a new snapshot."
+                    )
+                return self._snapshot_of(view, session_id, ref)
+        return None
+
+    def _snapshot_at(self, view: UserView, path: Path, offset: int) -> Snapshot:
+        part = view.parts.get(path.name)
+        if part is None:
+            raise Stale(offset)
+        for row in range(len(part.off) - 1, -1, -1):
+            if part.off[row] == offset:
+                ref = part.no << 32 | row
+                return self._snapshot_of(view, view.read(ref).session_id, ref)
+            if part.off[row] < offset:
+                break
+        raise Stale(offset)
+
+    def _snapshot_of(self, view: UserView, session_id: str, ref: int) -> Snapshot:
+        hist = view.history(session_id)
+        if hist is None:
+            raise Stale(ref)
+        refs = hist.refs
+        # Almost always the newest: look from the end.
+        for i in range(len(refs) - 1, hist.start - 1, -1):
+            if refs[i] == ref:
+                return _snapshot(view.read(ref), i - hist.start + 1)
+        # A duplicate of an event that sits elsewhere in the history (same id).
+        idh = view.idh(ref)
+        for i in range(len(refs) - 1, hist.start - 1, -1):
+            if view.idh(refs[i]) == idh:
+                return _snapshot(view.read(refs[i]), i - hist.start + 1)
+        raise NotFound(f"Snapshot {ref} is no longer in session {session_id!r} (deleted).")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def latest(
+        self,
+        user: str,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+    ) -> Snapshot:
+        """The user's most recent snapshot over all sessions, optionally filtered."""
+        filters = Filters(project_path, git_branch, event)
+
+        def run(view: UserView) -> Snapshot:
+            for _key, sidx, ref in view.live_heads():
+                ev = view.summary(sidx, ref)
+                if filters.match(ev.data):
+                    hist = view.history(ev.session_id)
+                    assert hist is not None
+                    return _snapshot(ev, len(hist.refs) - hist.start)
+            if filters.any():
+                raise NotFound("No snapshot matches these filters. Try without them.")
+            raise NotFound("No snapshot stored yet for this user. POST /session saves one.")
+
+        return self._retry(user, run)
+
+    def get(
+        self,
+        user: str,
+        session_id: str,
+        *,
+        version: int | None = None,
+        snapshot_id: str | None = None,
+    ) -> Snapshot:
+        """A session's latest snapshot, or the one at `version` / with `snapshot_id` (replay)."""
+        check_session_id(session_id)
+        if version is not None and snapshot_id is not None:
+            raise InvalidInput(
+                FieldError("version", "cannot be combined with snapshot_id; give one of them.")
+            )
+
+        def run(view: UserView) -> Snapshot:
+            hist = view.history(session_id)
+            if hist is None or hist.deleted:
+                raise NotFound(_no_session(session_id))
+            total = len(hist.refs) - hist.start
+            if snapshot_id is not None:
+                for i in range(len(hist.refs) - 1, hist.start - 1, -1):
+                    ref = hist.refs[i]
+                    if view.idh(ref) == id_hash(snapshot_id):
+                        ev = view.read(ref)
+                        if ev.id == snapshot_id:
+                            return _snapshot(ev, i - hist.start + 1)
+                raise NotFound(f"Session {session_id!r} has no snapshot {snapshot_id}.")
+            n = total if version is None else version
+            if not 1 <= n <= total:
+                raise NotFound(
+                    f"Session {session_id!r} has versions 1 to {total}; there is no version {n}."
+                )
+            return _snapshot(view.read(hist.refs[hist.start + n - 1]), n)
+
+        return self._retry(user, run)
+
+    def history(
+        self, user: str, session_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        """A session's snapshots, newest first, `limit` at a time; pass back `next_cursor`."""
+        check_session_id(session_id)
+        limit = _check_limit(limit)
+        below = _decode_cursor(cursor, "v")
+
+        def run(view: UserView) -> Page:
+            hist = view.history(session_id)
+            if hist is None or hist.deleted:
+                raise NotFound(_no_session(session_id))
+            total = len(hist.refs) - hist.start
+            top = total if below is None else min(below - 1, total)
+            items = []
+            for n in range(top, max(top - limit, 0), -1):
+                ev = view.read(hist.refs[hist.start + n - 1])
+                items.append(
+                    HistoryEntry(n, ev.id, ev.data.get("event", ""), ev.ts, counts(ev.data))
+                )
+            nxt = items[-1].version if items and items[-1].version > 1 else None
+            return Page(items, _encode_cursor("v", nxt) if nxt else None)
+
+        return self._retry(user, run)
+
+    def diff(
+        self,
+        user: str,
+        session_id: str,
+        from_: int | str | None = None,
+        to: int | str | None = None,
+    ) -> Diff:
+        """What changed between two snapshots (versions or snapshot ids) of a session.
+
+        By default, from the previous snapshot to the latest.
+        """
+        check_session_id(session_id)
+        latest = self.get(user, session_id)
+        newer = self._resolve(user, session_id, to, "to") if to is not None else latest
+        if from_ is None:
+            if newer.version < 2:
+                older = newer
+            else:
+                older = self.get(user, session_id, version=newer.version - 1)
+        else:
+            older = self._resolve(user, session_id, from_, "from")
+        return diff_data(older, newer)
+
+    def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            return self.get(user, session_id, version=int(ref))
+        sid = normalize_uuid(ref) if isinstance(ref, str) else None
+        if sid is None:
+            raise InvalidInput(FieldError(name, "must be a version number or a snapshot id."))
+        return self.get(user, session_id, snapshot_id=sid)
+
+    def sessions(
+        self,
+        user: str,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The user's sessions, newest first, each with its latest snapshot's summary."""
+        filters = Filters(project_path, git_branch, event)
+        limit = _check_limit(limit)
+        before = _decode_cursor(cursor, "s")
+
+        def run(view: UserView) -> Page:
+            items: list[SessionSummary] = []
+            nxt = None
+            last_key: tuple[Any, ...] = ()
+            for key, sidx, ref in view.live_heads():
+                if before is not None and list(key) >= before:
+                    continue
+                ev = view.summary(sidx, ref)
+                if not filters.match(ev.data):
+                    continue
+                if len(items) == limit:
+                    nxt = _encode_cursor("s", last_key)
+                    break
+                hist = view.history(ev.session_id)
+                assert hist is not None
+                items.append(
+                    SessionSummary(
+                        ev.session_id,
+                        len(hist.refs) - hist.start,
+                        ev.id,
+                        ev.data.get("event", ""),
+                        ev.ts,
+                        ev.data.get("project_path"),
+                        ev.data.get("git_branch"),
+                        counts(ev.data),
+                    )
+                )
+                last_key = key
+            return Page(items, nxt)
+
+        return self._retry(user, run)
+
+
+def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
+    return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
+
+
+def _snapshot(ev: Event, version: int) -> Snapshot:
+    return Snapshot(
+        session_id=ev.session_id,
+        version=version,
+        snapshot_id=ev.id,
+        event=ev.data.get("event", ""),
+        created_at=ev.ts,
+        session_data=ev.data,
+    )
+
+
+def _no_session(session_id: str) -> str:
+    return f"No session {session_id!r} for this user. GET /sessions lists the ones there are."
+
+
+def _check_limit(limit: int) -> int:
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}."))
+    return limit
+
+
+def _encode_cursor(kind: str, value: Any) -> str:
+    raw = dumps([kind, list(value) if isinstance(value, tuple) else value])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, kind: str) -> Any:
+    if cursor is None:
+        return None
+    try:
+        got, value = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if got != kind or not isinstance(value, int if kind == "v" else list):
+            raise ValueError(got)
+        return value
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidInput(
+            FieldError("cursor", "is not a cursor this listing gave out; omit it to start over.")
+        ) from None

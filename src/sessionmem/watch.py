@@ -1,0 +1,65 @@
+"""Following the log folder while serving (SPEC §3 "Following", issue 4).
+
+Reads are correct without this — every read first stats the user's log files and folds what is
+new — but a watcher folds appends from other processes (other workers, the CLI, hooks) and git's
+file replacements as they happen, so the read that follows finds the work done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+from .store import Store
+
+log = logging.getLogger("sessionmem.watch")
+
+
+class Follower:
+    def __init__(self, store: Store, *, debounce_ms: int = 20):
+        self.store = store
+        self.debounce_ms = debounce_ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.folds = 0  # how many change batches were folded; tests read it
+
+    def start(self) -> None:
+        self.store.layout.log.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="sessionmem-follow", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from watchfiles import watch
+
+        log_dir = self.store.layout.log
+        try:
+            for changes in watch(
+                log_dir,
+                watch_filter=lambda _change, path: path.endswith(".jsonl"),
+                debounce=self.debounce_ms,
+                step=10,
+                stop_event=self._stop,
+                raise_interrupt=False,
+            ):
+                users = {_user_of(Path(p), log_dir) for _, p in changes}
+                for user in sorted(u for u in users if u):
+                    with contextlib.suppress(Exception):  # a read will fold it instead
+                        self.store.view(user)
+                self.folds += 1
+        except Exception:  # the watcher is an optimisation: never take the server down
+            log.exception("the log watcher stopped; reads still fold changes themselves")
+
+
+def _user_of(path: Path, log_dir: Path) -> str | None:
+    try:
+        rel = path.relative_to(log_dir)
+    except ValueError:
+        return None
+    return rel.parts[0] if len(rel.parts) >= 2 else None
