@@ -17,9 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from . import __version__
-from .codec import dumps, loads
+from .codec import dumps_view, loads
 from .errors import (
     Conflict,
     FieldError,
@@ -34,9 +35,11 @@ from .model import SNAPSHOT_EVENTS
 from .projection import Stale
 from .schemas import (
     SESSION_PATTERN,
+    UUID_PATTERN,
     Deleted,
     DiffOut,
     ErrorOut,
+    EventName,
     Health,
     HistoryPage,
     SessionsPage,
@@ -60,7 +63,9 @@ _UNAUTHORIZED = (
 )
 
 SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
-EventFilter = Annotated[str | None, Query(description="pre_compact, session_end or checkpoint")]
+EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
+SnapshotIdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, description="Replay this one.")]
+Cursor = Annotated[str | None, Query(min_length=1, description="next_cursor of the page before.")]
 
 
 def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
@@ -74,7 +79,7 @@ User = Annotated[str, Depends(_user_of)]
 
 
 def _json(value: Any, status: int = 200) -> Response:
-    return Response(dumps(value), status_code=status, media_type="application/json")
+    return Response(dumps_view(value), status_code=status, media_type="application/json")
 
 
 def _detail_error(status: int, detail: Any) -> Response:
@@ -138,7 +143,23 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _detail_error(exc.status_code, exc.detail)
+        response = _detail_error(exc.status_code, exc.detail)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods; a path can have several routes
+            # (GET and DELETE /session/{id}). Name every method of the path template that matched.
+            templates = [
+                r.path for r in request.app.routes
+                if r.matches({**request.scope, "method": "GET"})[0] != Match.NONE
+                or r.matches({**request.scope, "method": "DELETE"})[0] != Match.NONE
+            ]
+            if templates:
+                allowed: set[str] = set()
+                for r in request.app.routes:
+                    if getattr(r, "path", None) == templates[0]:
+                        allowed |= getattr(r, "methods", None) or set()
+                response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Response:
@@ -166,7 +187,9 @@ def create_app(
     async def post_session(
         request: Request,
         user: User,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency_key: Annotated[
+            str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+        ] = None,
     ) -> Response:
         raw = await _read_body(request, max_body)
         if isinstance(raw, Response):
@@ -202,7 +225,7 @@ def create_app(
         user: User,
         session_id: SessionId,
         version: Annotated[int | None, Query(ge=1)] = None,
-        snapshot_id: str | None = None,
+        snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
         snapshot_id = _uuid_param(snapshot_id, "snapshot_id")
         snap = store.get(user, session_id, version=version, snapshot_id=snapshot_id)
@@ -217,7 +240,7 @@ def create_app(
         user: User,
         session_id: SessionId,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
+        cursor: Cursor = None,
     ) -> Response:
         page = await run_in_threadpool(store.history, user, session_id, limit=limit, cursor=cursor)
         return _json(page.view())
@@ -256,7 +279,7 @@ def create_app(
         git_branch: str | None = None,
         event: EventFilter = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
+        cursor: Cursor = None,
     ) -> Response:
         _check_event(event)
         page = await run_in_threadpool(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .codec import dumps, loads
+from .codec import dumps_view, loads
 from .errors import ClientError, SessionmemError
 from .layout import Layout, default_user, find_root
 from .model import Diff, Page, Snapshot
@@ -120,13 +120,15 @@ class _Remote:
 
 
 def _out_json(value: Any) -> None:
-    sys.stdout.write(dumps(value).decode() + "\n")
+    sys.stdout.write(dumps_view(value).decode() + "\n")
 
 
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Not a terminal (a pipe, a test): a fixed width, so output does not depend on where it runs.
+    width = None if sys.stdout.isatty() else 200
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 # --- serving and keys -------------------------------------------------------------------
@@ -159,6 +161,7 @@ def serve(
         typer.echo(f"No API key was configured: created one for user {user!r} (id {info.id}).")
         typer.echo("It is shown only this once; more with `sessionmem keys create USER`:")
         typer.echo(key)
+        sys.stdout.flush()  # uvicorn runs until stopped: show the key now, not at exit
     os.environ["SESSIONMEM_ROOT"] = str(folder)
     os.environ["SESSIONMEM_FOLLOW"] = "1" if follow else "0"
     os.environ["SESSIONMEM_DURABILITY"] = durability

@@ -53,6 +53,11 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=_DUMP_OPTS)
 
 
+def dumps_view(value: Any) -> bytes:
+    """JSON for answers (HTTP, --json): compact, keys in the order the contract lists them."""
+    return orjson.dumps(value)
+
+
 def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 

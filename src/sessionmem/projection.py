@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .codec import DecodeError, Event, decode, event_from_record, id_hash, loads, ts_to_ms
+from .codec import DecodeError, Event, decode, id_hash, ts_to_ms
 from .model import Problem
 
 SNAPSHOT, DELETE = 0, 1
@@ -208,8 +208,8 @@ class UserView:
                 if not line or line.isspace():
                     continue
                 try:
-                    ev = event_from_record(loads(line))
-                except (DecodeError, ValueError) as exc:
+                    ev = decode(line)
+                except DecodeError as exc:
                     part.report(start, str(exc))
                     continue
                 if ev.user != user:

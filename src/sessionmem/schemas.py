@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 EventName = Literal["pre_compact", "session_end", "checkpoint"]
 
 
@@ -21,7 +22,10 @@ class SnapshotIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    session_id: str = Field(pattern=SESSION_PATTERN, max_length=128)
+    # POSTing "latest" is refused: GET /session/latest would shadow it.
+    session_id: str = Field(
+        pattern=SESSION_PATTERN, max_length=128, json_schema_extra={"not": {"const": "latest"}}
+    )
     project_path: str | None = None
     files_modified: list[str] | None = None
     commands_run: list[str] | None = None
@@ -32,7 +36,9 @@ class SnapshotIn(BaseModel):
     git_commit: str | None = None
     metadata: dict[str, Any] | None = None
     snapshot_id: str | None = Field(
-        default=None, description="Optional client-chosen UUID: a retry with it stores nothing new."
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Optional client-chosen UUID: a retry with it stores nothing new."
     )
 
 

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from sessionmem import Store
+from sessionmem.api import PREFIX, create_app
+from sessionmem.keys import KeyRing
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / ".memory"
+
+
+@pytest.fixture
+def store(root: Path) -> Store:
+    return Store(root)
+
+
+@pytest.fixture
+def keys(store: Store) -> dict[str, str]:
+    ring = KeyRing(store.layout)
+    return {user: ring.create(user)[1] for user in ("alice", "bob")}
+
+
+@pytest.fixture
+def http(store: Store, keys: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(store)) as client:
+        client.headers["x-api-key"] = keys["alice"]
+        yield client
+
+
+def url(path: str) -> str:
+    return PREFIX + path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sessionmem_cmd() -> list[str]:
+    exe = BIN / "sessionmem"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sessionmem.cli"]
+
+
+class Server:
+    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None):
+        self.root = root
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = root.parent / f"serve-{self.port}.log"
+        cmd = [
+            *sessionmem_cmd(),
+            "serve",
+            "--root",
+            str(root),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env={**os.environ, **(env or {})},
+                text=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[type[Server]]:
+    started: list[Server] = []
+
+    class Tracked(Server):
+        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            super().__init__(*a, **kw)
+            started.append(self)
+
+    yield Tracked
+    for s in started:
+        s.stop()

@@ -1,0 +1,224 @@
+"""The CLI through typer's runner (exact output) and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import sessionmem_cmd
+from sessionmem import Store
+from sessionmem.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=input, env={"SESSIONMEM_USER": "alice"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def seeded(root: Path) -> Store:
+    store = Store(root)
+    store.append(
+        "alice",
+        {
+            "session_id": "s1",
+            "open_tasks": ["write parser", "add tests"],
+            "key_decisions": ["use orjson"],
+            "files_modified": ["src/p.py"],
+            "project_path": "/w/app",
+            "git_branch": "main",
+        },
+    )
+    store.append(
+        "alice",
+        {
+            "session_id": "s1",
+            "open_tasks": ["add tests", "release"],
+            "key_decisions": ["use orjson", "one codec module"],
+            "files_modified": ["src/p.py", "tests/test_p.py"],
+            "commands_run": ["pytest -q"],
+            "project_path": "/w/app",
+            "git_branch": "main",
+            "event": "pre_compact",
+        },
+    )
+    return store
+
+
+def test_every_command_has_help() -> None:
+    import typer.main
+
+    names = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    for name in names:
+        code, out, _ = run(name, "--help")
+        assert code == 0 and "Usage" in out, name
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in names:
+        assert f"sessionmem {name}" in readme, f"{name} is not documented in README.md"
+
+
+def test_keys_create_list_revoke(root: Path) -> None:
+    code, out, err = run("keys", "create", "alice", "--root", str(root))
+    assert code == 0
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("smk_") and len(key) > 40
+    code, out, _ = run("keys", "list", "--root", str(root))
+    (line,) = out.splitlines()
+    key_id, user, _created = line.split()
+    assert user == "alice" and len(key_id) == 12
+    assert key not in (root / ".local" / "keys.json").read_text()
+    code, out, _ = run("keys", "revoke", key_id, "--root", str(root))
+    assert out == f"Revoked key {key_id} of user 'alice'.\n"
+    assert run("keys", "list", "--root", str(root))[1] == ""
+
+
+def test_keys_create_refuses_bad_user(root: Path) -> None:
+    code, out, err = run("keys", "create", "../evil", "--root", str(root))
+    assert code == 1 and out == ""
+    assert "'../evil' is not a valid user id" in err
+
+
+def test_history_show_diff_sessions_exact(root: Path, seeded: Store) -> None:
+    v1, v2 = (seeded.get("alice", "s1", version=n) for n in (1, 2))
+    code, out, _ = run("history", "s1", "--root", str(root))
+    assert code == 0
+    lines = [ln.rstrip() for ln in out.splitlines()]
+    assert lines[0].split() == [
+        "version",
+        "created_at",
+        "event",
+        "tasks",
+        "decisions",
+        "files",
+        "commands",
+        "snapshot_id",
+    ]
+    assert lines[1].split() == [
+        "2",
+        v2.created_at,
+        "pre_compact",
+        "2",
+        "2",
+        "2",
+        "1",
+        v2.snapshot_id,
+    ]
+    assert lines[2].split() == [
+        "1",
+        v1.created_at,
+        "checkpoint",
+        "2",
+        "1",
+        "1",
+        "0",
+        v1.snapshot_id,
+    ]
+    code, out, _ = run("show", "s1", "--version", "1", "--root", str(root))
+    assert out == (
+        f"session   s1\nversion   1\nsnapshot  {v1.snapshot_id}\nevent     checkpoint\n"
+        f"created   {v1.created_at}\npath      /w/app\nbranch    main\n"
+        "open_tasks (2)\n  - write parser\n  - add tests\n"
+        "key_decisions (1)\n  - use orjson\nfiles_modified (1)\n  - src/p.py\ncommands_run (0)\n"
+    )
+    code, out, _ = run("diff", "s1", "--root", str(root))
+    assert out == (
+        f"s1: version 1 ({v1.created_at}) -> version 2 ({v2.created_at})\n"
+        "files_modified:\n  + tests/test_p.py\n"
+        "commands_run:\n  + pytest -q\n"
+        "key_decisions:\n  + one codec module\n"
+        "open_tasks:\n  - write parser\n  + release\n"
+        "event: 'checkpoint' -> 'pre_compact'\n"
+    )
+    code, out, _ = run("sessions", "--root", str(root))
+    assert [ln.split() for ln in out.splitlines()] == [
+        ["session_id", "version", "created_at", "event", "tasks", "branch", "project"],
+        ["s1", "2", v2.created_at, "pre_compact", "2", "main", "/w/app"],
+    ]
+    code, out, _ = run("diff", "s1", "2", "1", "--json", "--root", str(root))
+    assert code == 0
+    assert json.loads(out)["removed"]["commands_run"] == ["pytest -q"]
+
+
+def test_delete_and_errors(root: Path, seeded: Store) -> None:
+    assert (
+        run("delete", "s1", "--root", str(root))[1] == "Deleted session s1 (2 versions hidden).\n"
+    )
+    code, out, err = run("show", "s1", "--root", str(root))
+    assert code == 1 and out == ""
+    assert err.startswith("Error: No session 's1' for this user.")
+    code, _, err = run("show", "s1", "--version", "9", "--root", str(root))
+    assert code == 1
+
+
+def test_save_and_latest(root: Path) -> None:
+    code, out, _ = run(
+        "save",
+        "--session-id",
+        "s9",
+        "--task",
+        "a",
+        "--task",
+        "b",
+        "--decision",
+        "d1",
+        "--root",
+        str(root),
+    )
+    assert code == 0 and out.startswith("Saved s9 version 1 (")
+    code, out, _ = run("save", "--session-id", "s9", "--merge", "--task", "c", "--root", str(root))
+    assert out.startswith("Saved s9 version 2 (")
+    snap = Store(root).get("alice", "s9")
+    assert snap.open_tasks == ["a", "b", "c"]
+    assert snap.session_data["key_decisions"] == ["d1"]
+    code, out, _ = run("save", "--session-id", "s9", "--task", "only", "--root", str(root))
+    assert Store(root).get("alice", "s9").session_data["key_decisions"] == []  # replaces
+    code, out, _ = run(
+        "save",
+        "--from-json",
+        "-",
+        "--root",
+        str(root),
+        input='{"session_id": "s9", "open_tasks": ["from stdin"]}',
+    )
+    assert code == 0
+    code, out, _ = run("latest", "--format", "json", "--root", str(root))
+    assert '"open_tasks":["from stdin"]' in out
+    code, _, err = run("save", "--session-id", "bad id", "--root", str(root))
+    assert code == 1 and "session_id must be" in err
+
+
+def test_cli_as_a_subprocess_finds_memory_upward(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "deep" / "er").mkdir(parents=True)
+    env = {**os.environ, "SESSIONMEM_USER": "carol"}
+    env.pop("SESSIONMEM_ROOT", None)
+    subprocess.run(
+        [*sessionmem_cmd(), "init"], cwd=project, env=env, check=True, capture_output=True
+    )
+    out = subprocess.run(
+        [*sessionmem_cmd(), "save", "--session-id", "x", "--task", "t"],
+        cwd=project / "deep" / "er",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (project / ".memory" / "log" / "carol").is_dir()
+    assert not (project / "deep" / "er" / ".memory").exists()
+    shown = subprocess.run(
+        [*sessionmem_cmd(), "latest", "--format", "markdown"],
+        cwd=project / "deep",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0
+    assert shown.stdout.startswith("# Session memory: x (version 1)\n")
+    assert "## Open tasks\n- t\n" in shown.stdout

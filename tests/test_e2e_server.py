@@ -1,0 +1,71 @@
+"""`sessionmem serve` as a real process on a real socket, driven by `sessionmem.Client`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sessionmem import Client, ClientError
+from sessionmem.keys import KeyRing
+from sessionmem.layout import Layout
+
+
+def test_save_then_restore_through_a_real_server(tmp_path: Path, serve) -> None:
+    root = tmp_path / ".memory"
+    key = KeyRing(Layout(root)).create("dev")[1]
+    server = serve(root)
+    with Client(server.base, key) as client:
+        saved = client.save(
+            "session-abc123",
+            project_path="/Users/dev/myapp",
+            files_modified=["app/main.py"],
+            key_decisions=["Switched to async endpoints for better throughput"],
+            open_tasks=["Write tests for /api/v1/models/available"],
+            event="pre_compact",
+        )
+        assert saved.version == 1
+        # the next session: a new client restores the state
+    with Client(server.base, key) as client:
+        latest = client.latest()
+        assert latest["session_id"] == "session-abc123"
+        assert latest["session_data"]["open_tasks"] == ["Write tests for /api/v1/models/available"]
+        assert latest == saved
+        assert client.get("session-abc123") == saved
+        client.save("session-abc123", open_tasks=[], event="session_end")
+        assert client.get("session-abc123", version=1) == saved
+        assert client.history("session-abc123").items[0].version == 2
+        d = client.diff("session-abc123")
+        assert d.removed["open_tasks"] == ["Write tests for /api/v1/models/available"]
+        assert [s.session_id for s in client.sessions().items] == ["session-abc123"]
+        with pytest.raises(ClientError) as err:
+            client.get("nope")
+        assert err.value.status == 404 and "nope" in str(err.value.detail)
+        with pytest.raises(ClientError) as err:
+            client.save("bad id")
+        assert err.value.status == 422 and "session_id" in str(err.value)
+        assert client.delete("session-abc123") == 2
+        with pytest.raises(ClientError):
+            client.latest()
+    with pytest.raises(ClientError) as err, Client(server.base, "smk_wrong") as bad:
+        bad.latest()
+    assert err.value.status == 401
+
+
+def test_serve_without_keys_creates_one_and_says_so(tmp_path: Path, serve) -> None:
+    root = tmp_path / ".memory"
+    server = serve(root, env={"SESSIONMEM_USER": "solo"})
+    # the first stdout lines are the announcement, the key alone on the last of them
+    lines = [server.proc.stdout.readline().strip() for _ in range(3)]
+    assert "created one for user 'solo'" in lines[0]
+    assert "sessionmem keys create USER" in lines[1]
+    key = lines[2]
+    assert key.startswith("smk_")
+    r = httpx.get(
+        server.base + "/api/v1/public/memory/v2/session/latest", headers={"x-api-key": key}
+    )
+    assert r.status_code == 404  # authenticated; nothing stored yet
+    keys_file = root / ".local" / "keys.json"
+    assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
+    assert key not in keys_file.read_text()

@@ -1,0 +1,222 @@
+"""Projections are pure functions of the logs (SPEC §3): order by (ts, writer, seq), duplicates
+count once, bad lines are skipped and reported, replaced files are re-read."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessionmem import Store
+from sessionmem.codec import Event, encode, ms_to_ts, uuid7
+
+BASE_MS = 1_790_000_000_000
+
+
+def ev(
+    session: str,
+    writer: str,
+    seq: int,
+    ms: int,
+    tasks: list[str],
+    kind: str = "snapshot",
+    user: str = "alice",
+) -> bytes:
+    data = (
+        {}
+        if kind == "delete"
+        else {
+            "project_path": None,
+            "files_modified": [],
+            "commands_run": [],
+            "key_decisions": [],
+            "open_tasks": tasks,
+            "event": "checkpoint",
+        }
+    )
+    return encode(
+        Event(
+            id=uuid7(ms),
+            type=kind,
+            user=user,
+            session_id=session,
+            writer=writer,
+            seq=seq,
+            ts=ms_to_ts(ms),
+            data=data,
+        )
+    )
+
+
+def state(store: Store, user: str = "alice") -> dict:
+    """Everything a client can read, as plain data."""
+    out: dict = {"sessions": [], "latest": None}
+    page = store.sessions(user, limit=1000)
+    for s in page.items:
+        hist = store.history(user, s.session_id, limit=1000).items
+        out["sessions"].append(
+            (
+                s.session_id,
+                [
+                    (
+                        h.version,
+                        h.snapshot_id,
+                        store.get(user, s.session_id, version=h.version).open_tasks,
+                    )
+                    for h in hist
+                ],
+            )
+        )
+    try:
+        out["latest"] = store.latest(user).snapshot_id
+    except Exception:
+        out["latest"] = None
+    return out
+
+
+def write_logs(root: Path, files: dict[str, list[bytes]]) -> None:
+    folder = root / "log" / "alice"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lines in files.items():
+        (folder / f"{name}.jsonl").write_bytes(b"".join(lines))
+
+
+def make_events(rng: random.Random, n: int) -> dict[str, list[bytes]]:
+    files: dict[str, list[bytes]] = {"wa": [], "wb": [], "wc": []}
+    seqs = dict.fromkeys(files, 0)
+    ms = BASE_MS
+    for i in range(n):
+        w = rng.choice(list(files))
+        seqs[w] += 1
+        ms += rng.choice([0, 0, 1, 5])  # ties in ts are broken by writer, then seq
+        session = rng.choice(["s1", "s2", "s3"])
+        kind = "delete" if rng.random() < 0.08 else "snapshot"
+        files[w].append(ev(session, w, seqs[w], ms, [f"t{i}"], kind))
+    return files
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 40), dup=st.floats(0, 0.5))
+def test_shuffled_and_duplicated_lines_give_the_same_projection(
+    tmp_path_factory, seed: int, n: int, dup: float
+) -> None:
+    rng = random.Random(seed)
+    files = make_events(rng, n)
+    a = tmp_path_factory.mktemp("a") / ".memory"
+    write_logs(a, files)
+    b = tmp_path_factory.mktemp("b") / ".memory"
+    shuffled = {}
+    all_lines = [line for lines in files.values() for line in lines]
+    for name, lines in files.items():
+        extra = [rng.choice(all_lines) for _ in range(int(len(lines) * dup))]  # cherry-picks
+        mixed = (
+            lines + extra + [rng.choice(lines) for _ in range(int(len(lines) * dup))]
+            if lines
+            else extra
+        )
+        rng.shuffle(mixed)
+        shuffled[name] = mixed
+    write_logs(b, shuffled)
+    assert state(Store(a)) == state(Store(b))
+
+
+def test_incremental_fold_matches_a_fresh_read(root: Path) -> None:
+    rng = random.Random(1)
+    files = make_events(rng, 60)
+    store = Store(root)
+    folder = root / "log" / "alice"
+    folder.mkdir(parents=True)
+    # Feed the lines in a few at a time, reading in between.
+    pending = {name: list(lines) for name, lines in files.items()}
+    while any(pending.values()):
+        for name, lines in pending.items():
+            take, pending[name] = lines[:3], lines[3:]
+            with open(folder / f"{name}.jsonl", "ab") as f:
+                f.write(b"".join(take))
+        state(store)
+    assert state(store) == state(Store(root))
+
+
+def test_bad_lines_are_skipped_and_reported(root: Path) -> None:
+    good = [ev("s", "wa", i, BASE_MS + i, [f"t{i}"]) for i in range(1, 4)]
+    lines = [
+        good[0],
+        b"\n",
+        b"not json\n",
+        b'{"v":1}\n',
+        b"   \n",
+        good[1],
+        ev("s", "wa", 9, BASE_MS + 9, ["bob's"], user="bob"),
+        b'{"v":99,"id":"x"}\n',
+        good[2],
+    ]
+    write_logs(root, {"wa": lines})
+    store = Store(root)
+    assert [h.version for h in store.history("alice", "s").items] == [3, 2, 1]
+    reasons = [p.reason for p in store.problems("alice")]
+    assert len(reasons) == 4
+    assert any("not JSON" in r for r in reasons)
+    assert any("bob" in r for r in reasons)
+    assert any("schema version 99" in r for r in reasons)
+
+
+def test_file_replaced_by_git_is_reread(root: Path) -> None:
+    store = Store(root)
+    for i in range(5):
+        store.append("alice", {"session_id": "s", "open_tasks": [f"t{i}"]})
+    (path,) = (root / "log" / "alice").glob("*.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert store.get("alice", "s").version == 5
+    # git checkout of an older commit: a new file (new inode) with fewer lines
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(lines[:2]))
+    os.replace(tmp, path)
+    assert store.get("alice", "s").version == 2
+    assert store.get("alice", "s").open_tasks == ["t1"]
+    # and back again
+    tmp.write_bytes(b"".join(lines))
+    os.replace(tmp, path)
+    assert store.get("alice", "s").version == 5
+
+
+def test_file_shrunk_or_rewritten_in_place_is_reread(root: Path) -> None:
+    store = Store(root)
+    for i in range(4):
+        store.append("alice", {"session_id": "s", "open_tasks": [f"t{i}"]})
+    (path,) = (root / "log" / "alice").glob("*.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    with open(path, "r+b") as f:  # same inode, truncated
+        f.truncate(len(b"".join(lines[:3])))
+    assert store.get("alice", "s").version == 3
+    other = ev("s", "zz", 1, BASE_MS, ["rewritten"])
+    with open(path, "r+b") as f:  # same inode, same-or-larger size, different bytes
+        f.seek(0)
+        f.write(other + b"".join(lines[:3]))
+    hist = store.history("alice", "s").items
+    assert len(hist) == 4
+    assert store.get("alice", "s", version=1).open_tasks == ["rewritten"]
+
+
+def test_deleted_file_disappears(root: Path) -> None:
+    write_logs(
+        root,
+        {"wa": [ev("s", "wa", 1, BASE_MS, ["a"])], "wb": [ev("t", "wb", 1, BASE_MS + 1, ["b"])]},
+    )
+    store = Store(root)
+    assert store.latest("alice").session_id == "t"
+    (root / "log" / "alice" / "wb.jsonl").unlink()
+    assert store.latest("alice").session_id == "s"
+
+
+def test_hlc_never_orders_a_new_snapshot_behind_one_already_seen(root: Path) -> None:
+    future = BASE_MS + 10**9  # another clone whose clock runs ahead
+    write_logs(root, {"zz-ahead": [ev("s", "zz-ahead", 1, future, ["from the future"])]})
+    store = Store(root)
+    snap = store.append("alice", {"session_id": "s", "open_tasks": ["mine, later"]})
+    assert snap.version == 2
+    assert store.latest("alice").open_tasks == ["mine, later"]

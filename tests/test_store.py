@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from contract import StoreContract
+from sessionmem import Store
+
+
+class TestDurableStore(StoreContract):
+    def make_store(self, root: Path) -> Store:
+        return Store(root, durability="durable")
+
+
+class TestFastStore(StoreContract):
+    def make_store(self, root: Path) -> Store:
+        return Store(root, durability="fast")
