@@ -192,3 +192,13 @@ def test_openapi_documents_the_contract(http: TestClient) -> None:
     body = paths[url("/session")]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "session_id" in body["required"]
     assert http.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/session/latest?projectpath=/x", "/sessions?limt=5",
+                                  "/session/s?verison=1"])
+def test_unknown_query_parameters_are_refused(http: TestClient, path: str) -> None:
+    http.post(url("/session"), json={"session_id": "s"})
+    r = http.get(url(path))
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert "is not a parameter of this endpoint" in err["msg"]

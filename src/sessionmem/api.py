@@ -78,6 +78,34 @@ def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
 User = Annotated[str, Depends(_user_of)]
 
 
+def _no_unknown_query(request: Request) -> None:
+    """Refuse query parameters a route does not take: a misspelt filter (`?projectpath=`) would
+    otherwise be ignored silently and answer for every project."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in _all_query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(
+            [
+                FieldError(
+                    name,
+                    f"is not a parameter of this endpoint ({', '.join(sorted(known)) or 'none'} are).",
+                )
+                for name in unknown
+            ]
+        )
+
+
+def _all_query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params += _all_query_params(sub)
+    return params
+
+
 def _json(value: Any, status: int = 200) -> Response:
     return Response(dumps_view(value), status_code=status, media_type="application/json")
 
@@ -116,6 +144,7 @@ def create_app(
         version=__version__,
         description="Git-native session memory for AI coding agents.",
         lifespan=lifespan,
+        dependencies=[Depends(_no_unknown_query)],
     )
     app.state.store = store
     app.state.keyring = keyring
@@ -149,7 +178,8 @@ def create_app(
             # Starlette names only the first route's methods; a path can have several routes
             # (GET and DELETE /session/{id}). Name every method of the path template that matched.
             templates = [
-                r.path for r in request.app.routes
+                r.path
+                for r in request.app.routes
                 if r.matches({**request.scope, "method": "GET"})[0] != Match.NONE
                 or r.matches({**request.scope, "method": "DELETE"})[0] != Match.NONE
             ]

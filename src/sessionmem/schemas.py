@@ -38,7 +38,7 @@ class SnapshotIn(BaseModel):
     snapshot_id: str | None = Field(
         default=None,
         pattern=UUID_PATTERN,
-        description="Optional client-chosen UUID: a retry with it stores nothing new."
+        description="Optional client-chosen UUID: a retry with it stores nothing new.",
     )
 
 
