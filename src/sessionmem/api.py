@@ -92,7 +92,7 @@ def _no_unknown_query(request: Request) -> None:
             [
                 FieldError(
                     name,
-                    f"is not a parameter of this endpoint ({', '.join(sorted(known)) or 'none'} are).",
+                    f"is not a parameter of this endpoint (it takes: {', '.join(sorted(known))}).",
                 )
                 for name in unknown
             ]
