@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import url
 from sessionmem import Store
 from sessionmem.api import create_app
+
+from conftest import url
 
 SEED = {
     "session_id": "session-abc123",
@@ -194,8 +195,9 @@ def test_openapi_documents_the_contract(http: TestClient) -> None:
     assert http.get("/docs").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/session/latest?projectpath=/x", "/sessions?limt=5",
-                                  "/session/s?verison=1"])
+@pytest.mark.parametrize(
+    "path", ["/session/latest?projectpath=/x", "/sessions?limt=5", "/session/s?verison=1"]
+)
 def test_unknown_query_parameters_are_refused(http: TestClient, path: str) -> None:
     http.post(url("/session"), json={"session_id": "s"})
     r = http.get(url(path))

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sessionmem_cmd
 from sessionmem import Store
 from sessionmem.cli import app
+
+from conftest import sessionmem_cmd
 
 runner = CliRunner()
 

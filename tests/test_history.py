@@ -60,7 +60,8 @@ def test_every_version_replays_exactly(fifty) -> None:
         snap = store.get("alice", "long", version=n)
         assert snap.version == n
         assert snap.session_data == {k: v for k, v in body.items() if k != "session_id"} | (
-            {"project_path": None})
+            {"project_path": None}
+        )
         assert store.get("alice", "long", snapshot_id=snap.snapshot_id) == snap
         entry = history[n]
         assert entry.snapshot_id == snap.snapshot_id
@@ -107,9 +108,15 @@ def test_diff_applied_to_the_older_list_gives_the_newer(old: list[str], new: lis
 def test_sessions_listing_filters_and_pages(tmp_path: Path) -> None:
     store = Store(tmp_path / ".memory", durability="fast")
     for i in range(25):
-        store.append("alice", {"session_id": f"s{i:02d}", "project_path": f"/p{i % 3}",
-                               "git_branch": "main" if i % 2 else "dev",
-                               "event": "session_end" if i % 5 == 0 else "checkpoint"})
+        store.append(
+            "alice",
+            {
+                "session_id": f"s{i:02d}",
+                "project_path": f"/p{i % 3}",
+                "git_branch": "main" if i % 2 else "dev",
+                "event": "session_end" if i % 5 == 0 else "checkpoint",
+            },
+        )
     store.append("alice", {"session_id": "s03", "project_path": "/p0", "git_branch": "main"})
     ids, cursor = [], None
     while True:

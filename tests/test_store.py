@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract import StoreContract
 from sessionmem import Store
+
+from contract import StoreContract
 
 
 class TestDurableStore(StoreContract):

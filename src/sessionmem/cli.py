@@ -504,6 +504,47 @@ def delete(
     typer.echo(f"Deleted session {session_id} ({hidden} versions hidden).")
 
 
+@app.command()
+def verify(
+    root: RootOpt = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Set torn tails and bad lines aside into quarantine.")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every log; exit 1 if damage is found. Changes nothing unless --repair."""
+    from .verify import verify as run_verify
+
+    folder = _root(root)
+    report = run_verify(folder, repair=repair)
+    if as_json:
+        _out_json(report.view())
+    else:
+        for f in report.findings:
+            where = f"{f.path}" + (f" @{f.offset}" if f.offset is not None else "")
+            typer.echo(f"{f.level:<8} {f.kind:<22} {where}: {f.message}")
+        for line in report.moved:
+            typer.echo(f"moved    {line}")
+        errors = sum(f.level == "error" for f in report.findings)
+        warnings = sum(f.level == "warning" for f in report.findings)
+        state = "damaged" if report.damaged else "clean"
+        typer.echo(
+            f"{folder}: {report.files} files, {report.events} events, {errors} errors, "
+            f"{warnings} warnings: {state}"
+            + (" (before repair)" if repair and report.moved else "")
+        )
+    failed = report.damaged and not (repair and report.moved and _clean_now(folder))
+    if failed or (strict and any(f.level == "warning" for f in report.findings)):
+        raise typer.Exit(1)
+
+
+def _clean_now(folder: Path) -> bool:
+    from .verify import verify as run_verify
+
+    return not run_verify(folder).damaged
+
+
 def main() -> None:
     app()
 

@@ -205,19 +205,13 @@ def append_event(
         seq = last_seq + 1
         ts = max(now_ms(), last_ts, min_ts_ms)
         line = build(seq, ts)
-        try:
-            written = os.write(fd, line)
-        except OSError as exc:
-            written = -1
-            error: OSError | None = exc
-        else:
-            error = None
-        if written != len(line):
+        error = _write_all(fd, line)
+        if error is not None:
             # Disk full or a file size limit: leave no partial line behind (issue 4).
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)
-            reason = os.strerror(error.errno) if error and error.errno else "short write"
-            if error is not None and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                 reason += " (free some space, then retry: nothing was stored)"
             raise StorageError(f"Could not append to {path}: {reason}.") from error
         _write_state(lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)})
@@ -242,6 +236,21 @@ def append_event(
     finally:
         os.close(fd)
     return Appended(path, size, line)
+
+
+def _write_all(fd: int, line: bytes) -> OSError | None:
+    """Write the whole line: one write, unless the kernel took only part of it (then the rest,
+    still under the lock, where no reader counts a line before its newline)."""
+    view = memoryview(line)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            return exc
+        if n == 0:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+    return None
 
 
 def _read_state(fd: int) -> dict[str, int]:
