@@ -366,10 +366,7 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
 
 def app_from_env() -> FastAPI:
     """The factory `sessionmem serve` hands to uvicorn (one call per worker process)."""
-    from .config import load_store
-
-    root = os.environ["SESSIONMEM_ROOT"]
-    store = load_store(root)
+    store = Store(os.environ["SESSIONMEM_ROOT"])
     follow = os.environ.get("SESSIONMEM_FOLLOW", "1") != "0"
     max_body = int(os.environ.get("SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY))
     return create_app(store, follow=follow, max_body=max_body)

@@ -86,9 +86,9 @@ class Local:
     """The Client's vocabulary over a Store, so commands do not care which one they hold."""
 
     def __init__(self, root: Path, user: str):
-        from .config import load_store
+        from .store import Store
 
-        self.store = load_store(root)
+        self.store = Store(root)
         self.user = user
 
     def save(self, body: dict[str, Any], idempotency_key: str | None = None) -> Snapshot:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .codec import Event, dumps, encode, id_hash, loads, ms_to_ts, normalize_uuid, uuid7
+from .config import read_config
 from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
@@ -28,6 +29,7 @@ from .model import (
     normalize_snapshot,
 )
 from .projection import Stale, UserView
+from .redact import redactor_from_config
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -51,17 +53,27 @@ class Store:
         root: Path | str,
         *,
         durability: str | None = None,
-        redactor: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        redactor: Callable[[dict[str, Any]], dict[str, Any]] | None | str = "config",
     ):
+        """`durability` and `redactor` default to `.memory/config.toml` (see `config`);
+        pass `redactor=None` to store snapshots exactly as given."""
         self.layout = Layout(root)
         self.root = self.layout.root
-        durability = durability or os.environ.get("SESSIONMEM_DURABILITY") or "durable"
+        config = read_config(self.root)
+        if redactor == "config":
+            redactor = redactor_from_config(config.get("redact", {}))
+        durability = (
+            durability
+            or os.environ.get("SESSIONMEM_DURABILITY")
+            or config.get("durability")
+            or "durable"
+        )
         if durability not in DURABILITY_MODES:
             raise InvalidInput(
                 FieldError("durability", f"must be one of {', '.join(DURABILITY_MODES)}.")
             )
         self.durability = durability
-        self._redactor = redactor
+        self._redactor = redactor if callable(redactor) else None
         self._writer: str | None = None
         self._views: dict[str, UserView] = {}
         self._lock = threading.Lock()

@@ -1,0 +1,139 @@
+"""Credentials never reach the log (issue 5): before a snapshot is stored, every string in it is
+scanned and values that look like credentials are replaced by `[REDACTED]`.
+
+It lives in the library (`Store.append`), so every surface — HTTP, CLI, hooks — is covered.
+Configured in `.memory/config.toml`:
+
+```toml
+[redact]
+enabled = true                      # false turns it off
+patterns = ["ACME-[0-9]{8}"]        # extra regular expressions; the whole match is replaced
+```
+
+The rules aim at the shapes real credentials have (provider prefixes, assignments to names like
+`password`, `Authorization:` headers, private-key blocks, passwords inside URLs) and leave alone
+what merely mentions them (`max_tokens=100`, `password: str`, `$TOKEN`, `<your-key>`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import FieldError, InvalidInput
+
+MASK = "[REDACTED]"
+
+# Provider token shapes: replaced whole.
+_TOKENS = [
+    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
+    r"\bASIA[0-9A-Z]{16}\b",  # AWS temporary access key id
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{22,}\b",
+    r"\bglpat-[A-Za-z0-9_-]{20,}\b",  # GitLab
+    r"\bsk-ant-[A-Za-z0-9_-]{20,}",  # Anthropic
+    r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",  # OpenAI
+    r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{16,}\b",  # Stripe
+    r"\bxox[baprse]-[A-Za-z0-9-]{10,}",  # Slack
+    r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API key
+    r"\bnpm_[A-Za-z0-9]{36}\b",  # npm
+    r"\bpypi-[A-Za-z0-9_-]{50,}",  # PyPI
+    r"\bhf_[A-Za-z0-9]{30,}\b",  # Hugging Face
+    r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",  # SendGrid
+    r"\bsmk_[A-Za-z0-9_-]{43}",  # our own API keys
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+]
+_PRIVATE_KEY = (
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+    r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*\Z)"
+)
+# `Authorization: Bearer abc`, `-H "Authorization: token abc"`: keep the header name.
+_AUTH_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization\s*:\s*)(?:(?:bearer|basic|token|digest)\s+)?[^\s'\"]+"
+)
+_API_KEY_HEADER = re.compile(r"(?i)\b((?:x-api-key|x-auth-token|api-key)\s*:\s*)[^\s'\"]{6,}")
+# scheme://user:password@host — keep the user, hide the password.
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)")
+_SECRET_NAMES = (
+    r"(?:[A-Za-z0-9_]*?_)?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|"
+    r"access[_-]?key|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|"
+    r"(?:secret|signing|encryption|master)[_-]?key)"
+)
+# NAME=value / NAME = "value" / --name value / --name=value
+_ASSIGNMENT = re.compile(
+    rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}[\"']?\s*(?:=|:=)\s*)([\"']?)([^\s\"'`,;)]+)(\2)"
+)
+_COLON_ASSIGNMENT = re.compile(
+    rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}[\"']?\s*:\s*)([\"'])([^\"'\n]+)(\2)"
+)
+_FLAG = re.compile(
+    r"(?i)(--(?:password|passwd|token|secret|api-key|apikey|access-key|client-secret)(?:=|\s+))"
+    r"([\"']?)([^\s\"']+)(\2)"
+)
+# `aws configure set aws_secret_access_key VALUE`: a secret's name, a space, a long random value.
+_SPACED = re.compile(
+    rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}\s+)()((?=[A-Za-z/+=_-]*[0-9])(?=[0-9/+=_-]*[A-Za-z])"
+    r"[A-Za-z0-9/+=_-]{20,})()"
+)
+_PLACEHOLDER = re.compile(
+    r"(?i)^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^>]*>|\*+|x+|\.\.\.|…|none|null|nil|true|false|"
+    r"changeme|redacted|\[redacted\]|os\.environ.*|getenv.*|env\..*|process\.env.*|"
+    r"[A-Za-z_][A-Za-z0-9_.]*\(.*|\{\{.*\}\}|\d{1,3})$"
+)
+
+
+def _keep_placeholders(match: re.Match[str]) -> str:
+    prefix, quote, value, end = match.group(1), match.group(2), match.group(3), match.group(4)
+    if _PLACEHOLDER.match(value) or len(value) < 4:
+        return match.group(0)
+    return f"{prefix}{quote}{MASK}{end}"
+
+
+class Redactor:
+    def __init__(self, extra: list[str] | None = None):
+        self._whole = re.compile("|".join([*_TOKENS, _PRIVATE_KEY]))
+        self._extra = [re.compile(p) for p in extra or []]
+
+    def text(self, value: str) -> str:
+        if not value:
+            return value
+        out = self._whole.sub(MASK, value)
+        out = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, out)
+        out = _API_KEY_HEADER.sub(lambda m: m.group(1) + MASK, out)
+        out = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3), out)
+        out = _ASSIGNMENT.sub(_keep_placeholders, out)
+        out = _COLON_ASSIGNMENT.sub(_keep_placeholders, out)
+        out = _FLAG.sub(_keep_placeholders, out)
+        out = _SPACED.sub(_keep_placeholders, out)
+        for pattern in self._extra:
+            out = pattern.sub(MASK, out)
+        return out
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._value(v) for k, v in data.items()}
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self._value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._value(v) for k, v in value.items()}
+        return value
+
+
+def redactor_from_config(section: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    if not isinstance(section, dict):
+        raise InvalidInput(FieldError("config.toml [redact]", "must be a table."))
+    if section.get("enabled", True) is False:
+        return None
+    patterns = section.get("patterns", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise InvalidInput(FieldError("config.toml redact.patterns", "must be a list of strings."))
+    try:
+        return Redactor(patterns)
+    except re.error as exc:
+        raise InvalidInput(
+            FieldError("config.toml redact.patterns", f"has an invalid regular expression ({exc}).")
+        ) from None
