@@ -271,14 +271,20 @@ def save(
             fail("--from-json must hold a JSON object.")
     if session_id:
         body["session_id"] = session_id
+    if not body.get("session_id") and not url:
+        body["session_id"] = _current_session(_root(root))
     if not body.get("session_id"):
-        fail("--session-id is required (or a session_id in --from-json).")
+        fail(
+            "--session-id is required (or a session_id in --from-json); inside a Claude Code "
+            "session with sessionmem's hooks it defaults to that session."
+        )
     be = backend(root, url, api_key, user)
     if merge:
         try:
             base = be.get(body["session_id"]).session_data
         except (SessionmemError, ClientError):
             base = {}
+        base = {k: v for k, v in base.items() if k != "event"}  # this save is its own event
         body = {**base, **body}
     lists = {
         "files_modified": file,
@@ -303,6 +309,16 @@ def save(
         _out_json(snap.view())
     else:
         typer.echo(f"Saved {snap.session_id} version {snap.version} ({snap.snapshot_id}).")
+
+
+def _current_session(root: Path) -> str | None:
+    """The session the SessionStart hook recorded last, if any."""
+    try:
+        record = loads((root / ".local" / "current-session.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    value = record.get("session_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _print_snapshot(snap: Snapshot, fmt: str) -> None:
@@ -543,6 +559,65 @@ def _clean_now(folder: Path) -> bool:
     from .verify import verify as run_verify
 
     return not run_verify(folder).damaged
+
+
+@app.command()
+def hook(
+    agent: Annotated[str, typer.Argument(help="The agent: claude-code.")],
+) -> None:
+    """Run as an agent's lifecycle hook: reads the hook JSON on stdin (always exits 0)."""
+    from .integrations.claude_code import main as hook_main
+
+    if agent != "claude-code":
+        typer.echo(f"sessionmem: unknown agent {agent!r}; supported: claude-code", err=True)
+        raise typer.Exit(0)  # a hook never fails the agent
+    raise typer.Exit(hook_main([]))
+
+
+@app.command()
+def install(
+    agent: Annotated[str, typer.Argument(help="The agent: claude-code.")],
+    scope: Annotated[
+        str, typer.Option(help="project (.claude/settings.json), local or user (~/.claude).")
+    ] = "project",
+    uninstall: Annotated[bool, typer.Option("--uninstall", help="Remove what was added.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Also save a checkpoint on Stop.")] = False,
+    command: Annotated[
+        str, typer.Option(help="The hook command (e.g. an absolute path to sessionmem).")
+    ] = "sessionmem hook claude-code",
+    project_dir: Annotated[
+        Path | None, typer.Option("--project-dir", help="Default: CLAUDE_PROJECT_DIR or the cwd.")
+    ] = None,
+) -> None:
+    """Install sessionmem's hooks into Claude Code's settings (idempotent)."""
+    import shutil
+
+    from .integrations import install as inst
+
+    if agent != "claude-code":
+        fail(f"unknown agent {agent!r}; supported: claude-code")
+    project = project_dir or Path(os.environ.get("CLAUDE_PROJECT_DIR") or Path.cwd())
+    path = guard(lambda: inst.settings_path(scope, project))
+    if uninstall:
+        removed = guard(lambda: inst.uninstall(path, command=command))
+        typer.echo(
+            f"Removed from {path}: {', '.join(removed)}"
+            if removed
+            else f"Nothing of sessionmem's in {path}."
+        )
+        return
+    added = guard(lambda: inst.install(path, command=command, stop=stop))
+    typer.echo(
+        f"Added to {path}: {', '.join(added)}"
+        if added
+        else f"{path} already has sessionmem's hooks; nothing to do."
+    )
+    if command.split()[0] == "sessionmem" and shutil.which("sessionmem") is None:
+        typer.echo(
+            "Warning: `sessionmem` is not on PATH; pass --command with its full path.", err=True
+        )
+    typer.echo("Add this line to CLAUDE.md so the agent records its decisions:")
+    typer.echo(inst.CLAUDE_MD_LINE)
 
 
 def main() -> None:

@@ -6,9 +6,6 @@ durability = "durable"        # or "fast"; SESSIONMEM_DURABILITY overrides it
 [redact]
 enabled = true                # replace credential-looking values by [REDACTED] before storing
 patterns = ["ACME-[0-9]{8}"]  # extra regular expressions
-
-[hooks]
-save_on_stop = false          # also save a checkpoint on Claude Code's Stop event
 ```
 """
 

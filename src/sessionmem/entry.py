@@ -1,0 +1,21 @@
+"""The `sessionmem` console script. Hooks take a fast path that loads neither typer nor rich nor
+the web stack (a SessionEnd hook has about a second, shared with every other hook)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv == ["hook", "claude-code"]:
+        from .integrations.claude_code import main as hook_main
+
+        sys.exit(hook_main([]))
+    from .cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Agent integrations: lifecycle hooks and their installers."""

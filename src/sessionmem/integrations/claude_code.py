@@ -1,0 +1,236 @@
+"""`sessionmem hook claude-code`: Claude Code's lifecycle hooks (shared/AGENT_HOOKS.md).
+
+- PreCompact / SessionEnd (and Stop, when installed with `--stop`): read the transcript and save
+  a snapshot (`pre_compact`, `session_end`, `checkpoint`).
+- SessionStart: print the restore briefing of the best snapshot for this project, and write it to
+  `.memory/.local/last-briefing.md` too (the agent has at times dropped hook output).
+
+A memory hook must never block or break the agent: it always exits 0, never prints anything
+decision-like, prints to stdout only for SessionStart, and writes diagnostics to stderr and
+`.memory/.local/hooks.log`. This module is the hook's whole import path: no FastAPI, no uvicorn,
+no typer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..codec import ms_to_ts, now_ms
+from ..errors import NotFound, SessionmemError
+from ..layout import default_user, find_root
+from ..model import Snapshot
+from ..render import briefing
+from .gitinfo import branch_and_commit, staleness
+from .transcript import MAX_COMMANDS, parse_transcript
+
+SAVE_EVENTS = {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"}
+CURRENT_SESSION = "current-session.json"
+LAST_BRIEFING = "last-briefing.md"
+
+
+class Hook:
+    def __init__(self, payload: dict[str, Any], env: dict[str, str] | os._Environ[str]):
+        self.payload = payload
+        self.env = env
+        self.cwd = str(payload.get("cwd") or env.get("CLAUDE_PROJECT_DIR") or os.getcwd())
+        self.project = str(env.get("CLAUDE_PROJECT_DIR") or self.cwd)
+        self.root = find_root(Path(self.project))
+        self.log_path = self.root / ".local" / "hooks.log"
+
+    def backend(self) -> Any:
+        url = self.env.get("SESSIONMEM_URL")
+        if url:
+            from ..client import Client
+
+            return _RemoteBackend(Client(url, self.env.get("SESSIONMEM_API_KEY")))
+        from ..store import Store
+
+        return _LocalBackend(Store(self.root), default_user(None, Path(self.cwd)))
+
+    def run(self) -> str:
+        event = self.payload.get("hook_event_name")
+        if event == "SessionStart":
+            return self.session_start()
+        if event in SAVE_EVENTS:
+            self.save(SAVE_EVENTS[str(event)])
+            return ""
+        self.log(f"ignored event {event!r}")
+        return ""
+
+    # --- saving --------------------------------------------------------------------------
+
+    def save(self, event: str) -> Snapshot:
+        session_id = str(self.payload.get("session_id") or "")
+        parsed = parse_transcript(str(self.payload.get("transcript_path") or ""), self.project)
+        backend = self.backend()
+        try:
+            previous = backend.get(session_id).session_data
+        except (SessionmemError, NotFound):
+            previous = {}
+        branch, commit = branch_and_commit(self.cwd)
+        body: dict[str, Any] = {
+            "session_id": session_id,
+            "event": event,
+            "project_path": self.cwd,
+            "files_modified": _union(previous.get("files_modified"), parsed.files_modified),
+            "commands_run": _union(
+                previous.get("commands_run"), parsed.commands_run, keep_repeats=True
+            )[-MAX_COMMANDS:],
+            "key_decisions": _union(previous.get("key_decisions"), parsed.key_decisions),
+            "open_tasks": parsed.open_tasks
+            if parsed.task_list_seen
+            else list(previous.get("open_tasks") or []),
+            "git_branch": branch or parsed.git_branch,
+            "git_commit": commit,
+            "metadata": {
+                "agent": "claude-code",
+                "hook": self.payload.get("hook_event_name"),
+                **{
+                    k: self.payload[k]
+                    for k in ("trigger", "reason", "source")
+                    if isinstance(self.payload.get(k), str)
+                },
+            },
+        }
+        snap = backend.save(body)
+        self.log(
+            f"saved {session_id} version {snap.version} ({event}); "
+            f"{parsed.lines} transcript lines, {parsed.skipped} skipped"
+        )
+        return snap
+
+    # --- restoring -----------------------------------------------------------------------
+
+    def session_start(self) -> str:
+        session_id = str(self.payload.get("session_id") or "")
+        self._remember_session(session_id)
+        backend = self.backend()
+        snap = None
+        if self.payload.get("source") in ("resume", "compact") and session_id:
+            try:
+                snap = backend.get(session_id)
+            except (SessionmemError, NotFound):
+                snap = None
+        if snap is None:
+            branch, _ = branch_and_commit(self.cwd)
+            attempts = [{"project_path": self.cwd, "git_branch": branch}] if branch else []
+            attempts.append({"project_path": self.cwd})
+            for filters in attempts:
+                try:
+                    snap = backend.latest(**filters)
+                    break
+                except (SessionmemError, NotFound):
+                    continue
+        if snap is None:
+            self.log("no snapshot to restore")
+            return ""
+        text = briefing(snap, warnings=staleness(snap.session_data, self.project))
+        text += (
+            "\n_Restored by sessionmem. Record decisions with "
+            '`sessionmem save --merge --decision "..."`._\n'
+        )
+        try:
+            local = self.root / ".local"
+            local.mkdir(parents=True, exist_ok=True)
+            tmp = local / f".{LAST_BRIEFING}.{os.getpid()}"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, local / LAST_BRIEFING)
+        except OSError as exc:
+            self.log(f"could not write the briefing file: {exc}")
+        self.log(f"restored {snap.session_id} version {snap.version}")
+        return text
+
+    def _remember_session(self, session_id: str) -> None:
+        """So `sessionmem save --merge --decision ...` during the session knows its id."""
+        if not session_id or not self.root.is_dir():
+            return
+        try:
+            local = self.root / ".local"
+            local.mkdir(parents=True, exist_ok=True)
+            record = {"session_id": session_id, "cwd": self.cwd, "at": ms_to_ts(now_ms())}
+            (local / CURRENT_SESSION).write_bytes(orjson.dumps(record))
+        except OSError as exc:
+            self.log(f"could not record the current session: {exc}")
+
+    def log(self, message: str) -> None:
+        line = f"{ms_to_ts(now_ms())} {self.payload.get('hook_event_name')} {message}\n"
+        sys.stderr.write(f"sessionmem: {message}\n")
+        try:
+            if self.root.is_dir():
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.log_path, "a", encoding="utf-8") as f:
+                    f.write(line)
+        except OSError:
+            pass
+
+
+class _LocalBackend:
+    def __init__(self, store: Any, user: str):
+        self.store, self.user = store, user
+
+    def get(self, session_id: str) -> Snapshot:
+        return self.store.get(self.user, session_id)
+
+    def latest(self, **filters: Any) -> Snapshot:
+        return self.store.latest(self.user, **filters)
+
+    def save(self, body: dict[str, Any]) -> Snapshot:
+        return self.store.append(self.user, body)
+
+
+class _RemoteBackend:
+    def __init__(self, client: Any):
+        self.client = client
+
+    def get(self, session_id: str) -> Snapshot:
+        return self.client.get(session_id)
+
+    def latest(self, **filters: Any) -> Snapshot:
+        return self.client.latest(**filters)
+
+    def save(self, body: dict[str, Any]) -> Snapshot:
+        return self.client.save(body)
+
+
+def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]:
+    items = [x for x in (old or []) if isinstance(x, str)]
+    if keep_repeats:
+        # Commands: the transcript holds the whole session; the previous snapshot's commands are
+        # a prefix of it unless the transcript was rotated, so keep only what it lacks.
+        return [x for x in items if x not in set(new)] + list(new)
+    seen = dict.fromkeys(items)
+    for x in new:
+        seen.setdefault(x, None)
+    return list(seen)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `sessionmem hook claude-code`. Always returns 0."""
+    started = time.perf_counter()
+    hook = None
+    try:
+        raw = sys.stdin.buffer.read()
+        payload = orjson.loads(raw) if raw.strip() else {}
+        if not isinstance(payload, dict):
+            raise ValueError("the hook input is not a JSON object")
+        hook = Hook(payload, os.environ)
+        out = hook.run()
+        if out:
+            sys.stdout.write(out)
+            sys.stdout.flush()
+    except BaseException as exc:  # noqa: BLE001 - a memory hook must never break the agent
+        message = f"hook failed: {type(exc).__name__}: {exc}"
+        if hook is not None:
+            hook.log(message)
+        else:
+            sys.stderr.write(f"sessionmem: {message}\n")
+    finally:
+        if hook is not None and os.environ.get("SESSIONMEM_HOOK_TIMING"):
+            hook.log(f"took {1000 * (time.perf_counter() - started):.1f} ms")
+    return 0

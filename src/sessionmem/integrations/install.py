@@ -1,0 +1,131 @@
+"""`sessionmem install claude-code`: merge our hook entries into Claude Code's settings file.
+
+It keeps every other key and hook, is idempotent, and `--uninstall` removes exactly what it added
+(our handlers, and the groups and events that held nothing else). Timeouts are the ones in
+shared/AGENT_HOOKS.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import FieldError, InvalidInput
+
+HOOK_COMMAND = "sessionmem hook claude-code"
+ENTRIES: dict[str, tuple[str | None, int]] = {
+    "PreCompact": (None, 30),
+    "SessionStart": ("startup|resume|clear|compact", 15),
+    "SessionEnd": (None, 10),
+}
+STOP_ENTRY = ("Stop", None, 10)
+SCOPES = {
+    "project": ".claude/settings.json",
+    "local": ".claude/settings.local.json",
+}
+CLAUDE_MD_LINE = (
+    'When you make an important decision, record it with `sessionmem save --merge --decision "..."`'
+    " so the next session knows it."
+)
+
+
+def settings_path(scope: str, project: Path, home: Path | None = None) -> Path:
+    if scope == "user":
+        return (home or Path.home()) / ".claude" / "settings.json"
+    if scope not in SCOPES:
+        raise InvalidInput(FieldError("scope", "must be project, local or user."))
+    return project / SCOPES[scope]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    if not raw.strip():
+        return {}
+    try:
+        settings = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            FieldError(str(path), f"is not valid JSON ({exc}); fix it first, nothing was changed.")
+        ) from None
+    if not isinstance(settings, dict):
+        raise InvalidInput(FieldError(str(path), "must hold a JSON object; nothing was changed."))
+    return settings
+
+
+def _save(path: Path, settings: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(settings, option=orjson.OPT_INDENT_2) + b"\n")
+    os.replace(tmp, path)
+
+
+def _ours(handler: Any, command: str) -> bool:
+    return isinstance(handler, dict) and handler.get("command") == command
+
+
+def install(path: Path, *, command: str = HOOK_COMMAND, stop: bool = False) -> list[str]:
+    """Add our entries; returns the events it added (empty when all were already there)."""
+    settings = _load(path)
+    hooks = settings.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise InvalidInput(FieldError(f"{path}: hooks", "must be an object; nothing was changed."))
+    wanted = [(event, matcher, timeout) for event, (matcher, timeout) in ENTRIES.items()]
+    if stop:
+        wanted.append(STOP_ENTRY)
+    added = []
+    for event, matcher, timeout in wanted:
+        groups = hooks.setdefault(event, [])
+        if not isinstance(groups, list):
+            raise InvalidInput(FieldError(f"{path}: hooks.{event}", "must be a list."))
+        present = any(
+            _ours(h, command) for g in groups if isinstance(g, dict) for h in (g.get("hooks") or [])
+        )
+        if present:
+            continue
+        group: dict[str, Any] = {}
+        if matcher:
+            group["matcher"] = matcher
+        group["hooks"] = [{"type": "command", "command": command, "timeout": timeout}]
+        groups.append(group)
+        added.append(event)
+    if added:
+        _save(path, settings)
+    return added
+
+
+def uninstall(path: Path, *, command: str = HOOK_COMMAND) -> list[str]:
+    """Remove our handlers, and the groups and events left empty by that. Returns the events."""
+    settings = _load(path)
+    hooks = settings.get("hooks")
+    if not isinstance(hooks, dict):
+        return []
+    removed = []
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        kept_groups = []
+        for group in groups:
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(handlers, list) or not any(_ours(h, command) for h in handlers):
+                kept_groups.append(group)
+                continue
+            rest = [h for h in handlers if not _ours(h, command)]
+            removed.append(event)
+            if rest:
+                kept_groups.append({**group, "hooks": rest})
+        if kept_groups:
+            hooks[event] = kept_groups
+        elif event in removed:
+            del hooks[event]
+    if not hooks and removed:
+        del settings["hooks"]
+    if removed:
+        _save(path, settings)
+    return sorted(set(removed))
