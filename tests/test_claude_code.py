@@ -184,8 +184,9 @@ def test_hook_import_path_has_no_web_stack(tmp_path: Path) -> None:
         "from sessionmem.entry import main\n"
         "main()\n"
     )
-    out = subprocess.run([os.sys.executable, "-c", code], input="{}", capture_output=True,
-                         text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [os.sys.executable, "-c", code], input="{}", capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0
     assert out.stderr.strip().splitlines()[-1] == "[]"
 

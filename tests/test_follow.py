@@ -93,12 +93,16 @@ def test_the_watcher_folds_without_a_read(tmp_path: Path) -> None:
     follower = Follower(store)
     follower.start()
     try:
-        time.sleep(0.3)  # let the watcher arm
+        assert follower.ready.wait(30)
         Store(root).append("alice", {"session_id": "s"})  # another writer
         deadline = time.monotonic() + 10
         while follower.folds == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert follower.folds >= 1
+        assert follower.folds >= 1, (
+            follower._thread.is_alive(),
+            follower.ready.is_set(),
+            list((root / "log").rglob("*")),
+        )
         view = store._views["alice"]  # folded by the watcher, not by a read
         assert view.event_count() == 1
     finally:

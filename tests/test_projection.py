@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from sessionmem import Store
 from sessionmem.codec import Event, encode, ms_to_ts, uuid7
+from sessionmem.log import touch_folder
+from sessionmem.projection import FULL_CHECK_SECONDS
 
 BASE_MS = 1_790_000_000_000
 
@@ -138,6 +141,7 @@ def test_incremental_fold_matches_a_fresh_read(root: Path) -> None:
             take, pending[name] = lines[:3], lines[3:]
             with open(folder / f"{name}.jsonl", "ab") as f:
                 f.write(b"".join(take))
+            touch_folder(str(folder))  # what every sessionmem writer does after appending
         state(store)
     assert state(store) == state(Store(root))
 
@@ -192,11 +196,13 @@ def test_file_shrunk_or_rewritten_in_place_is_reread(root: Path) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     with open(path, "r+b") as f:  # same inode, truncated
         f.truncate(len(b"".join(lines[:3])))
+    assert store.view("alice", force=True)  # the watcher's way of noticing an in-place edit
     assert store.get("alice", "s").version == 3
     other = ev("s", "zz", 1, BASE_MS, ["rewritten"])
     with open(path, "r+b") as f:  # same inode, same-or-larger size, different bytes
         f.seek(0)
         f.write(other + b"".join(lines[:3]))
+    time.sleep(FULL_CHECK_SECONDS)  # without the watcher: every file is looked at this often
     hist = store.history("alice", "s").items
     assert len(hist) == 4
     assert store.get("alice", "s", version=1).open_tasks == ["rewritten"]

@@ -86,6 +86,12 @@ def _no_unknown_query(request: Request) -> None:
     if dependant is None:
         return
     known = {p.alias for p in _all_query_params(dependant)}
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({n for n in names if names.count(n) > 1 and n in known})
+    if repeated:
+        raise InvalidInput(
+            [FieldError(n, "is given more than once; give it once.") for n in repeated]
+        )
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise InvalidInput(
@@ -243,8 +249,8 @@ def create_app(
         event: EventFilter = None,
     ) -> Response:
         _check_event(event)
-        snap = store.latest(user, project_path=project_path, git_branch=git_branch, event=event)
-        return _json(snap.view())
+        raw = store.latest_json(user, project_path=project_path, git_branch=git_branch, event=event)
+        return Response(raw, media_type="application/json")
 
     @app.get(
         PREFIX + "/session/{session_id}",
@@ -258,8 +264,8 @@ def create_app(
         snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
         snapshot_id = _uuid_param(snapshot_id, "snapshot_id")
-        snap = store.get(user, session_id, version=version, snapshot_id=snapshot_id)
-        return _json(snap.view())
+        raw = store.get_json(user, session_id, version=version, snapshot_id=snapshot_id)
+        return Response(raw, media_type="application/json")
 
     @app.get(
         PREFIX + "/session/{session_id}/history",

@@ -126,7 +126,8 @@ class Layout:
         for name, text in SCAFFOLD.items():
             path = self.root / name
             if not path.exists():
-                tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+                # Several threads or processes may set up one folder at once: unique temp names.
+                tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
                 tmp.write_text(text, encoding="utf-8")
                 os.replace(tmp, path)
                 made.append(name)

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,11 @@ class Appended:
     path: Path
     offset: int
     line: bytes
+    ino: int
+    size_after: int  # the file's size just after the write, as fstat saw it
+    mtime_ns: int
+    folder_mtime_before: int  # the user's folder mtime before and after `touch_folder`
+    folder_mtime_ns: int
 
 
 def lock_path(layout: Layout, user: str, writer: str) -> Path:
@@ -161,81 +167,134 @@ def _set_aside_torn_tail(layout: Layout, fd: int, size: int, path: Path) -> int:
     return keep
 
 
-def append_event(
-    layout: Layout,
-    user: str,
-    writer: str,
-    build: Callable[[int, int], bytes],
-    *,
-    min_ts_ms: int = 0,
-    durable: bool = True,
-    syncer: GroupSync | None = None,
-    precheck: Callable[[], bool] | None = None,
-) -> Appended | None:
-    """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
+class Appender:
+    """Appends events to log files; one per Store (it caches lock descriptors and folders).
 
-    `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event nor
-    below `min_ts_ms` (the newest event this process has seen from other writers, plus one).
-    `precheck`, if given, runs under the lock; when it returns True nothing is written and the
-    result is None (an idempotent retry found its first result).
+    Lock files live in `.local/`, which git never touches, so their descriptors are kept open;
+    log files are opened by path for every append (git replaces them on checkout). flock locks
+    belong to an open file description, so threads of this process also take a threading lock.
     """
-    folder = layout.log / user
-    path = folder / f"{writer}.jsonl"
-    new_dir = not folder.is_dir()
-    if new_dir:
-        folder.mkdir(parents=True, exist_ok=True)
-    layout.locks.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(lock_path(layout, user, writer), os.O_RDWR | os.O_CREAT, 0o644)
-    fd = -1
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        if precheck is not None and precheck():
-            os.close(lock_fd)
-            return None
-        state = _read_state(lock_fd)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        st = os.fstat(fd)
-        size = st.st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            size = _set_aside_torn_tail(layout, fd, size, path)
-        last_seq, last_ts = state.get("seq", 0), state.get("ts", 0)
-        if state.get("ino") != st.st_ino or state.get("size") != size:
-            file_seq, file_ts = last_event_mark(fd, size)
-            last_seq, last_ts = max(last_seq, file_seq), max(last_ts, file_ts)
-        seq = last_seq + 1
-        ts = max(now_ms(), last_ts, min_ts_ms)
-        line = build(seq, ts)
-        error = _write_all(fd, line)
-        if error is not None:
-            # Disk full or a file size limit: leave no partial line behind (issue 4).
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)
-            reason = os.strerror(error.errno) if error.errno else str(error)
-            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                reason += " (free some space, then retry: nothing was stored)"
-            raise StorageError(f"Could not append to {path}: {reason}.") from error
-        _write_state(lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)})
-    except BaseException:
-        if fd >= 0:
+
+    def __init__(self, layout: Layout, syncer: GroupSync | None = None):
+        self.layout = layout
+        self.syncer = syncer or GroupSync()
+        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+        self._guard = threading.Lock()
+        self._folders: set[str] = set()
+
+    def _lock(self, user: str, writer: str) -> tuple[threading.Lock, int]:
+        key = (user, writer)
+        found = self._locks.get(key)
+        if found is not None:
+            return found
+        with self._guard:
+            found = self._locks.get(key)
+            if found is None:
+                self.layout.locks.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock_path(self.layout, user, writer), os.O_RDWR | os.O_CREAT, 0o644)
+                found = self._locks[key] = (threading.Lock(), fd)
+        return found
+
+    def close(self) -> None:
+        with self._guard:
+            for _, fd in self._locks.values():
+                os.close(fd)
+            self._locks.clear()
+
+    def append(
+        self,
+        user: str,
+        writer: str,
+        build: Callable[[int, int], bytes],
+        *,
+        min_ts_ms: int = 0,
+        durable: bool = True,
+        precheck: Callable[[], bool] | None = None,
+    ) -> Appended | None:
+        """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
+
+        `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
+        nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
+        one). `precheck`, if given, runs under the lock; when it returns True nothing is written
+        and the result is None (an idempotent retry found its first result).
+        """
+        folder = os.path.join(self.layout.log, user)
+        path = os.path.join(folder, f"{writer}.jsonl")
+        new_dir = False
+        if folder not in self._folders:
+            new_dir = not os.path.isdir(folder)
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        tlock, lock_fd = self._lock(user, writer)
+        fd = -1
+        with tlock:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                if precheck is not None and precheck():
+                    return None
+                state = _read_state(lock_fd)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                st = os.fstat(fd)
+                size = st.st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    size = _set_aside_torn_tail(self.layout, fd, size, Path(path))
+                last_seq, last_ts = state.get("seq", 0), state.get("ts", 0)
+                if state.get("ino") != st.st_ino or state.get("size") != size:
+                    file_seq, file_ts = last_event_mark(fd, size)
+                    last_seq, last_ts = max(last_seq, file_seq), max(last_ts, file_ts)
+                seq = last_seq + 1
+                ts = max(now_ms(), last_ts, min_ts_ms)
+                line = build(seq, ts)
+                error = _write_all(fd, line)
+                if error is not None:
+                    # Disk full or a file size limit: leave no partial line behind (issue 4).
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    reason = os.strerror(error.errno) if error.errno else str(error)
+                    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                        reason += " (free some space, then retry: nothing was stored)"
+                    raise StorageError(f"Could not append to {path}: {reason}.") from error
+                after = os.fstat(fd)
+                folder_before, folder_mtime = touch_folder(folder)
+                _write_state(
+                    lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)}
+                )
+            except BaseException:
+                if fd >= 0:
+                    os.close(fd)
+                raise
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)  # the sync below is outside it: group commit
+        try:
+            if durable:
+                self.syncer.sync(path, fd)
+                if size == 0:
+                    _fsync_dir(Path(folder))
+                    if new_dir:
+                        _fsync_dir(Path(folder).parent)
+        except OSError as exc:
+            raise StorageError(f"Could not sync {path} to disk: {exc}.") from exc
+        finally:
             os.close(fd)
-        os.close(lock_fd)
-        raise
-    os.close(lock_fd)  # releases the flock; the sync below happens outside it (group commit)
-    try:
-        if durable:
-            if syncer is not None:
-                syncer.sync(str(path), fd)
-            else:
-                os.fsync(fd)
-            if size == 0:
-                _fsync_dir(folder)
-                if new_dir:
-                    _fsync_dir(folder.parent)
-    except OSError as exc:
-        raise StorageError(f"Could not sync {path} to disk: {exc}.") from exc
-    finally:
-        os.close(fd)
-    return Appended(path, size, line)
+        return Appended(
+            Path(path),
+            size,
+            line,
+            st.st_ino,
+            after.st_size,
+            after.st_mtime_ns,
+            folder_before,
+            folder_mtime,
+        )
+
+
+def touch_folder(folder: str) -> tuple[int, int]:
+    """Move the folder's mtime strictly forward, so a reader learns of an append with one stat
+    of the folder (issue 6). Called under the writer lock; returns (mtime before, after)."""
+    old = os.stat(folder).st_mtime_ns
+    new = max(time.time_ns(), old + 1)
+    os.utime(folder, ns=(new, new))
+    return old, new
 
 
 def _write_all(fd: int, line: bytes) -> OSError | None:

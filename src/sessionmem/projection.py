@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from .model import Problem
 SNAPSHOT, DELETE = 0, 1
 _SIG = 64  # bytes before the fold offset remembered to notice a file rewritten in place
 _MAX_PROBLEMS = 100  # per part; the count goes on
+# Appends and git both change the folder's mtime; a tool that edits a log in place does not, so
+# every file is looked at anyway this often (the server's watcher notices such edits at once).
+FULL_CHECK_SECONDS = 1.0
 
 
 class Stale(Exception):
@@ -117,12 +121,37 @@ class UserView:
         self.idem: dict[str, int] = {}
         self.max_ts: dict[str, int] = {}  # writer -> newest ts seen
         self.generation = 0  # bumped whenever anything changed; caches key on it
+        self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
+        self._full_at = 0.0  # when every file was last looked at
+        # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
+        self._latest: tuple[tuple[Any, ...], int, int] | None = None
+        self.rendered: dict[int, tuple[int, int, Any, bytes]] = {}  # sidx -> (ref, n, snap, JSON)
 
     # --- folding -----------------------------------------------------------------------
 
-    def refresh(self) -> bool:
-        """Fold whatever changed on disk since the last call. Returns True if anything did."""
+    def refresh(self, *, force: bool = False) -> bool:
+        """Fold whatever changed on disk since the last call. Returns True if anything did.
+
+        One stat of the folder answers "nothing changed": every append moves the folder's mtime
+        forward (`log.touch_folder`), and git's replacements change it too. `force` looks at
+        every file anyway (the watcher uses it, for edits made in place by other tools).
+        """
+        try:
+            st = os.stat(self.folder)
+            stamp: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except (FileNotFoundError, NotADirectoryError):
+            stamp = None
+        now = time.monotonic()
+        if (
+            not force
+            and stamp is not None
+            and stamp == self._stamp
+            and now - self._full_at < FULL_CHECK_SECONDS
+        ):
+            return False
         with self.lock:
+            self._stamp = stamp
+            self._full_at = now
             try:
                 entries = {
                     e.name: e.stat(follow_symlinks=False)
@@ -149,10 +178,44 @@ class UserView:
                 touched |= result.touched
                 changed = True
             if changed:
-                self.generation += 1
-                for sidx in touched:
-                    self.summaries.pop(sidx, None)
+                self._changed(touched)
             return changed
+
+    def _changed(self, touched: set[int]) -> None:
+        self.generation += 1
+        for sidx in touched:
+            self.summaries.pop(sidx, None)
+
+    def note_append(
+        self,
+        path: Path,
+        offset: int,
+        line: bytes,
+        ev: Event,
+        ino: int,
+        size_after: int,
+        mtime_ns: int,
+        folder_before: int,
+        folder_after: int,
+    ) -> int | None:
+        """Fold a line this process just appended without reading it back, when nothing else
+        was appended to its file since the last fold. Returns its ref, or None (then refresh)."""
+        with self.lock:
+            part = self.parts.get(path.name)
+            if part is None or part.ino != ino or part.consumed != offset:
+                return None
+            result = FoldResult()
+            row = self._add_row(part, ev, offset, len(line) - 1, result)
+            part.consumed = offset + len(line)
+            exact = size_after == part.consumed
+            part.seen_size = size_after if exact else -1
+            part.seen_mtime = mtime_ns if exact else -1
+            part.sig = (part.sig + line)[-_SIG:]
+            if self._stamp is not None and exact and self._stamp[1] == folder_before:
+                # The folder changed only by our own touch: nothing else to fold because of it.
+                self._stamp = (self._stamp[0], folder_after)
+            self._changed(result.touched)
+            return part.no << 32 | row
 
     def _new_part(self, name: str) -> Part:
         part = Part(self._next_no, self.folder / name)
@@ -162,6 +225,7 @@ class UserView:
         return part
 
     def _drop(self, part: Part) -> set[int]:
+        self._latest = None
         del self.parts[part.path.name]
         del self.by_no[part.no]
         touched = set(part.by_session)
@@ -218,7 +282,7 @@ class UserView:
                 self._add_row(part, ev, start, len(line), result)
             part.consumed = pos
 
-    def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> None:
+    def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> int:
         sidx = self.session_index.get(ev.session_id)
         if sidx is None:
             sidx = self.session_index[ev.session_id] = len(self.session_names)
@@ -261,6 +325,12 @@ class UserView:
                     hist.start = len(hist.refs)
             else:
                 del self.histories[sidx]  # arrived out of order (a merge): sort again on demand
+        if self._latest is not None:
+            if kind == SNAPSHOT and key > self._latest[0]:
+                self._latest = (key, sidx, ref)
+            elif kind == DELETE and sidx == self._latest[1]:
+                self._latest = None
+        return row
 
     def _recompute_head(self, sidx: int) -> None:
         best: Head | None = None
@@ -318,6 +388,20 @@ class UserView:
             if self.kind(ref) == DELETE:
                 start = len(merged)
         return History(merged, last, start)
+
+    def latest_head(self) -> tuple[int, int] | None:
+        """(sidx, ref) of the newest live snapshot over all sessions (kept up to date as rows
+        are folded; worked out again after a file was dropped)."""
+        with self.lock:
+            if self._latest is None:
+                best = None
+                for sidx, h in self.heads.items():
+                    if h.kind == SNAPSHOT and (best is None or h.key > best[0]):
+                        best = (h.key, sidx, h.ref)
+                if best is None:
+                    return None
+                self._latest = best
+            return self._latest[1], self._latest[2]
 
     def live_heads(self) -> list[tuple[tuple[Any, ...], int, int]]:
         """(key, sidx, ref) of every session whose newest event is a snapshot, newest first."""

@@ -10,12 +10,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .codec import Event, dumps, encode, id_hash, loads, ms_to_ts, normalize_uuid, uuid7
+from .codec import (
+    Event,
+    dumps,
+    dumps_view,
+    encode,
+    id_hash,
+    loads,
+    ms_to_ts,
+    normalize_uuid,
+    uuid7,
+)
 from .config import read_config
 from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
-from .log import DURABILITY_MODES, GroupSync, append_event
+from .log import DURABILITY_MODES, Appender, GroupSync
 from .model import (
     Diff,
     Filters,
@@ -78,6 +88,7 @@ class Store:
         self._views: dict[str, UserView] = {}
         self._lock = threading.Lock()
         self._sync = GroupSync()
+        self._appender = Appender(self.layout, self._sync)
         self._scaffolded = False
 
     # --- plumbing ------------------------------------------------------------------------
@@ -88,15 +99,23 @@ class Store:
             self._writer = self.layout.writer_id()
         return self._writer
 
-    def view(self, user: str) -> UserView:
-        """The user's projection, brought up to date with the files on disk."""
+    def _view(self, user: str) -> UserView:
         view = self._views.get(user)
         if view is None:
             check_user(user)
             with self._lock:
                 view = self._views.setdefault(user, UserView(self.layout.log / user, user))
-        view.refresh()
         return view
+
+    def view(self, user: str, *, force: bool = False) -> UserView:
+        """The user's projection, brought up to date with the files on disk."""
+        view = self._view(user)
+        view.refresh(force=force)
+        return view
+
+    def close(self) -> None:
+        """Release the lock files this store holds open (it stays usable)."""
+        self._appender.close()
 
     def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
         """Run a read; if a file changed under it (git checkout), refold and run it again."""
@@ -171,9 +190,12 @@ class Store:
                 self.layout.ensure()
             self._scaffolded = True
         writer = self.writer
-        view = self.view(user)
-        event_id = snapshot_id
+        view = self._view(user)
+        # What a later read gives back (keys sorted, numbers as JSON has them), so the answer
+        # to this write is byte for byte the answer to that read.
+        data = loads(dumps(data))
         found: list[Snapshot] = []
+        built: list[Event] = []
 
         def precheck() -> bool:
             # Runs under the writer lock, so two workers retrying the same request cannot both
@@ -186,7 +208,7 @@ class Store:
 
         def build(seq: int, ts: int) -> bytes:
             ev = Event(
-                id=event_id or uuid7(ts),
+                id=snapshot_id or uuid7(ts),
                 type=kind,
                 user=user,
                 session_id=session_id,
@@ -197,23 +219,44 @@ class Store:
                 idem=idem,
                 body=body_hash,
             )
+            built.append(ev)
             return encode(ev)
 
-        appended = append_event(
-            self.layout,
+        appended = self._appender.append(
             user,
             writer,
             build,
             min_ts_ms=view.other_writers_max_ts(writer) + 1,
             durable=self.durability == "durable",
-            syncer=self._sync,
             precheck=precheck if (idem or snapshot_id) else None,
         )
         if appended is None:
             return found[0]
+        ev = built[-1]
+        ref = view.note_append(
+            appended.path,
+            appended.offset,
+            appended.line,
+            ev,
+            appended.ino,
+            appended.size_after,
+            appended.mtime_ns,
+            appended.folder_mtime_before,
+            appended.folder_mtime_ns,
+        )
         if kind == "delete":
             return None
-        return self._retry(user, lambda v: self._snapshot_at(v, appended.path, appended.offset))
+        for _ in range(5):
+            if ref is None:
+                view.refresh()
+                ref = _ref_at(view, appended.path, appended.offset)
+            if ref is not None:
+                try:
+                    return self._render(view, session_id, ref, ev)[0]
+                except Stale:
+                    pass
+            ref = None
+        raise Stale(appended.offset)
 
     def _find_existing(
         self,
@@ -248,33 +291,37 @@ class Store:
                 return self._snapshot_of(view, session_id, ref)
         return None
 
-    def _snapshot_at(self, view: UserView, path: Path, offset: int) -> Snapshot:
-        part = view.parts.get(path.name)
-        if part is None:
-            raise Stale(offset)
-        for row in range(len(part.off) - 1, -1, -1):
-            if part.off[row] == offset:
-                ref = part.no << 32 | row
-                return self._snapshot_of(view, view.read(ref).session_id, ref)
-            if part.off[row] < offset:
-                break
-        raise Stale(offset)
-
     def _snapshot_of(self, view: UserView, session_id: str, ref: int) -> Snapshot:
+        return self._render(view, session_id, ref)[0]
+
+    def _render(
+        self, view: UserView, session_id: str, ref: int, ev: Event | None = None
+    ) -> tuple[Snapshot, bytes]:
+        """The snapshot at `ref` and its JSON, cached for the newest snapshot of each session
+        (issue 6: GET latest and by id answer without re-serializing)."""
         hist = view.history(session_id)
         if hist is None:
             raise Stale(ref)
-        refs = hist.refs
-        # Almost always the newest: look from the end.
-        for i in range(len(refs) - 1, hist.start - 1, -1):
-            if refs[i] == ref:
-                return _snapshot(view.read(ref), i - hist.start + 1)
-        # A duplicate of an event that sits elsewhere in the history (same id).
-        idh = view.idh(ref)
-        for i in range(len(refs) - 1, hist.start - 1, -1):
-            if view.idh(refs[i]) == idh:
-                return _snapshot(view.read(refs[i]), i - hist.start + 1)
-        raise NotFound(f"Snapshot {ref} is no longer in session {session_id!r} (deleted).")
+        total = len(hist.refs) - hist.start
+        sidx = view.session_index[session_id]
+        newest = total > 0 and hist.refs[-1] == ref
+        if newest:
+            cached = view.rendered.get(sidx)
+            if cached is not None and cached[0] == ref and cached[1] == total:
+                return cached[2], cached[3]
+        version = 0
+        for i in range(len(hist.refs) - 1, hist.start - 1, -1):
+            if hist.refs[i] == ref or view.idh(hist.refs[i]) == view.idh(ref):
+                version = i - hist.start + 1
+                ref = hist.refs[i]
+                break
+        if version == 0:
+            raise NotFound(f"That snapshot is no longer in session {session_id!r} (deleted).")
+        snap = _snapshot(ev if ev is not None and newest else view.read(ref), version)
+        raw = dumps_view(snap.view())
+        if newest:
+            view.rendered[sidx] = (ref, total, snap, raw)
+        return snap, raw
 
     # --- reading -------------------------------------------------------------------------
 
@@ -287,15 +334,23 @@ class Store:
         event: str | None = None,
     ) -> Snapshot:
         """The user's most recent snapshot over all sessions, optionally filtered."""
-        filters = Filters(project_path, git_branch, event)
+        return self._latest(user, Filters(project_path, git_branch, event))[0]
 
-        def run(view: UserView) -> Snapshot:
-            for _key, sidx, ref in view.live_heads():
-                ev = view.summary(sidx, ref)
-                if filters.match(ev.data):
-                    hist = view.history(ev.session_id)
-                    assert hist is not None
-                    return _snapshot(ev, len(hist.refs) - hist.start)
+    def latest_json(self, user: str, **filters: str | None) -> bytes:
+        """`latest`, as the JSON the HTTP API answers (cached: no re-serializing)."""
+        return self._latest(user, Filters(**filters))[1]
+
+    def _latest(self, user: str, filters: Filters) -> tuple[Snapshot, bytes]:
+        def run(view: UserView) -> tuple[Snapshot, bytes]:
+            if not filters.any():
+                head = view.latest_head()
+                if head is not None:
+                    return self._render(view, view.session_names[head[0]], head[1])
+            else:
+                for _key, sidx, ref in view.live_heads():
+                    ev = view.summary(sidx, ref)
+                    if filters.match(ev.data):
+                        return self._render(view, ev.session_id, ref)
             if filters.any():
                 raise NotFound("No snapshot matches these filters. Try without them.")
             raise NotFound("No snapshot stored yet for this user. POST /session saves one.")
@@ -311,31 +366,50 @@ class Store:
         snapshot_id: str | None = None,
     ) -> Snapshot:
         """A session's latest snapshot, or the one at `version` / with `snapshot_id` (replay)."""
+        return self._get(user, session_id, version, snapshot_id)[0]
+
+    def get_json(
+        self,
+        user: str,
+        session_id: str,
+        *,
+        version: int | None = None,
+        snapshot_id: str | None = None,
+    ) -> bytes:
+        """`get`, as the JSON the HTTP API answers (cached for the newest snapshot)."""
+        return self._get(user, session_id, version, snapshot_id)[1]
+
+    def _get(
+        self, user: str, session_id: str, version: int | None, snapshot_id: str | None
+    ) -> tuple[Snapshot, bytes]:
         check_session_id(session_id)
         if version is not None and snapshot_id is not None:
             raise InvalidInput(
                 FieldError("version", "cannot be combined with snapshot_id; give one of them.")
             )
 
-        def run(view: UserView) -> Snapshot:
+        def run(view: UserView) -> tuple[Snapshot, bytes]:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
                 raise NotFound(_no_session(session_id))
             total = len(hist.refs) - hist.start
             if snapshot_id is not None:
+                target = id_hash(snapshot_id)
                 for i in range(len(hist.refs) - 1, hist.start - 1, -1):
                     ref = hist.refs[i]
-                    if view.idh(ref) == id_hash(snapshot_id):
-                        ev = view.read(ref)
-                        if ev.id == snapshot_id:
-                            return _snapshot(ev, i - hist.start + 1)
+                    if view.idh(ref) == target and view.read(ref).id == snapshot_id:
+                        return self._render(view, session_id, ref)
                 raise NotFound(f"Session {session_id!r} has no snapshot {snapshot_id}.")
             n = total if version is None else version
             if not 1 <= n <= total:
                 raise NotFound(
                     f"Session {session_id!r} has versions 1 to {total}; there is no version {n}."
                 )
-            return _snapshot(view.read(hist.refs[hist.start + n - 1]), n)
+            ref = hist.refs[hist.start + n - 1]
+            if n == total:
+                return self._render(view, session_id, ref)
+            snap = _snapshot(view.read(ref), n)
+            return snap, dumps_view(snap.view())
 
         return self._retry(user, run)
 
@@ -445,6 +519,20 @@ class Store:
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
+
+
+def _ref_at(view: UserView, path: Path, offset: int) -> int | None:
+    """The ref of the row folded from `offset` of the file at `path`, if folded."""
+    with view.lock:
+        part = view.parts.get(path.name)
+        if part is None:
+            return None
+        for row in range(len(part.off) - 1, -1, -1):
+            if part.off[row] == offset:
+                return part.no << 32 | row
+            if part.off[row] < offset:
+                break
+    return None
 
 
 def _snapshot(ev: Event, version: int) -> Snapshot:

@@ -23,6 +23,7 @@ class Follower:
         self.debounce_ms = debounce_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.ready = threading.Event()  # set once the watcher is armed
         self.folds = 0  # how many change batches were folded; tests read it
 
     def start(self) -> None:
@@ -42,17 +43,23 @@ class Follower:
         try:
             for changes in watch(
                 log_dir,
-                watch_filter=lambda _change, path: path.endswith(".jsonl"),
+                # Folders too: files made in a new folder before its watch is set are only seen
+                # through the folder's own creation event.
+                watch_filter=None,
                 debounce=self.debounce_ms,
                 step=10,
                 stop_event=self._stop,
                 raise_interrupt=False,
+                yield_on_timeout=True,  # an empty batch now and then: the watcher is armed
+                rust_timeout=200,
             ):
+                self.ready.set()
                 users = {_user_of(Path(p), log_dir) for _, p in changes}
                 for user in sorted(u for u in users if u):
                     with contextlib.suppress(Exception):  # a read will fold it instead
-                        self.store.view(user)
-                self.folds += 1
+                        self.store.view(user, force=True)  # force: edits made in place too
+                if users:
+                    self.folds += 1
         except Exception:  # the watcher is an optimisation: never take the server down
             log.exception("the log watcher stopped; reads still fold changes themselves")
 
@@ -62,4 +69,4 @@ def _user_of(path: Path, log_dir: Path) -> str | None:
         rel = path.relative_to(log_dir)
     except ValueError:
         return None
-    return rel.parts[0] if len(rel.parts) >= 2 else None
+    return rel.parts[0] if rel.parts else None
