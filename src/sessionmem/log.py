@@ -83,7 +83,7 @@ class GroupSync:
 
 @dataclass(frozen=True)
 class Appended:
-    path: Path
+    path: str
     offset: int
     line: bytes
     ino: int
@@ -210,13 +210,15 @@ class Appender:
         min_ts_ms: int = 0,
         durable: bool = True,
         precheck: Callable[[], bool] | None = None,
+        written: Callable[[Appended], None] | None = None,
     ) -> Appended | None:
         """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
 
         `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
         nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
         one). `precheck`, if given, runs under the lock; when it returns True nothing is written
-        and the result is None (an idempotent retry found its first result).
+        and the result is None (an idempotent retry found its first result). `written` runs
+        under the lock just after the write (the store folds the line there, in file order).
         """
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
@@ -259,6 +261,18 @@ class Appender:
                 _write_state(
                     lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)}
                 )
+                appended = Appended(
+                    path,
+                    size,
+                    line,
+                    st.st_ino,
+                    after.st_size,
+                    after.st_mtime_ns,
+                    folder_before,
+                    folder_mtime,
+                )
+                if written is not None:
+                    written(appended)
             except BaseException:
                 if fd >= 0:
                     os.close(fd)
@@ -276,16 +290,7 @@ class Appender:
             raise StorageError(f"Could not sync {path} to disk: {exc}.") from exc
         finally:
             os.close(fd)
-        return Appended(
-            Path(path),
-            size,
-            line,
-            st.st_ino,
-            after.st_size,
-            after.st_mtime_ns,
-            folder_before,
-            folder_mtime,
-        )
+        return appended
 
 
 def touch_folder(folder: str) -> tuple[int, int]:

@@ -22,10 +22,13 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .codec import DecodeError, Event, decode, id_hash, ts_to_ms
 from .model import Problem
+
+if TYPE_CHECKING:
+    from .log import Appended
 
 SNAPSHOT, DELETE = 0, 1
 _SIG = 64  # bytes before the fold offset remembered to notice a file rewritten in place
@@ -186,23 +189,15 @@ class UserView:
         for sidx in touched:
             self.summaries.pop(sidx, None)
 
-    def note_append(
-        self,
-        path: Path,
-        offset: int,
-        line: bytes,
-        ev: Event,
-        ino: int,
-        size_after: int,
-        mtime_ns: int,
-        folder_before: int,
-        folder_after: int,
-    ) -> int | None:
+    def note_append(self, a: Appended, ev: Event) -> int | None:
         """Fold a line this process just appended without reading it back, when nothing else
         was appended to its file since the last fold. Returns its ref, or None (then refresh)."""
+        offset, line = a.offset, a.line
+        size_after, mtime_ns = a.size_after, a.mtime_ns
+        folder_before, folder_after = a.folder_mtime_before, a.folder_mtime_ns
         with self.lock:
-            part = self.parts.get(path.name)
-            if part is None or part.ino != ino or part.consumed != offset:
+            part = self.parts.get(os.path.basename(a.path))
+            if part is None or part.ino != a.ino or part.consumed != offset:
                 return None
             result = FoldResult()
             row = self._add_row(part, ev, offset, len(line) - 1, result)

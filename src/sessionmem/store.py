@@ -25,7 +25,7 @@ from .config import read_config
 from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
-from .log import DURABILITY_MODES, Appender, GroupSync
+from .log import DURABILITY_MODES, Appended, Appender, GroupSync
 from .model import (
     Diff,
     Filters,
@@ -222,6 +222,12 @@ class Store:
             built.append(ev)
             return encode(ev)
 
+        refs: list[int | None] = []
+
+        def written(a: Appended) -> None:
+            # Under the writer lock, so our lines are folded in file order.
+            refs.append(view.note_append(a, built[-1]))
+
         appended = self._appender.append(
             user,
             writer,
@@ -229,21 +235,12 @@ class Store:
             min_ts_ms=view.other_writers_max_ts(writer) + 1,
             durable=self.durability == "durable",
             precheck=precheck if (idem or snapshot_id) else None,
+            written=written,
         )
         if appended is None:
             return found[0]
         ev = built[-1]
-        ref = view.note_append(
-            appended.path,
-            appended.offset,
-            appended.line,
-            ev,
-            appended.ino,
-            appended.size_after,
-            appended.mtime_ns,
-            appended.folder_mtime_before,
-            appended.folder_mtime_ns,
-        )
+        ref = refs[-1] if refs else None
         if kind == "delete":
             return None
         for _ in range(5):
@@ -521,10 +518,10 @@ def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) 
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
 
 
-def _ref_at(view: UserView, path: Path, offset: int) -> int | None:
+def _ref_at(view: UserView, path: str, offset: int) -> int | None:
     """The ref of the row folded from `offset` of the file at `path`, if folded."""
     with view.lock:
-        part = view.parts.get(path.name)
+        part = view.parts.get(os.path.basename(path))
         if part is None:
             return None
         for row in range(len(part.off) - 1, -1, -1):
