@@ -20,16 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from . import __version__
-from .codec import dumps_view, loads
+from .codec import dumps_view
 from .errors import (
-    Conflict,
     FieldError,
     InvalidInput,
-    NotFound,
     SessionmemError,
-    StorageError,
     Unauthorized,
 )
+from .fastpath import PREFIX, UNAUTHORIZED, HotPaths, error_body, post_snapshot, too_big
 from .keys import KeyRing
 from .model import SNAPSHOT_EVENTS
 from .projection import Stale
@@ -48,7 +46,6 @@ from .schemas import (
 )
 from .store import Store
 
-PREFIX = "/api/v1/public/memory/v2"
 DEFAULT_MAX_BODY = 1024 * 1024
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your sessionmem API key.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -56,11 +53,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such session for this user."},
     422: {"model": ErrorOut, "description": "A field broke a rule; `detail` names it."},
 }
-_STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
-_UNAUTHORIZED = (
-    "Missing or unknown API key. Send it in the x-api-key header; "
-    "create one with `sessionmem keys create USER`."
-)
 
 SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
 EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
@@ -68,17 +60,17 @@ SnapshotIdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, description=
 Cursor = Annotated[str | None, Query(min_length=1, description="next_cursor of the page before.")]
 
 
-def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
+async def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
     user: str | None = request.app.state.keyring.authenticate(key)
     if user is None:
-        raise Unauthorized(_UNAUTHORIZED)
+        raise Unauthorized(UNAUTHORIZED)
     return user
 
 
 User = Annotated[str, Depends(_user_of)]
 
 
-def _no_unknown_query(request: Request) -> None:
+async def _no_unknown_query(request: Request) -> None:
     """Refuse query parameters a route does not take: a misspelt filter (`?projectpath=`) would
     otherwise be ignored silently and answer for every project."""
     route = request.scope.get("route")
@@ -154,18 +146,18 @@ def create_app(
     )
     app.state.store = store
     app.state.keyring = keyring
+    app.add_middleware(HotPaths, store=store, keyring=keyring, max_body=max_body)
 
     @app.exception_handler(SessionmemError)
     async def library_error(request: Request, exc: SessionmemError) -> Response:
-        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-        if isinstance(exc, InvalidInput):
-            where = "query" if request.method in ("GET", "DELETE") else "body"
-            return _detail_error(422, [e.as_dict(where) for e in exc.errors])
-        return _detail_error(status, str(exc))
+        where = "query" if request.method in ("GET", "DELETE") else "body"
+        status, raw = error_body(exc, where)
+        return Response(raw, status_code=status, media_type="application/json")
 
     @app.exception_handler(Stale)
     async def stale_error(request: Request, exc: Stale) -> Response:
-        return _detail_error(503, "The log changed during the read (a git checkout?). Retry.")
+        status, raw = error_body(exc)
+        return Response(raw, status_code=status, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -227,15 +219,13 @@ def create_app(
             str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> Response:
+        # `HotPaths` answers this route before FastAPI sees it; this handler (the same code)
+        # serves an app mounted without that middleware, and documents the route.
         raw = await _read_body(request, max_body)
         if isinstance(raw, Response):
             return raw
-        try:
-            body = loads(raw)
-        except ValueError as exc:
-            raise InvalidInput(FieldError("body", f"is not valid JSON ({exc}).")) from None
-        snap = await run_in_threadpool(store.append, user, body, idempotency_key=idempotency_key)
-        return _json(snap.view(), 201)
+        status, answer = await post_snapshot(store, user, idempotency_key, raw)
+        return Response(answer, status_code=status, media_type="application/json")
 
     @app.get(
         PREFIX + "/session/latest",
@@ -351,21 +341,19 @@ def _uuid_param(value: str | None, name: str) -> str | None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | Response:
-    too_big = _detail_error(
-        413, f"The body is larger than the limit of {limit} bytes. Send a smaller snapshot."
-    )
+    too_big_answer = Response(too_big(limit), status_code=413, media_type="application/json")
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             return _detail_error(400, "The Content-Length header is not a number.")
         if int(length) > limit:
-            return too_big
+            return too_big_answer
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            return too_big
+            return too_big_answer
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -81,6 +81,87 @@ class GroupSync:
             raise StorageError(f"Could not sync the log to disk: {failure}.") from failure
 
 
+class WouldBlock(Exception):
+    """The writer lock is held by someone else right now (`blocking=False`)."""
+
+
+class SyncThread:
+    """One thread that fsyncs appends in batches for an asyncio server (issue 6).
+
+    The event loop writes lines itself (no thread convoy on the GIL around the writer lock) and
+    awaits `sync`; this thread takes every append submitted so far, syncs each file once, and
+    resolves their futures. An append submitted during a sync waits for the next one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Appended, Callable[[BaseException | None], None]]] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.syncs = 0
+
+    def submit(self, appended: Appended, done: Callable[[BaseException | None], None]) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sessionmem-sync", daemon=True
+                )
+                self._thread.start()
+            self._queue.append((appended, done))
+            self._cond.notify()
+
+    async def sync(self, appended: Appended) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(exc: BaseException | None) -> None:
+            def settle() -> None:
+                if not future.done():
+                    if exc is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(exc)
+
+            loop.call_soon_threadsafe(settle)
+
+        self.submit(appended, done)
+        await future
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue and self._stopping:
+                    return
+                batch, self._queue = self._queue, []
+            failure: BaseException | None = None
+            try:
+                seen: set[str] = set()
+                for appended, _ in batch:
+                    if appended.path not in seen:
+                        seen.add(appended.path)
+                        os.fsync(appended.fd)
+                    for folder in appended.dirs:
+                        _fsync_dir(Path(folder))
+            except OSError as exc:
+                failure = StorageError(f"Could not sync the log to disk: {exc}.")
+            self.syncs += 1
+            for appended, done in batch:
+                with contextlib.suppress(OSError):
+                    os.close(appended.fd)
+                done(failure)
+
+
 @dataclass(frozen=True)
 class Appended:
     path: str
@@ -91,6 +172,8 @@ class Appended:
     mtime_ns: int
     folder_mtime_before: int  # the user's folder mtime before and after `touch_folder`
     folder_mtime_ns: int
+    fd: int = -1  # still open until the write is synced (`Appender.sync` / `SyncThread`)
+    dirs: tuple[str, ...] = ()  # folders whose entries are new, synced with it
 
 
 def lock_path(layout: Layout, user: str, writer: str) -> Path:
@@ -208,9 +291,9 @@ class Appender:
         build: Callable[[int, int], bytes],
         *,
         min_ts_ms: int = 0,
-        durable: bool = True,
         precheck: Callable[[], bool] | None = None,
         written: Callable[[Appended], None] | None = None,
+        blocking: bool = True,
     ) -> Appended | None:
         """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
 
@@ -219,6 +302,10 @@ class Appender:
         one). `precheck`, if given, runs under the lock; when it returns True nothing is written
         and the result is None (an idempotent retry found its first result). `written` runs
         under the lock just after the write (the store folds the line there, in file order).
+
+        The write is not synced yet: the result holds the open descriptor, for `sync` (or a
+        `SyncThread`) to make durable and close. With `blocking=False`, raise `WouldBlock`
+        rather than wait for the lock.
         """
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
@@ -229,8 +316,13 @@ class Appender:
             self._folders.add(folder)
         tlock, lock_fd = self._lock(user, writer)
         fd = -1
-        with tlock:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if not tlock.acquire(blocking=blocking):
+            raise WouldBlock(path)
+        try:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WouldBlock(path) from None
             try:
                 if precheck is not None and precheck():
                     return None
@@ -261,6 +353,11 @@ class Appender:
                 _write_state(
                     lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)}
                 )
+                dirs = (
+                    ((folder, os.path.dirname(folder)) if new_dir else (folder,))
+                    if not size
+                    else ()
+                )
                 appended = Appended(
                     path,
                     size,
@@ -270,6 +367,8 @@ class Appender:
                     after.st_mtime_ns,
                     folder_before,
                     folder_mtime,
+                    fd,
+                    dirs,
                 )
                 if written is not None:
                     written(appended)
@@ -278,19 +377,22 @@ class Appender:
                     os.close(fd)
                 raise
             finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)  # the sync below is outside it: group commit
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)  # the sync is outside it: group commit
+        finally:
+            tlock.release()
+        return appended
+
+    def sync(self, appended: Appended, durable: bool = True) -> None:
+        """Make an append durable (shared with concurrent ones: group commit), then close it."""
         try:
             if durable:
-                self.syncer.sync(path, fd)
-                if size == 0:
+                self.syncer.sync(appended.path, appended.fd)
+                for folder in appended.dirs:
                     _fsync_dir(Path(folder))
-                    if new_dir:
-                        _fsync_dir(Path(folder).parent)
         except OSError as exc:
-            raise StorageError(f"Could not sync {path} to disk: {exc}.") from exc
+            raise StorageError(f"Could not sync {appended.path} to disk: {exc}.") from exc
         finally:
-            os.close(fd)
-        return appended
+            os.close(appended.fd)
 
 
 def touch_folder(folder: str) -> tuple[int, int]:

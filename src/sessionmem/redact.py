@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .errors import FieldError, InvalidInput
 
 MASK = "[REDACTED]"
@@ -90,6 +92,17 @@ def _keep_placeholders(match: re.Match[str]) -> str:
     return f"{prefix}{quote}{MASK}{end}"
 
 
+# Every rule above needs one of these (lowercased) somewhere in the text; most text has none,
+# and a few substring tests are much cheaper than every rule.
+_TRIGGERS = (
+    "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "sk-", "k_",
+    "xox", "aiza", "npm_", "pypi-", "hf_", "sg.", "smk_", "eyj", "private key", "authoriz",
+    "api_key", "api-key", "apikey", "x-auth", "://", "pass", "pwd", "secret", "token",
+    "access", "private", "signing", "encryption", "master", "credential",
+)  # fmt: skip
+_BYTE_TRIGGERS = tuple(t.encode() for t in _TRIGGERS)
+
+
 class Redactor:
     def __init__(self, extra: list[str] | None = None):
         self._whole = re.compile("|".join([*_TOKENS, _PRIVATE_KEY]))
@@ -98,6 +111,10 @@ class Redactor:
     def text(self, value: str) -> str:
         if not value:
             return value
+        if not self._extra:
+            low = value.lower()
+            if not any(t in low for t in _TRIGGERS):
+                return value
         out = self._whole.sub(MASK, value)
         out = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, out)
         out = _API_KEY_HEADER.sub(lambda m: m.group(1) + MASK, out)
@@ -111,6 +128,10 @@ class Redactor:
         return out
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not self._extra:
+            blob = orjson.dumps(data).lower()
+            if not any(t in blob for t in _BYTE_TRIGGERS):
+                return data  # the common case: one scan of the whole snapshot, nothing to do
         return {k: self._value(v) for k, v in data.items()}
 
     def _value(self, value: Any) -> Any:

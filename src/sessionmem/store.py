@@ -25,7 +25,7 @@ from .config import read_config
 from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
-from .log import DURABILITY_MODES, Appended, Appender, GroupSync
+from .log import DURABILITY_MODES, Appended, Appender, GroupSync, SyncThread, WouldBlock
 from .model import (
     Diff,
     Filters,
@@ -89,6 +89,7 @@ class Store:
         self._lock = threading.Lock()
         self._sync = GroupSync()
         self._appender = Appender(self.layout, self._sync)
+        self._sync_thread: SyncThread | None = None
         self._scaffolded = False
 
     # --- plumbing ------------------------------------------------------------------------
@@ -114,8 +115,11 @@ class Store:
         return view
 
     def close(self) -> None:
-        """Release the lock files this store holds open (it stays usable)."""
+        """Release the lock files and the sync thread this store holds (it stays usable)."""
         self._appender.close()
+        if self._sync_thread is not None:
+            self._sync_thread.stop()
+            self._sync_thread = None
 
     def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
         """Run a read; if a file changed under it (git checkout), refold and run it again."""
@@ -148,6 +152,36 @@ class Store:
         the body) a retry returns the first result instead of storing a duplicate; the same key
         with a different body raises Conflict.
         """
+        snap = self._write(*self._prepare(user, body, idempotency_key))
+        assert snap is not None
+        return snap
+
+    async def append_async(
+        self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Snapshot:
+        """`append` for an asyncio server: the line is written on the calling event loop (no
+        thread convoy around the writer lock) and its fsync is awaited from a thread that syncs
+        concurrent appends together. Answers only once the snapshot is durable."""
+        import asyncio
+
+        args = self._prepare(user, body, idempotency_key)
+        try:
+            snap, pending = self._begin(*args, blocking=False)
+        except WouldBlock:  # another process holds the writer lock: wait for it in a thread
+            return await asyncio.to_thread(self.append, user, body, idempotency_key=idempotency_key)
+        if pending is not None:
+            if self.durability == "durable":
+                if self._sync_thread is None:
+                    self._sync_thread = SyncThread()
+                await self._sync_thread.sync(pending)
+            else:
+                os.close(pending.fd)
+        assert snap is not None
+        return snap
+
+    def _prepare(
+        self, user: str, body: Mapping[str, Any], idempotency_key: str | None
+    ) -> tuple[str, str, str, dict[str, Any], str | None, str | None, str | None]:
         check_user(user)
         session_id, snapshot_id, data = normalize_snapshot(body)
         if self._redactor is not None:
@@ -160,9 +194,7 @@ class Store:
                 )
             idem = _sha256(idempotency_key)
             body_hash = _sha256(encode_body(session_id, snapshot_id, data))
-        snap = self._write(user, session_id, "snapshot", data, snapshot_id, idem, body_hash)
-        assert snap is not None
-        return snap
+        return user, session_id, "snapshot", data, snapshot_id, idem, body_hash
 
     def delete(self, user: str, session_id: str) -> int:
         """Hide a session from every read by appending a tombstone. Returns how many versions
@@ -185,6 +217,24 @@ class Store:
         idem: str | None,
         body_hash: str | None,
     ) -> Snapshot | None:
+        snap, pending = self._begin(user, session_id, kind, data, snapshot_id, idem, body_hash)
+        if pending is not None:
+            self._appender.sync(pending, self.durability == "durable")
+        return snap
+
+    def _begin(
+        self,
+        user: str,
+        session_id: str,
+        kind: str,
+        data: dict[str, Any],
+        snapshot_id: str | None,
+        idem: str | None,
+        body_hash: str | None,
+        *,
+        blocking: bool = True,
+    ) -> tuple[Snapshot | None, Appended | None]:
+        """Write the event; returns its snapshot and the append still to be synced."""
         if not self._scaffolded:
             if not self.layout.scaffolded():
                 self.layout.ensure()
@@ -233,27 +283,32 @@ class Store:
             writer,
             build,
             min_ts_ms=view.other_writers_max_ts(writer) + 1,
-            durable=self.durability == "durable",
             precheck=precheck if (idem or snapshot_id) else None,
             written=written,
+            blocking=blocking,
         )
         if appended is None:
-            return found[0]
-        ev = built[-1]
-        ref = refs[-1] if refs else None
-        if kind == "delete":
-            return None
-        for _ in range(5):
-            if ref is None:
-                view.refresh()
-                ref = _ref_at(view, appended.path, appended.offset)
-            if ref is not None:
-                try:
-                    return self._render(view, session_id, ref, ev)[0]
-                except Stale:
-                    pass
-            ref = None
-        raise Stale(appended.offset)
+            return found[0], None
+        try:
+            if kind == "delete":
+                return None, appended
+            ev = built[-1]
+            ref = refs[-1] if refs else None
+            for _ in range(5):
+                if ref is None:
+                    view.refresh()
+                    ref = _ref_at(view, appended.path, appended.offset)
+                if ref is not None:
+                    try:
+                        return self._render(view, session_id, ref, ev)[0], appended
+                    except Stale:
+                        pass
+                ref = None
+            raise Stale(appended.offset)
+        except BaseException:
+            # Stored but not answerable: still make it durable, then report the problem.
+            self._appender.sync(appended, self.durability == "durable")
+            raise
 
     def _find_existing(
         self,

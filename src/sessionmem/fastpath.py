@@ -1,0 +1,150 @@
+"""The hottest HTTP paths, answered below FastAPI's per-request machinery (issue 6).
+
+`GET /session/latest` and `GET /session/{id}` (no query) come straight from the store's cached
+JSON; `POST /session` is read, checked and written on the event loop (its fsync awaited from the
+store's sync thread). The FastAPI routes document these paths and give the same answers — the
+POST route calls the same `post_snapshot`; reads that fail here (unknown key, unknown session,
+bad id) go on to the routes, which answer with the proper error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .codec import dumps_view, loads
+from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, Unauthorized
+from .keys import KeyRing
+from .projection import Stale
+from .schemas import SESSION_PATTERN
+from .store import Store
+
+PREFIX = "/api/v1/public/memory/v2"
+UNAUTHORIZED = (
+    "Missing or unknown API key. Send it in the x-api-key header; "
+    "create one with `sessionmem keys create USER`."
+)
+_SESSION_RE = re.compile(SESSION_PATTERN)
+_STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
+_JSON = (b"content-type", b"application/json")
+
+
+def error_body(exc: Exception, where: str = "body") -> tuple[int, bytes]:
+    """(status, JSON) of the answer to a library error."""
+    if isinstance(exc, Stale):
+        detail: Any = "The log changed during the read (a git checkout?). Retry."
+        return 503, dumps_view({"detail": detail})
+    status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
+    detail = [e.as_dict(where) for e in exc.errors] if isinstance(exc, InvalidInput) else str(exc)
+    return status, dumps_view({"detail": detail})
+
+
+async def post_snapshot(
+    store: Store, user: str | None, idempotency_key: str | None, raw: bytes
+) -> tuple[int, bytes]:
+    """The whole of `POST /session` once the body is read: (status, JSON)."""
+    if user is None:
+        return 401, dumps_view({"detail": UNAUTHORIZED})
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        err = InvalidInput(FieldError("Idempotency-Key", "must be 1-255 characters when sent."))
+        return error_body(err, "header")
+    try:
+        body = loads(raw)
+    except ValueError as exc:
+        return error_body(InvalidInput(FieldError("body", f"is not valid JSON ({exc}).")))
+    try:
+        snap = await store.append_async(user, body, idempotency_key=idempotency_key)
+    except (InvalidInput, NotFound, Conflict, Unauthorized, StorageError, Stale) as exc:
+        return error_body(exc)
+    return 201, dumps_view(snap.view())
+
+
+def too_big(limit: int) -> bytes:
+    detail = f"The body is larger than the limit of {limit} bytes. Send a smaller snapshot."
+    return dumps_view({"detail": detail})
+
+
+class HotPaths:
+    """ASGI middleware in front of the FastAPI routes (see the module docstring)."""
+
+    def __init__(self, app: Any, store: Store, keyring: KeyRing, max_body: int):
+        self.app = app
+        self.store = store
+        self.keyring = keyring
+        self.max_body = max_body
+        self.session_prefix = PREFIX + "/session/"
+        self.post_path = PREFIX + "/session"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope["query_string"]:
+            method, path = scope["method"], scope["path"]
+            if method == "GET" and path.startswith(self.session_prefix):
+                raw = self._read(scope)
+                if raw is not None:
+                    return await _respond(send, 200, raw)
+            elif method == "POST" and path == self.post_path:
+                status, raw = await self._post(scope, receive)
+                return await _respond(send, status, raw)
+        await self.app(scope, receive, send)
+
+    def _user(self, scope: Any) -> str | None:
+        key = _header(scope, b"x-api-key")
+        return None if key is None else self.keyring.authenticate(key)
+
+    def _read(self, scope: Any) -> bytes | None:
+        session_id = scope["path"][len(self.session_prefix) :]
+        if not _SESSION_RE.match(session_id):
+            return None
+        user = self._user(scope)
+        if user is None:
+            return None
+        try:
+            if session_id == "latest":
+                return self.store.latest_json(user)
+            return self.store.get_json(user, session_id)
+        except (InvalidInput, NotFound, Stale, StorageError):
+            return None  # the FastAPI route answers with the proper error
+
+    async def _post(self, scope: Any, receive: Any) -> tuple[int, bytes]:
+        user = self._user(scope)
+        if user is None:
+            return 401, dumps_view({"detail": UNAUTHORIZED})
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return 400, dumps_view({"detail": "The Content-Length header is not a number."})
+            if int(length) > self.max_body:
+                return 413, too_big(self.max_body)
+        chunks = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, dumps_view({"detail": "The client went away."})
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return 413, too_big(self.max_body)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        idem = _header(scope, b"idempotency-key")
+        return await post_snapshot(self.store, user, idem, b"".join(chunks))
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _respond(send: Any, status: int, raw: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(raw)).encode()), _JSON],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
