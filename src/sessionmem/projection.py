@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .codec import DecodeError, Event, decode, id_hash, ts_to_ms
+from .codec import (
+    _UUID_RE,
+    SCHEMA_VERSION,
+    SESSION_RE,
+    WRITER_RE,
+    DecodeError,
+    Event,
+    decode,
+    id_hash,
+    loads,
+    ts_to_ms,
+)
 from .model import Problem
 
 if TYPE_CHECKING:
@@ -83,11 +94,9 @@ class History:
         return self.start == len(self.refs) and len(self.refs) > 0
 
 
-@dataclass
-class Head:
-    key: tuple[Any, ...]
-    ref: int
-    kind: int
+# A session's head: (key, ref, kind) of its newest event. A plain tuple: one is made per folded
+# event while reading a log cold.
+Head = tuple[tuple[Any, ...], int, int]
 
 
 @dataclass
@@ -126,6 +135,7 @@ class UserView:
         self.generation = 0  # bumped whenever anything changed; caches key on it
         self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
         self._full_at = 0.0  # when every file was last looked at
+        self._seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ms, while folding
         # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
         self._latest: tuple[tuple[Any, ...], int, int] | None = None
         self.rendered: dict[int, tuple[int, int, Any, bytes]] = {}  # sidx -> (ref, n, snap, JSON)
@@ -259,6 +269,9 @@ class UserView:
         from .log import read_lines
 
         user = self.user
+        known_sessions, known_writers = self.session_index, self.writer_index
+        seconds = self._seconds
+        add = self._add
         for offset, lines in read_lines(fd, part.consumed):
             pos = offset
             for line in lines:
@@ -266,6 +279,59 @@ class UserView:
                 pos += len(line) + 1
                 if not line or line.isspace():
                     continue
+                # The common case, checked inline (cold starts read every line); anything
+                # unusual takes the full decoder, which names what is wrong.
+                try:
+                    r = loads(line)
+                    sid, writer, seq, ts, eid = (
+                        r["session_id"],
+                        r["writer"],
+                        r["seq"],
+                        r["ts"],
+                        r["id"],
+                    )
+                    typ = r["type"]
+                    ok = (
+                        r["v"] == SCHEMA_VERSION
+                        and r["user"] == user
+                        and type(seq) is int
+                        and seq > 0
+                        and (typ == "snapshot" or typ == "delete")
+                        and type(r["data"]) is dict
+                        and (sid in known_sessions or (type(sid) is str and SESSION_RE.match(sid)))
+                        and (
+                            writer in known_writers
+                            or (type(writer) is str and WRITER_RE.match(writer))
+                        )
+                        and type(eid) is str
+                        and _UUID_RE.match(eid) is not None
+                        and type(ts) is str
+                        and len(ts) == 24
+                    )
+                    ms = seconds.get(ts[:19]) if ok else None
+                    if ok and ms is None:
+                        ms = ts_to_ms(ts[:20] + "000Z")
+                        if len(seconds) > 100_000:
+                            seconds.clear()
+                        seconds[ts[:19]] = ms
+                    if ok and ts[19] == "." and ts[23] == "Z" and ts[20:23].isdigit():
+                        idem = r.get("idem")
+                        add(
+                            part,
+                            sid,
+                            writer,
+                            seq,
+                            ms + int(ts[20:23]),  # type: ignore[operator]
+                            DELETE if typ == "delete" else SNAPSHOT,
+                            id_hash(eid),
+                            idem if type(idem) is str else None,
+                            start,
+                            len(line),
+                            result,
+                        )
+                        continue
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass
                 try:
                     ev = decode(line)
                 except DecodeError as exc:
@@ -278,39 +344,64 @@ class UserView:
             part.consumed = pos
 
     def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> int:
-        sidx = self.session_index.get(ev.session_id)
+        return self._add(
+            part,
+            ev.session_id,
+            ev.writer,
+            ev.seq,
+            ts_to_ms(ev.ts),
+            DELETE if ev.type == "delete" else SNAPSHOT,
+            id_hash(ev.id),
+            ev.idem,
+            offset,
+            length,
+            result,
+        )
+
+    def _add(
+        self,
+        part: Part,
+        session_id: str,
+        writer: str,
+        seq: int,
+        ts: int,
+        kind: int,
+        idh: int,
+        idem: str | None,
+        offset: int,
+        length: int,
+        result: FoldResult,
+    ) -> int:
+        sidx = self.session_index.get(session_id)
         if sidx is None:
-            sidx = self.session_index[ev.session_id] = len(self.session_names)
-            self.session_names.append(ev.session_id)
-        widx = self.writer_index.get(ev.writer)
+            sidx = self.session_index[session_id] = len(self.session_names)
+            self.session_names.append(session_id)
+        widx = self.writer_index.get(writer)
         if widx is None:
-            widx = self.writer_index[ev.writer] = len(self.writer_names)
-            self.writer_names.append(ev.writer)
-        ts = ts_to_ms(ev.ts)
+            widx = self.writer_index[writer] = len(self.writer_names)
+            self.writer_names.append(writer)
         row = len(part.ts)
         part.ts.append(ts)
-        part.seq.append(ev.seq)
+        part.seq.append(seq)
         part.widx.append(widx)
         part.off.append(offset)
         part.ln.append(length)
-        kind = DELETE if ev.type == "delete" else SNAPSHOT
         part.kind.append(kind)
-        idh = id_hash(ev.id)
         part.idh.append(idh)
         rows = part.by_session.get(sidx)
         if rows is None:
             rows = part.by_session[sidx] = array("i")
         rows.append(row)
-        if ts > self.max_ts.get(ev.writer, -1):
-            self.max_ts[ev.writer] = ts
+        if ts > self.max_ts.get(writer, -1):
+            self.max_ts[writer] = ts
         ref = part.no << 32 | row
-        if ev.idem is not None:
-            self.idem.setdefault(ev.idem, ref)
-        key = (ts, ev.writer, ev.seq, idh)
+        if idem is not None:
+            self.idem.setdefault(idem, ref)
+        key = (ts, writer, seq, idh)
         result.touched.add(sidx)
         head = self.heads.get(sidx)
-        if head is None or key > head.key:
-            self.heads[sidx] = Head(key, ref, kind)
+        if head is None or key > head[0]:
+            self.heads[sidx] = (key, ref, kind)
         hist = self.histories.get(sidx)
         if hist is not None:
             if key > hist.last_key:
@@ -332,8 +423,8 @@ class UserView:
         for part in self.by_no.values():
             for row in part.by_session.get(sidx, ()):
                 key = self.key(part.no << 32 | row)
-                if best is None or key > best.key:
-                    best = Head(key, part.no << 32 | row, part.kind[row])
+                if best is None or key > best[0]:
+                    best = (key, part.no << 32 | row, part.kind[row])
         if best is None:
             self.heads.pop(sidx, None)
         else:
@@ -390,9 +481,9 @@ class UserView:
         with self.lock:
             if self._latest is None:
                 best = None
-                for sidx, h in self.heads.items():
-                    if h.kind == SNAPSHOT and (best is None or h.key > best[0]):
-                        best = (h.key, sidx, h.ref)
+                for sidx, (key, ref, kind) in self.heads.items():
+                    if kind == SNAPSHOT and (best is None or key > best[0]):
+                        best = (key, sidx, ref)
                 if best is None:
                     return None
                 self._latest = best
@@ -401,7 +492,7 @@ class UserView:
     def live_heads(self) -> list[tuple[tuple[Any, ...], int, int]]:
         """(key, sidx, ref) of every session whose newest event is a snapshot, newest first."""
         with self.lock:
-            heads = [(h.key, sidx, h.ref) for sidx, h in self.heads.items() if h.kind == SNAPSHOT]
+            heads = [(h[0], sidx, h[1]) for sidx, h in self.heads.items() if h[2] == SNAPSHOT]
         heads.sort(reverse=True)
         return heads
 
@@ -431,6 +522,52 @@ class UserView:
         if id_hash(ev.id) != idh:
             raise Stale(ref)
         return ev
+
+    def read_records(self, refs: list[int]) -> list[dict[str, Any]]:
+        """The raw records at `refs`, in order, read with one open and (mostly) one pread per
+        file — for listings such as a session's whole history. Raises Stale like `read`."""
+        with self.lock:
+            wanted: dict[int, list[tuple[int, int, int, int]]] = {}
+            for i, ref in enumerate(refs):
+                part = self.by_no.get(ref >> 32)
+                if part is None:
+                    raise Stale(ref)
+                row = ref & 0xFFFF_FFFF
+                wanted.setdefault(part.no, []).append(
+                    (part.off[row], part.ln[row], i, part.idh[row])
+                )
+            files = {no: (self.by_no[no].path, self.by_no[no].ino) for no in wanted}
+        out: list[dict[str, Any]] = [{}] * len(refs)
+        for no, items in wanted.items():
+            path, ino = files[no]
+            items.sort()
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise Stale(no) from None
+            try:
+                if os.fstat(fd).st_ino != ino:
+                    raise Stale(no)
+                start = items[0][0]
+                end = max(off + ln for off, ln, _, _ in items)
+                useful = sum(ln for _, ln, _, _ in items)
+                if end - start <= 4 * useful + 65536:
+                    block = os.pread(fd, end - start, start)
+                    chunks = [block[off - start : off - start + ln] for off, ln, _, _ in items]
+                else:
+                    chunks = [os.pread(fd, ln, off) for off, ln, _, _ in items]
+            finally:
+                os.close(fd)
+            for (_, _, i, idh), raw in zip(items, chunks, strict=True):
+                try:
+                    record = loads(raw)
+                    ok = id_hash(record["id"]) == idh
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                if not ok:
+                    raise Stale(refs[i])
+                out[i] = record
+        return out
 
     def summary(self, sidx: int, ref: int) -> Event:
         with self.lock:

@@ -479,12 +479,12 @@ class Store:
                 raise NotFound(_no_session(session_id))
             total = len(hist.refs) - hist.start
             top = total if below is None else min(below - 1, total)
-            items = []
-            for n in range(top, max(top - limit, 0), -1):
-                ev = view.read(hist.refs[hist.start + n - 1])
-                items.append(
-                    HistoryEntry(n, ev.id, ev.data.get("event", ""), ev.ts, counts(ev.data))
-                )
+            versions = range(top, max(top - limit, 0), -1)
+            records = view.read_records([hist.refs[hist.start + n - 1] for n in versions])
+            items = [
+                HistoryEntry(n, r["id"], r["data"].get("event", ""), r["ts"], counts(r["data"]))
+                for n, r in zip(versions, records, strict=True)
+            ]
             nxt = items[-1].version if items and items[-1].version > 1 else None
             return Page(items, _encode_cursor("v", nxt) if nxt else None)
 
