@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .codec import (
     _UUID_RE,
     SCHEMA_VERSION,
-    SESSION_RE,
-    WRITER_RE,
     DecodeError,
     Event,
     decode,
@@ -266,23 +266,41 @@ class UserView:
         return result
 
     def _fold_lines(self, part: Part, fd: int, result: FoldResult) -> None:
-        from .log import read_lines
-
+        """Fold every complete line from `part.consumed`. This is the cold-start loop, so the
+        common case is checked and added inline, with everything it touches bound to locals;
+        an unusual line takes the full decoder (which names what is wrong) and `_add_row`."""
         user = self.user
-        known_sessions, known_writers = self.session_index, self.writer_index
+        sessions, writers = self.session_index, self.writer_index
         seconds = self._seconds
-        add = self._add
-        for offset, lines in read_lines(fd, part.consumed):
-            pos = offset
-            for line in lines:
+        heads, histories, idem_map, max_ts = self.heads, self.histories, self.idem, self.max_ts
+        ts_add, seq_add, widx_add = part.ts.append, part.seq.append, part.widx.append
+        off_add, ln_add, kind_add, idh_add = (
+            part.off.append,
+            part.ln.append,
+            part.kind.append,
+            part.idh.append,
+        )
+        by_session = part.by_session
+        touched = result.touched
+        base = part.no << 32
+        json_loads, uuid_ok = orjson.loads, _UUID_RE.match
+        # A buffered reader's line iteration is the fastest way through a file in Python, and
+        # holds one line at a time (a cold start's memory is the projection, not the file).
+        reader = os.fdopen(os.dup(fd), "rb", buffering=1 << 20)
+        pos = part.consumed
+        try:
+            reader.seek(pos)
+            for line in reader:
+                if line[-1:] != b"\n":
+                    break  # not a line yet: a writer is mid-write, or died
                 start = pos
-                pos += len(line) + 1
-                if not line or line.isspace():
+                pos += len(line)
+                if line.isspace():
                     continue
-                # The common case, checked inline (cold starts read every line); anything
-                # unusual takes the full decoder, which names what is wrong.
+                # Fast path: a canonical line of a session and writer already seen. Anything
+                # else (a first sight, or anything odd) takes the full decoder below.
                 try:
-                    r = loads(line)
+                    r = json_loads(line)
                     sid, writer, seq, ts, eid = (
                         r["session_id"],
                         r["writer"],
@@ -291,56 +309,90 @@ class UserView:
                         r["id"],
                     )
                     typ = r["type"]
+                    sidx = sessions.get(sid)
+                    widx = writers.get(writer)
+                    ms = seconds.get(ts[:19]) if type(ts) is str else None
                     ok = (
-                        r["v"] == SCHEMA_VERSION
+                        sidx is not None
+                        and widx is not None
+                        and ms is not None
                         and r["user"] == user
+                        and r["v"] == SCHEMA_VERSION
                         and type(seq) is int
                         and seq > 0
                         and (typ == "snapshot" or typ == "delete")
                         and type(r["data"]) is dict
-                        and (sid in known_sessions or (type(sid) is str and SESSION_RE.match(sid)))
-                        and (
-                            writer in known_writers
-                            or (type(writer) is str and WRITER_RE.match(writer))
-                        )
                         and type(eid) is str
-                        and _UUID_RE.match(eid) is not None
-                        and type(ts) is str
+                        and uuid_ok(eid) is not None
                         and len(ts) == 24
+                        and ts[19] == "."
+                        and ts[23] == "Z"
+                        and ts[20:23].isdigit()
                     )
-                    ms = seconds.get(ts[:19]) if ok else None
-                    if ok and ms is None:
-                        ms = ts_to_ms(ts[:20] + "000Z")
+                except (ValueError, KeyError, TypeError):
+                    ok = False
+                if not ok:
+                    try:
+                        ev = decode(line)
+                    except DecodeError as exc:
+                        part.report(start, str(exc))
+                        continue
+                    if ev.user != user:
+                        part.report(start, f"event of user {ev.user!r} in {user!r}'s folder")
+                        continue
+                    second = ev.ts[:19]
+                    if second not in seconds:
                         if len(seconds) > 100_000:
                             seconds.clear()
-                        seconds[ts[:19]] = ms
-                    if ok and ts[19] == "." and ts[23] == "Z" and ts[20:23].isdigit():
-                        idem = r.get("idem")
-                        add(
-                            part,
-                            sid,
-                            writer,
-                            seq,
-                            ms + int(ts[20:23]),  # type: ignore[operator]
-                            DELETE if typ == "delete" else SNAPSHOT,
-                            id_hash(eid),
-                            idem if type(idem) is str else None,
-                            start,
-                            len(line),
-                            result,
-                        )
-                        continue
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    pass
-                try:
-                    ev = decode(line)
-                except DecodeError as exc:
-                    part.report(start, str(exc))
+                        seconds[second] = ts_to_ms(ev.ts[:20] + "000Z")
+                    self._add_row(part, ev, start, len(line) - 1, result)
                     continue
-                if ev.user != user:
-                    part.report(start, f"event of user {ev.user!r} in {user!r}'s folder")
-                    continue
-                self._add_row(part, ev, start, len(line), result)
+                # -- the inline `_add`: keep the two in step --
+                assert sidx is not None and widx is not None
+                tms = ms + int(ts[20:23])  # type: ignore[operator]
+                kind = DELETE if typ == "delete" else SNAPSHOT
+                idh = id_hash(eid)
+                row = len(part.ts)
+                ts_add(tms)
+                seq_add(seq)
+                widx_add(widx)
+                off_add(start)
+                ln_add(len(line) - 1)
+                kind_add(kind)
+                idh_add(idh)
+                rows = by_session.get(sidx)
+                if rows is None:
+                    rows = by_session[sidx] = array("i")
+                rows.append(row)
+                if tms > max_ts.get(writer, -1):
+                    max_ts[writer] = tms
+                ref = base | row
+                idem = r.get("idem")
+                if type(idem) is str:
+                    idem_map.setdefault(idem, ref)
+                key = (tms, writer, seq, idh)
+                touched.add(sidx)
+                head = heads.get(sidx)
+                if head is None or key > head[0]:
+                    heads[sidx] = (key, ref, kind)
+                if histories:
+                    hist = histories.get(sidx)
+                    if hist is not None:
+                        if key > hist.last_key:
+                            hist.refs.append(ref)
+                            hist.last_key = key
+                            if kind == DELETE:
+                                hist.start = len(hist.refs)
+                        else:
+                            del histories[sidx]
+                latest = self._latest
+                if latest is not None:
+                    if kind == SNAPSHOT and key > latest[0]:
+                        self._latest = (key, sidx, ref)
+                    elif kind == DELETE and sidx == latest[1]:
+                        self._latest = None
+        finally:
+            reader.close()
             part.consumed = pos
 
     def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> int:
