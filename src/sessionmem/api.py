@@ -136,6 +136,7 @@ def create_app(
         finally:
             if watcher is not None:
                 watcher.stop()
+            store.close()  # writes the projection cache: the next start folds only the tail
 
     app = FastAPI(
         title="sessionmem",

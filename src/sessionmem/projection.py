@@ -136,6 +136,8 @@ class UserView:
         self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
         self._full_at = 0.0  # when every file was last looked at
         self._seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ms, while folding
+        self.loaded_rows = 0  # rows that came from the projection cache
+        self.saved_rows = 0  # rows when the cache was last written or read
         # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
         self._latest: tuple[tuple[Any, ...], int, int] | None = None
         self.rendered: dict[int, tuple[int, int, Any, bytes]] = {}  # sidx -> (ref, n, snap, JSON)

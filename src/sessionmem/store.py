@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import cache
 from .codec import (
     Event,
     dumps,
@@ -43,6 +44,7 @@ from .redact import redactor_from_config
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
+CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again
 
 
 def _sha256(raw: bytes | str) -> str:
@@ -64,9 +66,11 @@ class Store:
         *,
         durability: str | None = None,
         redactor: Callable[[dict[str, Any]], dict[str, Any]] | None | str = "config",
+        cache: bool | None = None,
     ):
         """`durability` and `redactor` default to `.memory/config.toml` (see `config`);
-        pass `redactor=None` to store snapshots exactly as given."""
+        pass `redactor=None` to store snapshots exactly as given. `cache` (default on, off
+        with SESSIONMEM_CACHE=0) keeps the projection in `.local/cache/` between runs."""
         self.layout = Layout(root)
         self.root = self.layout.root
         config = read_config(self.root)
@@ -84,6 +88,9 @@ class Store:
             )
         self.durability = durability
         self._redactor = redactor if callable(redactor) else None
+        if cache is None:
+            cache = os.environ.get("SESSIONMEM_CACHE", "1") != "0"
+        self.cache = cache
         self._writer: str | None = None
         self._views: dict[str, UserView] = {}
         self._lock = threading.Lock()
@@ -105,17 +112,42 @@ class Store:
         if view is None:
             check_user(user)
             with self._lock:
-                view = self._views.setdefault(user, UserView(self.layout.log / user, user))
+                view = self._views.get(user)
+                if view is None:
+                    view = UserView(self.layout.log / user, user)
+                    if self.cache and cache.load(view, cache.cache_path(self.root, user)):
+                        view.saved_rows = view.loaded_rows
+                    self._views[user] = view
         return view
 
     def view(self, user: str, *, force: bool = False) -> UserView:
         """The user's projection, brought up to date with the files on disk."""
         view = self._view(user)
-        view.refresh(force=force)
+        if view.refresh(force=force) and self.cache:
+            self._maybe_save(view)
         return view
 
+    def _maybe_save(self, view: UserView, *, always: bool = False) -> None:
+        """Write the projection cache when much was folded since it was last written."""
+        rows = view.event_count()
+        fresh = rows - view.saved_rows
+        if (always and fresh) or fresh >= max(CACHE_MIN_ROWS, rows // 4):
+            try:
+                cache.save(view, cache.cache_path(self.root, view.user))
+            except OSError:
+                return  # a cache is only ever an optimisation
+            view.saved_rows = rows
+
+    def save_cache(self) -> None:
+        """Write the projection cache of every user folded since it was last written."""
+        if self.cache:
+            for view in list(self._views.values()):
+                self._maybe_save(view, always=True)
+
     def close(self) -> None:
-        """Release the lock files and the sync thread this store holds (it stays usable)."""
+        """Save the projection cache, release the lock files and the sync thread this store
+        holds (it stays usable)."""
+        self.save_cache()
         self._appender.close()
         if self._sync_thread is not None:
             self._sync_thread.stop()

@@ -1,0 +1,156 @@
+"""The projection cache in `.memory/.local/cache/` (issue 6): a restart does not replay history.
+
+One file per user: a JSON header followed by the raw bytes of each log file's columns. On load
+every file is checked against what the cache says of it (device, inode, size, the bytes just
+before the folded offset); a file that matches is folded from that offset on, one that does not
+is read from scratch. A cache that is unreadable, from another version, or whose checksum fails
+is ignored: the logs are folded in full. The cache can never change an answer, only its speed.
+
+It is not pickle: a memory folder may come from anyone's repository, and loading it must not run
+code.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+import zlib
+from array import array
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .projection import Part, UserView
+
+MAGIC = b"SMCACHE2\n"
+# (attribute, typecode) of each column, in file order
+COLUMNS = (("ts", "q"), ("seq", "q"), ("widx", "i"), ("off", "q"), ("ln", "i"), ("kind", "b"),
+           ("idh", "q"))  # fmt: skip
+ITEMSIZES = {code: array(code).itemsize for _, code in COLUMNS}
+
+
+def cache_path(root: Path, user: str) -> Path:
+    return root / ".local" / "cache" / f"{user}.bin"
+
+
+def save(view: UserView, path: Path) -> None:
+    """Write the view's projection to `path` atomically (temp file, then rename)."""
+    with view.lock:
+        parts = list(view.parts.values())
+        index = {p.no: i for i, p in enumerate(parts)}
+        blobs: list[bytes] = []
+        meta = []
+        for p in parts:
+            sessions = sorted(p.by_session)
+            meta.append({
+                "name": p.path.name, "dev": p.dev, "ino": p.ino, "consumed": p.consumed,
+                "seen_size": p.seen_size, "seen_mtime": p.seen_mtime,
+                "sig": base64.b64encode(p.sig).decode(), "rows": len(p.ts),
+                "sessions": sessions, "counts": [len(p.by_session[s]) for s in sessions],
+                "problems": [[q.offset, q.reason] for q in p.problems],
+                "problem_count": p.problem_count,
+            })  # fmt: skip
+            for attr, _ in COLUMNS:
+                blobs.append(getattr(p, attr).tobytes())
+            for s in sessions:
+                blobs.append(p.by_session[s].tobytes())
+        header = {
+            "user": view.user,
+            "itemsizes": ITEMSIZES,
+            "sessions": view.session_names,
+            "writers": view.writer_names,
+            "parts": meta,
+            "heads": [[sidx, index[ref >> 32], ref & 0xFFFF_FFFF, kind]
+                      for sidx, (_, ref, kind) in view.heads.items() if ref >> 32 in index],
+            "idem": [[k, index[r >> 32], r & 0xFFFF_FFFF] for k, r in view.idem.items()
+                     if r >> 32 in index],
+            "max_ts": view.max_ts,
+        }  # fmt: skip
+    body = b"".join(blobs)
+    head = orjson.dumps(header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(view)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(struct.pack("<QQI", len(head), len(body), zlib.crc32(head + body)))
+        f.write(head)
+        f.write(body)
+    os.replace(tmp, path)
+
+
+def load(view: UserView, path: Path) -> bool:
+    """Fill an empty view from the cache. Returns False (view untouched) if unusable."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return False
+    try:
+        return _load(view, raw)
+    except (ValueError, KeyError, TypeError, IndexError, struct.error, OverflowError):
+        return False
+
+
+def _load(view: UserView, raw: bytes) -> bool:
+    if not raw.startswith(MAGIC):
+        return False
+    at = len(MAGIC)
+    head_len, body_len, crc = struct.unpack_from("<QQI", raw, at)
+    at += struct.calcsize("<QQI")
+    if len(raw) != at + head_len + body_len or zlib.crc32(raw[at:]) != crc:
+        return False
+    header = orjson.loads(raw[at : at + head_len])
+    if header["user"] != view.user or header["itemsizes"] != ITEMSIZES:
+        return False
+    body = memoryview(raw)[at + head_len :]
+    parts: list[Part] = []
+    pos = 0
+
+    def take(code: str, count: int) -> array[Any]:
+        nonlocal pos
+        size = count * ITEMSIZES[code]
+        column = array(code)
+        column.frombytes(body[pos : pos + size])
+        if len(column) != count:
+            raise ValueError("short column")
+        pos += size
+        return column
+
+    for meta in header["parts"]:
+        part = Part(0, view.folder / meta["name"])
+        part.dev, part.ino = meta["dev"], meta["ino"]
+        part.consumed = meta["consumed"]
+        part.seen_size, part.seen_mtime = meta["seen_size"], meta["seen_mtime"]
+        part.sig = base64.b64decode(meta["sig"])
+        for attr, code in COLUMNS:
+            setattr(part, attr, take(code, meta["rows"]))
+        for sidx, count in zip(meta["sessions"], meta["counts"], strict=True):
+            part.by_session[sidx] = take("i", count)
+        from .model import Problem
+
+        part.problems = [Problem(str(part.path), off, reason) for off, reason in meta["problems"]]
+        part.problem_count = meta["problem_count"]
+        parts.append(part)
+    if pos != len(body):
+        return False
+    with view.lock:
+        if view.parts:
+            return False  # only ever loaded into a fresh view
+        view.session_names = list(header["sessions"])
+        view.session_index = {name: i for i, name in enumerate(view.session_names)}
+        view.writer_names = list(header["writers"])
+        view.writer_index = {name: i for i, name in enumerate(view.writer_names)}
+        for part in parts:
+            part.no = view._next_no
+            view._next_no += 1
+            view.parts[part.path.name] = part
+            view.by_no[part.no] = part
+        for sidx, pi, row, kind in header["heads"]:
+            ref = parts[pi].no << 32 | row
+            view.heads[sidx] = (view.key(ref), ref, kind)
+        view.idem = {k: parts[pi].no << 32 | row for k, pi, row in header["idem"]}
+        view.max_ts = {k: int(v) for k, v in header["max_ts"].items()}
+        view.loaded_rows = sum(len(p.ts) for p in parts)
+    return True

@@ -1,0 +1,106 @@
+"""The projection cache (issue 6): a warm start folds only the tail, and a stale, corrupt or
+mismatched cache is never believed — answers always equal a fold of the logs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sessionmem import Store
+from sessionmem.cache import cache_path
+from test_projection import state
+
+from oracle import assert_matches, projected
+
+N = 60
+
+
+@pytest.fixture
+def filled(root: Path) -> Path:
+    store = Store(root, durability="fast")
+    for i in range(N):
+        store.append(
+            "alice",
+            {"session_id": f"s{i % 7}", "open_tasks": [f"t{i}"]},
+            idempotency_key=f"k{i}" if i % 10 == 0 else None,
+        )
+    store.delete("alice", "s3")
+    store.close()  # writes the cache
+    assert cache_path(root, "alice").exists()
+    return root
+
+
+def test_warm_start_loads_the_cache_and_answers_the_same(filled: Path) -> None:
+    warm = Store(filled)
+    view = warm._view("alice")
+    assert view.loaded_rows == N + 1  # every row came from the cache, none from the log
+    cold = Store(filled, cache=False)
+    assert state(warm) == state(cold)
+    assert_matches(warm, "alice")
+    # idempotency keys survive through the cache too
+    again = warm.append("alice", {"session_id": "s0", "open_tasks": ["t0"]}, idempotency_key="k0")
+    assert again.version == 1
+
+
+def test_a_stale_cache_folds_the_tail(filled: Path) -> None:
+    other = Store(filled, cache=False)
+    for i in range(5):
+        other.append("alice", {"session_id": "tail", "open_tasks": [f"x{i}"]})
+    warm = Store(filled)
+    assert warm.get("alice", "tail").version == 5
+    assert warm._view("alice").loaded_rows == N + 1
+    assert state(warm) == state(Store(filled, cache=False))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty", "other-user"])
+def test_a_corrupt_cache_is_ignored(filled: Path, damage: str) -> None:
+    path = cache_path(filled, "alice")
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    elif damage == "truncate":
+        raw = raw[: len(raw) - 100]
+    elif damage == "garbage":
+        raw = bytearray(b"\x00garbage" * 50)
+    elif damage == "empty":
+        raw = bytearray()
+    elif damage == "other-user":
+        bobs = Store(filled, durability="fast")
+        bobs.append("bob", {"session_id": "b"})
+        bobs.close()
+        raw = bytearray(cache_path(filled, "bob").read_bytes())
+    path.write_bytes(bytes(raw))
+    store = Store(filled)
+    assert store._view("alice").loaded_rows == 0
+    assert state(store) == state(Store(filled, cache=False))
+    assert_matches(store, "alice")
+
+
+def test_a_log_replaced_by_git_is_read_again(filled: Path) -> None:
+    (log,) = (filled / "log" / "alice").glob("*.jsonl")
+    lines = log.read_bytes().splitlines(keepends=True)
+    tmp = log.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(lines[:20]))  # an older commit's version of the file
+    os.replace(tmp, log)
+    store = Store(filled)
+    assert sum(len(v) for v in projected(store, "alice").values()) == 20
+    assert_matches(store, "alice")
+
+
+def test_a_log_rewritten_in_place_is_read_again(filled: Path) -> None:
+    (log,) = (filled / "log" / "alice").glob("*.jsonl")
+    lines = log.read_bytes().splitlines(keepends=True)
+    with open(log, "r+b") as f:  # same inode; the bytes before the cached offset differ
+        f.seek(0)
+        f.write(b"".join(lines[1:]) + lines[0])
+    store = Store(filled)
+    assert_matches(store, "alice")
+
+
+def test_a_deleted_log_disappears(filled: Path) -> None:
+    for log in (filled / "log" / "alice").glob("*.jsonl"):
+        log.unlink()
+    store = Store(filled)
+    assert store.sessions("alice").items == []
