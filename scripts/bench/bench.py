@@ -228,18 +228,18 @@ def bench_replay_old_version(tmp: Path, quick: bool) -> None:
     root = tmp / "replay" / ".memory"
     write_log(root, 10_000, 1)
     code = (
-        "import sys, time, tracemalloc; sys.path.insert(0, %r)\n"
+        "import sys, time, tracemalloc; sys.path.insert(0, {!r})\n"
         "from sessionmem import Store\n"
-        "t = time.perf_counter(); Store(%r, cache=False).get('u', 's0', version=1)\n"
+        "t = time.perf_counter(); Store({!r}, cache=False).get('u', 's0', version=1)\n"
         "cold = time.perf_counter() - t\n"
         "tracemalloc.start()\n"
-        "s = Store(%r, cache=False); snap = s.get('u', 's0', version=1)\n"
+        "s = Store({!r}, cache=False); snap = s.get('u', 's0', version=1)\n"
         "t = time.perf_counter()\n"
         "for _ in range(1000): s.get('u', 's0', version=1)\n"
         "warm = (time.perf_counter() - t) / 1000\n"
         "cur, peak = tracemalloc.get_traced_memory()\n"
         "print(cold, warm, cur, peak, snap.version)\n"
-    ) % (str(REPO / "src"), str(root), str(root))
+    ).format(str(REPO / "src"), str(root), str(root))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     cold, warm, cur, peak, _ = (float(x) for x in out.stdout.split())
     size = sum(p.stat().st_size for p in root.rglob("*.jsonl"))
@@ -269,14 +269,14 @@ def bench_start(tmp: Path, quick: bool) -> None:
             orjson.loads(line)
     raw = n / (time.perf_counter() - start)
     code = (
-        "import sys, time, os; sys.path.insert(0, %r)\n"
+        "import sys, time, os; sys.path.insert(0, {!r})\n"
         "from sessionmem import Store\n"
         "def rss():\n"
         "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
-        "before = rss(); t = time.perf_counter(); s = Store(%r); s.latest('u')\n"
+        "before = rss(); t = time.perf_counter(); s = Store({!r}); s.latest('u')\n"
         "took = time.perf_counter() - t; s.close() if hasattr(s, 'close') else None\n"
         "import gc; gc.collect(); print(took, rss() - before)\n"
-    ) % (str(REPO / "src"), str(root))
+    ).format(str(REPO / "src"), str(root))
     cache = root / ".local" / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -336,13 +336,12 @@ def load(url: str, seconds: float, conns: int, method: str = "GET", body: bytes 
     headers = headers or []
     wrk = shutil.which("wrk")
     if wrk:
-        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
         lua_headers = "".join(f'wrk.headers["{h.split(":")[0]}"] = "{h.split(":", 1)[1].strip()}"\n'
                               for h in headers)
         body_lua = json.dumps(body.decode())
-        script.write(f'wrk.method = "{method}"\nwrk.body = {body_lua}\n'
-                     f'wrk.headers["Content-Type"] = "application/json"\n{lua_headers}')
-        script.close()
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(f'wrk.method = "{method}"\nwrk.body = {body_lua}\n'
+                         f'wrk.headers["Content-Type"] = "application/json"\n{lua_headers}')
         out = subprocess.run([wrk, "-t2", f"-c{conns}", f"-d{seconds}s", "-s", script.name, url],
                              capture_output=True, text=True)
         os.unlink(script.name)
@@ -353,9 +352,8 @@ def load(url: str, seconds: float, conns: int, method: str = "GET", body: bytes 
                     raise RuntimeError(f"{url}: {non2xx[0]}")
                 return float(line.split()[1])
         raise RuntimeError(out.stdout + out.stderr)
-    body_file = tempfile.NamedTemporaryFile("wb", delete=False)
-    body_file.write(body)
-    body_file.close()
+    with tempfile.NamedTemporaryFile("wb", delete=False) as body_file:
+        body_file.write(body)
     out = subprocess.run([sys.executable, str(HERE / "loadgen.py"), url, str(seconds), str(conns),
                           method, body_file.name, *headers], capture_output=True, text=True,
                          check=True)

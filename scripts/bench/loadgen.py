@@ -34,7 +34,10 @@ async def worker(host: str, port: int, request: bytes, deadline: float, counts: 
 async def main() -> None:
     url, seconds, conns = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     method = sys.argv[4] if len(sys.argv) > 4 else "GET"
-    body = open(sys.argv[5], "rb").read() if len(sys.argv) > 5 and sys.argv[5] != "-" else b""
+    body = b""
+    if len(sys.argv) > 5 and sys.argv[5] != "-":
+        with open(sys.argv[5], "rb") as f:
+            body = f.read()
     headers = sys.argv[6:]
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
