@@ -6,6 +6,7 @@ serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,6 +113,18 @@ def _detail_error(status: int, detail: Any) -> Response:
     return _json({"detail": detail}, status)
 
 
+class _App(FastAPI):
+    """FastAPI with `HotPaths` outermost: the hot requests skip even Starlette's middleware."""
+
+    hot: HotPaths | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.hot is not None:
+            await self.hot(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(
     store: Store,
     *,
@@ -138,7 +151,7 @@ def create_app(
                 watcher.stop()
             store.close()  # writes the projection cache: the next start folds only the tail
 
-    app = FastAPI(
+    app = _App(
         title="sessionmem",
         version=__version__,
         description="Git-native session memory for AI coding agents.",
@@ -147,7 +160,7 @@ def create_app(
     )
     app.state.store = store
     app.state.keyring = keyring
-    app.add_middleware(HotPaths, store=store, keyring=keyring, max_body=max_body)
+    app.hot = HotPaths(functools.partial(FastAPI.__call__, app), store, keyring, max_body)
 
     @app.exception_handler(SessionmemError)
     async def library_error(request: Request, exc: SessionmemError) -> Response:
