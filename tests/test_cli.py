@@ -223,3 +223,15 @@ def test_cli_as_a_subprocess_finds_memory_upward(tmp_path: Path) -> None:
     assert shown.returncode == 0
     assert shown.stdout.startswith("# Session memory: x (version 1)\n")
     assert "## Open tasks\n- t\n" in shown.stdout
+
+
+def test_init_is_idempotent_and_repairs(root: Path) -> None:
+    code, out, _ = run("init", "--root", str(root))
+    assert code == 0 and out.startswith(f"Initialised {root}: made ")
+    assert run("init", "--root", str(root))[1] == f"{root} is already set up; nothing to do.\n"
+    (root / ".gitattributes").unlink()
+    (root / "README.md").write_text("our own notes\n")
+    code, out, _ = run("init", "--root", str(root))
+    assert out == f"Initialised {root}: made .gitattributes\n"
+    assert (root / "README.md").read_text() == "our own notes\n"  # never overwritten
+    assert (root / ".gitattributes").read_text() == "log/**/*.jsonl text eol=lf merge=union\n"

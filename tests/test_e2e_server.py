@@ -69,3 +69,36 @@ def test_serve_without_keys_creates_one_and_says_so(tmp_path: Path, serve) -> No
     keys_file = root / ".local" / "keys.json"
     assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
     assert key not in keys_file.read_text()
+
+
+def test_cli_talks_to_a_server_with_url_and_api_key(tmp_path: Path, serve) -> None:
+    import os
+    import subprocess
+
+    from conftest import sessionmem_cmd
+
+    root = tmp_path / ".memory"
+    key = KeyRing(Layout(root)).create("dev")[1]
+    server = serve(root)
+    env = {**os.environ, "SESSIONMEM_URL": server.base, "SESSIONMEM_API_KEY": key}
+    env.pop("SESSIONMEM_ROOT", None)
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [*sessionmem_cmd(), *args], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert cli("save", "--session-id", "remote", "--task", "a").startswith(
+        "Saved remote version 1 ("
+    )
+    cli("save", "--session-id", "remote", "--merge", "--task", "b")
+    assert cli("show", "remote", "--version", "1", "--json").count('"a"') == 1
+    assert '"open_tasks":["a","b"]' in cli("latest", "--json")
+    history = cli("history", "remote", "--json")
+    assert '"version":2' in history and '"version":1' in history
+    assert "+ b" in cli("diff", "remote")
+    assert cli("delete", "remote") == "Deleted session remote (2 versions hidden).\n"
+    # it went through the server: the server's folder has the events, under the key's user
+    assert (root / "log" / "dev").is_dir()
