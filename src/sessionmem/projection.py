@@ -11,6 +11,9 @@ changed), shrank, or whose bytes before that offset changed is dropped and read 
 Order is `(ts, writer, seq)` (then the id, so two clones holding the same events agree even on
 damaged input); duplicate ids (union merges, cherry-picks) count once: identical events have
 identical keys, so after sorting a duplicate sits next to its twin.
+
+(Longer than our ~500-line habit because the cold-start loop in `_fold_lines` is written out
+inline for speed — issue 6 — beside the general `_add` it mirrors.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`Store(root)`: the one implementation every surface calls (SPEC §4, STYLE habit 3)."""
+"""`Store(root)`: the one implementation every surface calls (SPEC §4, STYLE habit 3).
+
+(Past our ~500-line habit: it is the library's whole public API — writes, reads, listings — and
+splitting it would split one vocabulary across modules.)
+"""
 
 from __future__ import annotations
 
