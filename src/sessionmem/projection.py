@@ -96,6 +96,16 @@ class History:
     def deleted(self) -> bool:
         return self.start == len(self.refs) and len(self.refs) > 0
 
+    def push(self, key: tuple[Any, ...], ref: int, kind: int) -> bool:
+        """Add the session's newest event; False if it is not the newest (sort again)."""
+        if key <= self.last_key:
+            return False
+        self.refs.append(ref)
+        self.last_key = key
+        if kind == DELETE:
+            self.start = len(self.refs)
+        return True
+
 
 # A session's head: (key, ref, kind) of its newest event. A plain tuple: one is made per folded
 # event while reading a log cold.
@@ -382,14 +392,8 @@ class UserView:
                     heads[sidx] = (key, ref, kind)
                 if histories:
                     hist = histories.get(sidx)
-                    if hist is not None:
-                        if key > hist.last_key:
-                            hist.refs.append(ref)
-                            hist.last_key = key
-                            if kind == DELETE:
-                                hist.start = len(hist.refs)
-                        else:
-                            del histories[sidx]
+                    if hist is not None and not hist.push(key, ref, kind):
+                        del histories[sidx]
                 latest = self._latest
                 if latest is not None:
                     if kind == SNAPSHOT and key > latest[0]:
@@ -460,14 +464,8 @@ class UserView:
         if head is None or key > head[0]:
             self.heads[sidx] = (key, ref, kind)
         hist = self.histories.get(sidx)
-        if hist is not None:
-            if key > hist.last_key:
-                hist.refs.append(ref)
-                hist.last_key = key
-                if kind == DELETE:
-                    hist.start = len(hist.refs)
-            else:
-                del self.histories[sidx]  # arrived out of order (a merge): sort again on demand
+        if hist is not None and not hist.push(key, ref, kind):
+            del self.histories[sidx]  # arrived out of order (a merge): sort again on demand
         if self._latest is not None:
             if kind == SNAPSHOT and key > self._latest[0]:
                 self._latest = (key, sidx, ref)
