@@ -11,10 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings
 
 from sessionmem import Store
 from sessionmem.api import PREFIX, create_app
 from sessionmem.keys import KeyRing
+
+# CI runs are reproducible (the same generated examples every time); local runs explore.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
