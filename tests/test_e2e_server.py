@@ -102,3 +102,34 @@ def test_cli_talks_to_a_server_with_url_and_api_key(tmp_path: Path, serve) -> No
     assert cli("delete", "remote") == "Deleted session remote (2 versions hidden).\n"
     # it went through the server: the server's folder has the events, under the key's user
     assert (root / "log" / "dev").is_dir()
+
+
+def test_async_client_against_a_real_server(tmp_path: Path, serve) -> None:
+    import asyncio
+
+    from sessionmem import AsyncClient
+
+    root = tmp_path / ".memory"
+    key = KeyRing(Layout(root)).create("dev")[1]
+    server = serve(root)
+
+    async def main() -> None:
+        async with AsyncClient(server.base, key) as client:
+            first, second = await asyncio.gather(
+                client.save("a", open_tasks=["x"]), client.save("b", open_tasks=["y"])
+            )
+            assert {first.session_id, second.session_id} == {"a", "b"}
+            await client.save("a", open_tasks=["x", "z"], idempotency_key="r1")
+            again = await client.save("a", open_tasks=["x", "z"], idempotency_key="r1")
+            assert again.version == 2
+            assert (await client.get("a", version=1)).open_tasks == ["x"]
+            assert (await client.diff("a")).added["open_tasks"] == ["z"]
+            assert [e.version for e in (await client.history("a")).items] == [2, 1]
+            assert {s.session_id for s in (await client.sessions()).items} == {"a", "b"}
+            assert (await client.health())["status"] == "ok"
+            assert await client.delete("b") == 1
+            with pytest.raises(ClientError) as err:
+                await client.get("b")
+            assert err.value.status == 404
+
+    asyncio.run(main())

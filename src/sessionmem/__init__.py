@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # the client pulls in httpx: load it only when asked for
-    if name == "Client":
+    if name in ("Client", "AsyncClient"):
         from . import client
 
         return getattr(client, name)
@@ -24,6 +24,7 @@ def __getattr__(name: str):  # the client pulls in httpx: load it only when aske
 
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "ClientError",
     "Conflict",

@@ -1,11 +1,14 @@
-"""`sessionmem.Client`: the HTTP API from Python, over httpx (SPEC §4).
+"""`sessionmem.Client` and `sessionmem.AsyncClient`: the HTTP API from Python, over httpx.
 
 Results are the library's own frozen dataclasses (`Snapshot`, `Page`, `Diff`); an error answer
-raises `ClientError` carrying the server's status and detail.
+raises `ClientError` carrying the server's status and detail. Both clients share one description
+of each call (`_Call`), so they cannot drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,6 +21,118 @@ PREFIX = "/api/v1/public/memory/v2"
 
 def _params(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    parse: Callable[[Any], Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _diff(raw: dict[str, Any]) -> Diff:
+    return Diff(
+        session_id=raw["session_id"],
+        from_version=raw["from"]["version"],
+        to_version=raw["to"]["version"],
+        from_snapshot_id=raw["from"]["snapshot_id"],
+        to_snapshot_id=raw["to"]["snapshot_id"],
+        from_created_at=raw["from"]["created_at"],
+        to_created_at=raw["to"]["created_at"],
+        added=raw["added"],
+        removed=raw["removed"],
+        changed=raw["changed"],
+    )
+
+
+class _Calls:
+    """What each method sends and how its answer is read."""
+
+    @staticmethod
+    def save(
+        session_id: str | dict[str, Any], idempotency_key: str | None, fields: dict[str, Any]
+    ) -> _Call:
+        body = dict(session_id) if isinstance(session_id, dict) else {"session_id": session_id}
+        body.update(fields)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return _Call(
+            "POST", f"{PREFIX}/session", Snapshot.from_view, {"json": body, "headers": headers}
+        )
+
+    @staticmethod
+    def latest(project_path: str | None, git_branch: str | None, event: str | None) -> _Call:
+        params = _params(project_path=project_path, git_branch=git_branch, event=event)
+        return _Call("GET", f"{PREFIX}/session/latest", Snapshot.from_view, {"params": params})
+
+    @staticmethod
+    def get(session_id: str, version: int | None, snapshot_id: str | None) -> _Call:
+        params = _params(version=version, snapshot_id=snapshot_id)
+        return _Call(
+            "GET", f"{PREFIX}/session/{session_id}", Snapshot.from_view, {"params": params}
+        )
+
+    @staticmethod
+    def history(session_id: str, limit: int, cursor: str | None) -> _Call:
+        return _Call(
+            "GET",
+            f"{PREFIX}/session/{session_id}/history",
+            lambda raw: Page([HistoryEntry(**i) for i in raw["items"]], raw["next_cursor"]),
+            {"params": _params(limit=limit, cursor=cursor)},
+        )
+
+    @staticmethod
+    def diff(session_id: str, from_: int | str | None, to: int | str | None) -> _Call:
+        return _Call(
+            "GET",
+            f"{PREFIX}/session/{session_id}/diff",
+            _diff,
+            {"params": _params(**{"from": from_, "to": to})},
+        )
+
+    @staticmethod
+    def sessions(
+        project_path: str | None,
+        git_branch: str | None,
+        event: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> _Call:
+        params = _params(
+            project_path=project_path,
+            git_branch=git_branch,
+            event=event,
+            limit=limit,
+            cursor=cursor,
+        )
+        return _Call(
+            "GET",
+            f"{PREFIX}/sessions",
+            lambda raw: Page([SessionSummary(**i) for i in raw["items"]], raw["next_cursor"]),
+            {"params": params},
+        )
+
+    @staticmethod
+    def delete(session_id: str) -> _Call:
+        return _Call("DELETE", f"{PREFIX}/session/{session_id}", lambda r: int(r["versions"]))
+
+    @staticmethod
+    def health() -> _Call:
+        return _Call("GET", "/healthz", dict)
+
+
+def _answer(response: httpx.Response, call: _Call) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ClientError(response.status_code, detail)
+    return call.parse(response.json())
+
+
+def _unreachable(exc: httpx.HTTPError) -> ClientError:
+    return ClientError(0, f"Could not reach the sessionmem server: {exc}.")
 
 
 class Client:
@@ -54,20 +169,12 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _do(self, call: _Call) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(call.method, call.path, **call.kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(0, f"Could not reach the sessionmem server: {exc}.") from exc
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ClientError(response.status_code, detail)
-        return response.json()
-
-    # --- the seed contract -------------------------------------------------------------
+            raise _unreachable(exc) from exc
+        return _answer(response, call)
 
     def save(
         self,
@@ -77,12 +184,7 @@ class Client:
         **fields: Any,
     ) -> Snapshot:
         """Store a full snapshot: `save("s1", open_tasks=[...])` or `save({...body...})`."""
-        body = dict(session_id) if isinstance(session_id, dict) else {"session_id": session_id}
-        body.update(fields)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return Snapshot.from_view(
-            self._call("POST", f"{PREFIX}/session", json=body, headers=headers)
-        )
+        return self._do(_Calls.save(session_id, idempotency_key, fields))
 
     def latest(
         self,
@@ -91,47 +193,20 @@ class Client:
         git_branch: str | None = None,
         event: str | None = None,
     ) -> Snapshot:
-        params = _params(project_path=project_path, git_branch=git_branch, event=event)
-        return Snapshot.from_view(self._call("GET", f"{PREFIX}/session/latest", params=params))
+        return self._do(_Calls.latest(project_path, git_branch, event))
 
     def get(
         self, session_id: str, *, version: int | None = None, snapshot_id: str | None = None
     ) -> Snapshot:
-        params = _params(version=version, snapshot_id=snapshot_id)
-        return Snapshot.from_view(
-            self._call("GET", f"{PREFIX}/session/{session_id}", params=params)
-        )
-
-    # --- beyond it -----------------------------------------------------------------------
+        return self._do(_Calls.get(session_id, version, snapshot_id))
 
     def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
-        raw = self._call(
-            "GET",
-            f"{PREFIX}/session/{session_id}/history",
-            params=_params(limit=limit, cursor=cursor),
-        )
-        return Page([HistoryEntry(**i) for i in raw["items"]], raw["next_cursor"])
+        return self._do(_Calls.history(session_id, limit, cursor))
 
     def diff(
         self, session_id: str, from_: int | str | None = None, to: int | str | None = None
     ) -> Diff:
-        raw = self._call(
-            "GET",
-            f"{PREFIX}/session/{session_id}/diff",
-            params=_params(**{"from": from_, "to": to}),
-        )
-        return Diff(
-            session_id=raw["session_id"],
-            from_version=raw["from"]["version"],
-            to_version=raw["to"]["version"],
-            from_snapshot_id=raw["from"]["snapshot_id"],
-            to_snapshot_id=raw["to"]["snapshot_id"],
-            from_created_at=raw["from"]["created_at"],
-            to_created_at=raw["to"]["created_at"],
-            added=raw["added"],
-            removed=raw["removed"],
-            changed=raw["changed"],
-        )
+        return self._do(_Calls.diff(session_id, from_, to))
 
     def sessions(
         self,
@@ -142,22 +217,92 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        raw = self._call(
-            "GET",
-            f"{PREFIX}/sessions",
-            params=_params(
-                project_path=project_path,
-                git_branch=git_branch,
-                event=event,
-                limit=limit,
-                cursor=cursor,
-            ),
-        )
-        return Page([SessionSummary(**i) for i in raw["items"]], raw["next_cursor"])
+        return self._do(_Calls.sessions(project_path, git_branch, event, limit, cursor))
 
     def delete(self, session_id: str) -> int:
         """Hide a session from every read; returns how many versions it hid."""
-        return int(self._call("DELETE", f"{PREFIX}/session/{session_id}")["versions"])
+        return self._do(_Calls.delete(session_id))
 
     def health(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/healthz"))
+        return self._do(_Calls.health())
+
+
+class AsyncClient:
+    """`Client` for asyncio code: the same methods, awaited."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8765",
+        api_key: str | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        headers = {"x-api-key": api_key} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _do(self, call: _Call) -> Any:
+        try:
+            response = await self._http.request(call.method, call.path, **call.kwargs)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from exc
+        return _answer(response, call)
+
+    async def save(
+        self,
+        session_id: str | dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Snapshot:
+        return await self._do(_Calls.save(session_id, idempotency_key, fields))
+
+    async def latest(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+    ) -> Snapshot:
+        return await self._do(_Calls.latest(project_path, git_branch, event))
+
+    async def get(
+        self, session_id: str, *, version: int | None = None, snapshot_id: str | None = None
+    ) -> Snapshot:
+        return await self._do(_Calls.get(session_id, version, snapshot_id))
+
+    async def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+        return await self._do(_Calls.history(session_id, limit, cursor))
+
+    async def diff(
+        self, session_id: str, from_: int | str | None = None, to: int | str | None = None
+    ) -> Diff:
+        return await self._do(_Calls.diff(session_id, from_, to))
+
+    async def sessions(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self._do(_Calls.sessions(project_path, git_branch, event, limit, cursor))
+
+    async def delete(self, session_id: str) -> int:
+        return await self._do(_Calls.delete(session_id))
+
+    async def health(self) -> dict[str, Any]:
+        return await self._do(_Calls.health())
