@@ -90,3 +90,26 @@ def test_killed_mid_group_commit_loses_no_acknowledged_append(root: Path) -> Non
     assert len(acked) > 100
     assert acked <= ids_on_disk(root)
     Store(root).append("u", {"session_id": "after"})  # still appendable and readable
+
+
+def test_event_loop_append_waits_in_a_thread_when_another_process_holds_the_lock(
+    root: Path,
+) -> None:
+    import fcntl
+
+    from sessionmem.log import lock_path
+
+    store = Store(root, durability="durable")
+    store.append("u", {"session_id": "s"})  # sets up the folder and the lock file
+    lock = lock_path(store.layout, "u", store.writer)
+
+    async def main() -> int:
+        with open(lock, "a+b") as other:  # another process's descriptor, as far as flock cares
+            fcntl.flock(other, fcntl.LOCK_EX)
+            task = asyncio.ensure_future(store.append_async("u", {"session_id": "s"}))
+            await asyncio.sleep(0.2)
+            assert not task.done()  # waiting for the lock, without blocking the loop
+            fcntl.flock(other, fcntl.LOCK_UN)
+        return (await task).version
+
+    assert asyncio.run(main()) == 2
