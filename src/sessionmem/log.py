@@ -433,27 +433,3 @@ def _read_state(fd: int) -> dict[str, int]:
 def _write_state(fd: int, state: dict[str, int]) -> None:
     raw = orjson.dumps(state)
     os.pwrite(fd, raw.ljust(128), 0)
-
-
-def read_lines(fd: int, start: int, chunk: int = 1 << 22) -> Iterator[tuple[int, list[bytes]]]:
-    """Complete (`\\n`-terminated) lines from `start`, in blocks: (offset of first, lines).
-
-    Bytes after the last newline are not a line yet (a writer may be mid-write, or crashed);
-    the caller resumes from the offset after the last line it was given.
-    """
-    pos = start
-    size = chunk
-    while True:
-        block = os.pread(fd, size, pos)
-        if not block:
-            return
-        cut = block.rfind(b"\n")
-        if cut < 0:
-            if len(block) < size:
-                return
-            size *= 2  # one line longer than the block: read more
-            continue
-        lines = block[:cut].split(b"\n")
-        yield pos, lines
-        pos += cut + 1
-        size = chunk
