@@ -35,6 +35,7 @@ from .codec import (
     DecodeError,
     Event,
     decode,
+    event_from_record,
     id_hash,
     loads,
     ts_to_ms,
@@ -553,30 +554,10 @@ class UserView:
 
     def read(self, ref: int) -> Event:
         """Read the event at `ref` back from its file. Raises Stale if the file changed."""
-        with self.lock:
-            part = self.by_no.get(ref >> 32)
-            if part is None:
-                raise Stale(ref)
-            row = ref & 0xFFFF_FFFF
-            offset, length, idh = part.off[row], part.ln[row], part.idh[row]
-            path, ino = part.path, part.ino
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise Stale(ref) from None
-        try:
-            if os.fstat(fd).st_ino != ino:
-                raise Stale(ref)
-            raw = os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
-        try:
-            ev = decode(raw)
+            return event_from_record(self.read_records([ref])[0])
         except DecodeError:
             raise Stale(ref) from None
-        if id_hash(ev.id) != idh:
-            raise Stale(ref)
-        return ev
 
     def read_records(self, refs: list[int]) -> list[dict[str, Any]]:
         """The raw records at `refs`, in order, read with one open and (mostly) one pread per
