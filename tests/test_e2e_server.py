@@ -133,3 +133,32 @@ def test_async_client_against_a_real_server(tmp_path: Path, serve) -> None:
             assert err.value.status == 404
 
     asyncio.run(main())
+
+
+def test_several_workers_get_a_tcp_listening_socket() -> None:
+    """uvicorn's own socket for --workers has protocol 0, so asyncio never sets TCP_NODELAY on
+    its connections (40 ms stalls); `serve` restores the protocol."""
+    import socket
+
+    import uvicorn.config
+
+    from sessionmem.cli import _accepted_sockets_without_delay
+
+    original = uvicorn.config.Config.bind_socket
+    try:
+        _accepted_sockets_without_delay()
+        _accepted_sockets_without_delay()  # idempotent
+        config = uvicorn.config.Config(app="x:y", host="127.0.0.1", port=0)
+        sock = config.bind_socket()
+        try:
+            assert sock.proto == socket.IPPROTO_TCP
+            sock.listen()
+            conn = socket.create_connection(sock.getsockname())
+            accepted, _ = sock.accept()
+            assert accepted.proto == socket.IPPROTO_TCP  # what asyncio checks before NODELAY
+            accepted.close()
+            conn.close()
+        finally:
+            sock.close()
+    finally:
+        uvicorn.config.Config.bind_socket = original  # type: ignore[method-assign]
