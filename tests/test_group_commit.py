@@ -31,7 +31,20 @@ def ids_on_disk(root: Path) -> set[str]:
     return found
 
 
-def test_threads_share_fsyncs(root: Path) -> None:
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An fsync that takes 20 ms, as on a slow disk: appends made meanwhile must share the
+    next one (without it, a fast disk and a busy CPU could make every round hold one)."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        time.sleep(0.02)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_threads_share_fsyncs(root: Path, slow_disk: None) -> None:
     store = Store(root, durability="durable")
     acked: list[str] = []
     guard = threading.Lock()
@@ -48,12 +61,12 @@ def test_threads_share_fsyncs(root: Path) -> None:
     for t in threads:
         t.join()
     assert len(acked) == 640 and set(acked) <= ids_on_disk(root)
-    assert store._sync.syncs < len(acked), "no fsync was shared"
+    assert store._sync.syncs < len(acked) // 4, "fsyncs were not shared"
     for k in range(16):
         assert store.get("u", f"t{k}").version == 40
 
 
-def test_the_event_loop_path_shares_fsyncs(root: Path) -> None:
+def test_the_event_loop_path_shares_fsyncs(root: Path, slow_disk: None) -> None:
     store = Store(root, durability="durable")
 
     async def main() -> list[str]:
@@ -67,7 +80,7 @@ def test_the_event_loop_path_shares_fsyncs(root: Path) -> None:
 
     acked = asyncio.run(main())
     assert len(set(acked)) == 200 and set(acked) <= ids_on_disk(root)
-    assert store._sync_thread is not None and store._sync_thread.syncs < 200
+    assert store._sync_thread is not None and store._sync_thread.syncs < 50
     store.close()
     assert sorted(v.version for v in (store.get("u", f"s{i}") for i in range(5))) == [40] * 5
 

@@ -226,3 +226,19 @@ def test_hlc_never_orders_a_new_snapshot_behind_one_already_seen(root: Path) -> 
     snap = store.append("alice", {"session_id": "s", "open_tasks": ["mine, later"]})
     assert snap.version == 2
     assert store.latest("alice").open_tasks == ["mine, later"]
+
+
+def test_a_change_in_the_same_clock_tick_as_the_last_read_is_seen(root: Path) -> None:
+    """git can replace a log within one tick of the kernel's coarse clock, leaving the folder's
+    mtime as it was when the last read looked: a fresh mtime is never trusted."""
+    store = Store(root)
+    store.append("alice", {"session_id": "s", "open_tasks": ["one"]})
+    folder = root / "log" / "alice"
+    (path,) = folder.glob("*.jsonl")
+    assert store.get("alice", "s").version == 1  # a read right after the change
+    stamp = folder.stat().st_mtime_ns
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(path.read_bytes() + ev("s", "zz", 1, BASE_MS + 10**12, ["two"]))
+    os.replace(tmp, path)
+    os.utime(folder, ns=(stamp, stamp))  # the same tick: the folder looks unchanged
+    assert store.get("alice", "s").version == 2

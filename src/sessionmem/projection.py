@@ -51,6 +51,7 @@ _MAX_PROBLEMS = 100  # per part; the count goes on
 # Appends and git both change the folder's mtime; a tool that edits a log in place does not, so
 # every file is looked at anyway this often (the server's watcher notices such edits at once).
 FULL_CHECK_SECONDS = 1.0
+SETTLE_NS = 20_000_000  # a folder mtime this recent is not trusted to mean "unchanged"
 
 
 class Stale(Exception):
@@ -179,7 +180,10 @@ class UserView:
         ):
             return False
         with self.lock:
-            self._stamp = stamp
+            # A folder changed in the last few ms may change again within the same tick of the
+            # kernel's coarse clock (git writing files) and keep its mtime: do not trust it yet.
+            settled = stamp is not None and time.time_ns() - stamp[1] > SETTLE_NS
+            self._stamp = stamp if settled else None
             self._full_at = now
             try:
                 entries = {
