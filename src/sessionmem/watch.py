@@ -40,6 +40,11 @@ class Follower:
         from watchfiles import watch
 
         log_dir = self.store.layout.log
+        # Fold every user once at start (or load the cache), so a big log's first fold does
+        # not fall on the first request.
+        for user in self.store.users():
+            with contextlib.suppress(Exception):
+                self.store.view(user)
         try:
             for changes in watch(
                 log_dir,
