@@ -104,3 +104,42 @@ def test_a_deleted_log_disappears(filled: Path) -> None:
         log.unlink()
     store = Store(filled)
     assert store.sessions("alice").items == []
+
+
+def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sessionmem.projection as projection
+    from test_projection import ev, write_logs
+
+    lines = []
+    for i in range(1, 400):
+        lines.append(
+            ev(
+                f"s{i % 13}",
+                "wa",
+                i,
+                1_790_000_000_000 + i,
+                [f"t{i}"],
+                kind="delete" if i % 97 == 0 else "snapshot",
+            )
+        )
+        if i == 250:
+            lines.append(b"a damaged line\n")
+    write_logs(root, {"wa": lines})
+    sequential = Store(root, cache=False)
+    expected = state(sequential)
+    merged: list[int] = []
+    real_merge = projection.UserView._merge_range
+
+    def merge(self, part, got, result):  # type: ignore[no-untyped-def]
+        merged.append(len(got["columns"]["ts"]))
+        return real_merge(self, part, got, result)
+
+    monkeypatch.setattr(projection.UserView, "_merge_range", merge)
+    monkeypatch.setattr(projection, "PARALLEL_FOLD_BYTES", 1)  # every fold: two halves
+    halves = Store(root, cache=False)
+    assert state(halves) == expected
+    assert merged and merged[0] > 0  # the child really folded the second half
+    assert_matches(halves, "alice")
+    assert halves.problems("alice") == sequential.problems("alice")

@@ -51,7 +51,10 @@ _MAX_PROBLEMS = 100  # per part; the count goes on
 # Appends and git both change the folder's mtime; a tool that edits a log in place does not, so
 # every file is looked at anyway this often (the server's watcher notices such edits at once).
 FULL_CHECK_SECONDS = 1.0
-SETTLE_NS = 20_000_000  # a folder mtime this recent is not trusted to mean "unchanged"
+SETTLE_NS = 20_000_000
+# A cold fold of more than this many bytes is shared with a child process (two cores, two
+# halves); smaller ones are not worth its start-up (~0.15 s).
+PARALLEL_FOLD_BYTES = 64 << 20  # a folder mtime this recent is not trusted to mean "unchanged"
 
 
 class Stale(Exception):
@@ -278,6 +281,8 @@ class UserView:
                 part = self._new_part(part.path.name)
                 part.dev, part.ino = st.st_dev, st.st_ino
                 result.rebuilt = True
+            if st.st_size - part.consumed >= PARALLEL_FOLD_BYTES:
+                self._fold_in_halves(part, fd, st.st_size, result)
             self._fold_lines(part, fd, result)
             part.seen_size, part.seen_mtime = st.st_size, st.st_mtime_ns
             part.sig = _sig(fd, part.consumed)
@@ -285,7 +290,99 @@ class UserView:
             os.close(fd)
         return result
 
-    def _fold_lines(self, part: Part, fd: int, result: FoldResult) -> None:
+    def _fold_in_halves(self, part: Part, fd: int, size: int, result: FoldResult) -> None:
+        """A big cold fold on a machine with several cores: a child process folds the second
+        half of the file while this one folds the first; then its rows are appended. Any
+        trouble with the child and the caller folds the rest itself, as usual.
+
+        The child is a plain `python -c` subprocess, not multiprocessing: spawning through
+        multiprocessing would import the caller's main script again in the child."""
+        import pickle
+        import subprocess
+        import sys
+
+        if (os.cpu_count() or 1) < 2 or os.environ.get(_CHILD_ENV):
+            return
+        # The child also starts Python and pickles its rows: give it a little less than half.
+        middle = part.consumed + (size - part.consumed) * 11 // 20
+        cut = os.pread(fd, 1 << 20, middle).find(b"\n")
+        if cut < 0:
+            return
+        split = middle + cut + 1
+        args = [str(self.folder), self.user, part.path.name, str(split), str(size)]
+        env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", "from sessionmem.projection import _child; _child()", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError:
+            return
+        try:
+            self._fold_lines(part, fd, result, end=split)
+            out, _ = child.communicate()
+            if child.returncode == 0 and part.consumed == split:
+                # Our own child's answer, over a pipe: not data from the repository.
+                self._merge_range(part, pickle.loads(out), result)
+        except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
+            child.kill()
+            child.wait()
+
+    def _merge_range(self, part: Part, got: dict[str, Any], result: FoldResult) -> None:
+        """Append the rows a `fold_range` child folded, in this view's numbering."""
+        smap = []
+        for name in got["sessions"]:
+            sidx = self.session_index.get(name)
+            if sidx is None:
+                sidx = self.session_index[name] = len(self.session_names)
+                self.session_names.append(name)
+            smap.append(sidx)
+        wmap = []
+        for name in got["writers"]:
+            widx = self.writer_index.get(name)
+            if widx is None:
+                widx = self.writer_index[name] = len(self.writer_names)
+                self.writer_names.append(name)
+            wmap.append(widx)
+        row0 = len(part.ts)
+        base = part.no << 32
+        for attr, raw in got["columns"].items():
+            column = getattr(part, attr)
+            if attr == "widx":
+                child = array("i")
+                child.frombytes(raw)
+                column.extend([wmap[w] for w in child])
+            else:
+                column.frombytes(raw)
+        for csidx, raw in got["by_session"].items():
+            rows = array("i")
+            rows.frombytes(raw)
+            sidx = smap[csidx]
+            target = part.by_session.get(sidx)
+            if target is None:
+                target = part.by_session[sidx] = array("i")
+            target.extend([row0 + r for r in rows])
+            self.histories.pop(sidx, None)
+            result.touched.add(sidx)
+        for csidx, (ts, writer, seq, idh, row, kind) in got["heads"].items():
+            key = (ts, writer, seq, idh)
+            head = self.heads.get(smap[csidx])
+            if head is None or key > head[0]:
+                self.heads[smap[csidx]] = (key, base | (row0 + row), kind)
+        for key, row in got["idem"].items():
+            self.idem.setdefault(key, base | (row0 + row))
+        for writer, ts in got["max_ts"].items():
+            if ts > self.max_ts.get(writer, -1):
+                self.max_ts[writer] = ts
+        for offset, reason in got["problems"]:
+            part.report(offset, reason)
+        part.problem_count += got["problem_count"] - len(got["problems"])
+        part.consumed = got["consumed"]
+        self._latest = None
+
+    def _fold_lines(self, part: Part, fd: int, result: FoldResult, end: int = -1) -> None:
         """Fold every complete line from `part.consumed`. This is the cold-start loop, so the
         common case is checked and added inline, with everything it touches bound to locals;
         an unusual line takes the full decoder (which names what is wrong) and `_add_row`."""
@@ -315,6 +412,9 @@ class UserView:
                     break  # not a line yet: a writer is mid-write, or died
                 start = pos
                 pos += len(line)
+                if end >= 0 and pos > end:
+                    pos = start
+                    break
                 if line.isspace():
                     continue
                 # Fast path: a canonical line of a session and writer already seen. Anything
@@ -646,6 +746,47 @@ class UserView:
     def other_writers_max_ts(self, writer: str) -> int:
         with self.lock:
             return max((ts for w, ts in self.max_ts.items() if w != writer), default=0)
+
+
+_CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
+
+
+def _child() -> None:
+    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to stdout."""
+    import pickle
+    import sys
+
+    folder, user, name, start, end = sys.argv[1:6]
+    got = fold_range(folder, user, name, int(start), int(end))
+    sys.stdout.buffer.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
+    """Fold the lines of `folder/name` from `start` up to `end` in a fresh view (run in a child
+    process by `UserView._fold_in_halves`); returns its rows as plain, picklable values."""
+    view = UserView(Path(folder), user)
+    part = view._new_part(name)
+    part.consumed = start
+    result = FoldResult()
+    fd = os.open(part.path, os.O_RDONLY)
+    try:
+        view._fold_lines(part, fd, result, end=end)
+    finally:
+        os.close(fd)
+    return {
+        "sessions": view.session_names,
+        "writers": view.writer_names,
+        "columns": {
+            a: getattr(part, a).tobytes() for a in ("ts", "seq", "widx", "off", "ln", "kind", "idh")
+        },
+        "by_session": {s: rows.tobytes() for s, rows in part.by_session.items()},
+        "heads": {s: (*key, ref & 0xFFFF_FFFF, kind) for s, (key, ref, kind) in view.heads.items()},
+        "idem": {k: r & 0xFFFF_FFFF for k, r in view.idem.items()},
+        "max_ts": view.max_ts,
+        "problems": [(p.offset, p.reason) for p in part.problems],
+        "problem_count": part.problem_count,
+        "consumed": part.consumed,
+    }
 
 
 def _sig(fd: int, end: int) -> bytes:
