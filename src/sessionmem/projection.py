@@ -401,6 +401,8 @@ class UserView:
         touched = result.touched
         base = part.no << 32
         json_loads, uuid_ok = orjson.loads, _UUID_RE.match
+        row = len(part.ts) - 1
+        latest = self._latest
         # A buffered reader's line iteration is the fastest way through a file in Python, and
         # holds one line at a time (a cold start's memory is the projection, not the file).
         reader = os.fdopen(os.dup(fd), "rb", buffering=1 << 20)
@@ -465,14 +467,16 @@ class UserView:
                         if len(seconds) > 100_000:
                             seconds.clear()
                         seconds[second] = ts_to_ms(ev.ts[:20] + "000Z")
+                    self._latest = latest  # the slow path keeps these itself
                     self._add_row(part, ev, start, len(line) - 1, result)
+                    latest, row = self._latest, len(part.ts) - 1
                     continue
                 # -- the inline `_add`: keep the two in step --
                 assert sidx is not None and widx is not None
                 tms = ms + int(ts[20:23])  # type: ignore[operator]
                 kind = DELETE if typ == "delete" else SNAPSHOT
                 idh = id_hash(eid)
-                row = len(part.ts)
+                row += 1
                 ts_add(tms)
                 seq_add(seq)
                 widx_add(widx)
@@ -499,15 +503,15 @@ class UserView:
                     hist = histories.get(sidx)
                     if hist is not None and not hist.push(key, ref, kind):
                         del histories[sidx]
-                latest = self._latest
                 if latest is not None:
                     if kind == SNAPSHOT and key > latest[0]:
-                        self._latest = (key, sidx, ref)
+                        latest = (key, sidx, ref)
                     elif kind == DELETE and sidx == latest[1]:
-                        self._latest = None
+                        latest = None
         finally:
             reader.close()
             part.consumed = pos
+            self._latest = latest
 
     def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> int:
         return self._add(
