@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from pathlib import Path
 
 import httpx
@@ -178,3 +180,77 @@ def test_idempotent_retry_across_a_server_restart(tmp_path: Path, serve) -> None
     assert other.status_code == 409
     hist = httpx.get(server.base + path + "/s/history", headers={"x-api-key": key}).json()
     assert [e["version"] for e in hist["items"]] == [1]
+
+
+def _listing(store: Store, session: str) -> list[tuple]:
+    items = store.history("alice", session, limit=1000).items
+    return [(e.version, e.snapshot_id, e.event, e.created_at, e.counts) for e in items]
+
+
+def test_kept_history_entries_follow_every_change(tmp_path: Path) -> None:
+    """Listings are kept between calls (issue 6); each kind of change must show in the next one,
+    exactly as a store that never listed before sees it."""
+    from sessionmem.codec import Event, encode, uuid7
+    from sessionmem.log import touch_folder
+
+    root = tmp_path / ".memory"
+    store = Store(root, durability="fast")
+    first = []
+    for i in range(3):
+        first.append(store.append("alice", {"session_id": "s", "open_tasks": [f"t{i}"]}))
+        time.sleep(0.005)  # distinct milliseconds, so the merged event below sorts in between
+
+    def same_as_fresh() -> list[tuple]:
+        seen = _listing(store, "s")
+        assert seen == _listing(Store(root, cache=False), "s")
+        return seen
+
+    assert [v for v, *_ in same_as_fresh()] == [3, 2, 1]
+    # another clone's event, older than our second one, arrives by a merge: it sorts in between
+    folder = root / "log" / "alice"
+    other = Event(
+        id=uuid7(1),
+        type="snapshot",
+        user="alice",
+        session_id="s",
+        writer="zz-other-clone",
+        seq=1,
+        ts=first[0].created_at,  # same ms as version 1, a writer that sorts after ours
+        data={
+            "open_tasks": ["from the merge"],
+            "files_modified": [],
+            "commands_run": [],
+            "key_decisions": [],
+            "project_path": None,
+            "event": "merged",
+        },
+    )
+    (folder / "zz-other-clone.jsonl").write_bytes(encode(other))
+    touch_folder(str(folder))
+    listed = same_as_fresh()
+    assert [(v, i) for v, i, *_ in listed] == [
+        (4, first[2].snapshot_id),
+        (3, first[1].snapshot_id),
+        (2, other.id),
+        (1, first[0].snapshot_id),
+    ]
+    # a new version appends one entry; a delete hides all; a new post restarts at 1
+    store.append("alice", {"session_id": "s", "open_tasks": ["four"]})
+    assert [v for v, *_ in same_as_fresh()] == [5, 4, 3, 2, 1]
+    store.delete("alice", "s")
+    with pytest.raises(NotFound):
+        store.history("alice", "s")
+    again = store.append("alice", {"session_id": "s", "open_tasks": ["again"]})
+    assert [(v, i) for v, i, *_ in same_as_fresh()] == [(1, again.snapshot_id)]
+    # git replaces our log with an older version of it: the listing follows
+    ours = next(p for p in folder.glob("*.jsonl") if p.name != "zz-other-clone.jsonl")
+    lines = ours.read_bytes().splitlines(keepends=True)
+    replacement = folder / "incoming.tmp"
+    replacement.write_bytes(b"".join(lines[:2]))
+    os.replace(replacement, ours)
+    touch_folder(str(folder))
+    assert [(v, i) for v, i, *_ in same_as_fresh()] == [
+        (3, first[1].snapshot_id),
+        (2, other.id),
+        (1, first[0].snapshot_id),
+    ]

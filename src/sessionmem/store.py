@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +50,7 @@ from .redact import redactor_from_config
 T = TypeVar("T")
 MAX_LIMIT = 1000
 CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again
+HISTORY_CACHE_ENTRIES = 20_000  # history entries kept ready to list, over all sessions (~10 MB)
 
 
 def _sha256(raw: bytes | str) -> str:
@@ -102,6 +104,10 @@ class Store:
         self._appender = Appender(self.layout, self._sync)
         self._sync_thread: SyncThread | None = None
         self._scaffolded = False
+        # (user, session index) -> (its History, live start, entries of versions 1..n)
+        self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
+        self._entries = OrderedDict()
+        self._entry_count = 0
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -513,18 +519,47 @@ class Store:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
                 raise NotFound(_no_session(session_id))
-            total = len(hist.refs) - hist.start
-            top = total if below is None else min(below - 1, total)
-            versions = range(top, max(top - limit, 0), -1)
-            records = view.read_records([hist.refs[hist.start + n - 1] for n in versions])
-            items = [
-                HistoryEntry(n, r["id"], r["data"].get("event", ""), r["ts"], counts(r["data"]))
-                for n, r in zip(versions, records, strict=True)
-            ]
+            start = hist.start
+            total = len(hist.refs) - start
+            top = total if below is None else max(min(below - 1, total), 0)
+            low = max(top - limit, 0)
+            if total <= HISTORY_CACHE_ENTRIES // 2:
+                items = self._history_entries(view, user, session_id, hist, start)[low:top][::-1]
+            else:  # too long to keep: read just this page
+                items = _entries(view, hist, start, range(top, low, -1))
             nxt = items[-1].version if items and items[-1].version > 1 else None
             return Page(items, _encode_cursor("v", nxt) if nxt else None)
 
         return self._retry(user, run)
+
+    def _history_entries(
+        self, view: UserView, user: str, session_id: str, hist: Any, start: int
+    ) -> list[HistoryEntry]:
+        """Every live version's entry, oldest first. Built once per session and kept (a History
+        only ever grows at its end, so a new version reads just its own line): listing a long
+        history costs a slice. The entries are shared: treat them as read-only."""
+        key = (user, view.session_index[session_id])
+        total = len(hist.refs) - start
+        cached = self._entries.get(key)
+        have: list[HistoryEntry] = []
+        if cached is not None and cached[0] is hist and cached[1] == start:
+            have = cached[2]
+            if len(have) == total:
+                with self._lock:
+                    if key in self._entries:
+                        self._entries.move_to_end(key)
+                return have
+        entries = have + _entries(view, hist, start, range(len(have) + 1, total + 1))
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._entry_count -= len(old[2])
+            self._entries[key] = (hist, start, entries)
+            self._entry_count += len(entries)
+            while self._entry_count > HISTORY_CACHE_ENTRIES:
+                _, (_, _, dropped) = self._entries.popitem(last=False)
+                self._entry_count -= len(dropped)
+        return entries
 
     def diff(
         self,
@@ -607,6 +642,15 @@ class Store:
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
+
+
+def _entries(view: UserView, hist: Any, start: int, versions: range) -> list[HistoryEntry]:
+    """History entries of `versions` (numbered from the live `start`), read from the logs."""
+    records = view.read_records([hist.refs[start + n - 1] for n in versions])
+    return [
+        HistoryEntry(n, r["id"], r["data"].get("event", ""), r["ts"], counts(r["data"]))
+        for n, r in zip(versions, records, strict=True)
+    ]
 
 
 def _ref_at(view: UserView, path: str, offset: int) -> int | None:
