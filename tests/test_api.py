@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
 from sessionmem import Store
 from sessionmem.api import create_app
+from sessionmem.keys import KeyRing
 
 from conftest import url
 
@@ -204,3 +207,27 @@ def test_unknown_query_parameters_are_refused(http: TestClient, path: str) -> No
     assert r.status_code == 422
     (err,) = r.json()["detail"]
     assert "is not a parameter of this endpoint" in err["msg"]
+
+
+def test_a_key_revoked_by_another_process_stops_working(tmp_path: Path) -> None:
+    """The server keeps keys.json's contents between requests (issue 6); a key revoked by the
+    CLI, another process, must still stop working within RECHECK_SECONDS."""
+    import subprocess
+    import sys
+    import time
+
+    from sessionmem.keys import RECHECK_SECONDS
+
+    store = Store(tmp_path / ".memory")
+    keys = KeyRing(store.layout)
+    info, key = keys.create("alice")
+    client = TestClient(create_app(store, keys=keys))
+    url = "/api/v1/public/memory/v2/session/latest"
+    assert client.get(url, headers={"x-api-key": key}).status_code == 404  # known, no snapshot
+    code = (
+        "from sessionmem.keys import KeyRing; from sessionmem.layout import Layout; "
+        f"KeyRing(Layout({str(store.root)!r})).revoke({info.id!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    time.sleep(RECHECK_SECONDS + 0.1)
+    assert client.get(url, headers={"x-api-key": key}).status_code == 401

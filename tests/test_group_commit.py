@@ -86,13 +86,17 @@ def test_the_event_loop_path_shares_fsyncs(root: Path, slow_disk: None) -> None:
 
 
 @pytest.mark.slow
-def test_killed_mid_group_commit_loses_no_acknowledged_append(root: Path) -> None:
+@pytest.mark.parametrize("mode", ["threads", "async"])
+def test_killed_mid_group_commit_loses_no_acknowledged_append(root: Path, mode: str) -> None:
+    """Killed while threads share fsyncs, or while an event loop writes batches of appends
+    with one `write` each: every id it printed (acknowledged) is on disk, and the log holds
+    only whole lines in dense seqs."""
     Store(root).layout.ensure()
     rng = random.Random(11)
     acked: set[str] = set()
     for _ in range(6):
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "threaded_writer.py"), str(root), "8"],
+            [sys.executable, str(HERE / "threaded_writer.py"), str(root), "8", mode],
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
@@ -103,6 +107,54 @@ def test_killed_mid_group_commit_loses_no_acknowledged_append(root: Path) -> Non
     assert len(acked) > 100
     assert acked <= ids_on_disk(root)
     Store(root).append("u", {"session_id": "after"})  # still appendable and readable
+    (log,) = (root / "log" / "u").glob("*.jsonl")
+    seqs = [orjson.loads(line)["seq"] for line in log.read_bytes().splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_one_turn_of_the_loop_writes_its_appends_together(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends submitted during one turn of the event loop are written with one `write`;
+    within the batch, a retry of the same Idempotency-Key finds the first one, a conflicting
+    one fails alone, and seqs stay dense in the order the appends were made."""
+    from sessionmem import Conflict, log
+
+    writes: list[int] = []
+    real = log._write_all
+
+    def counting(fd: int, blob: bytes) -> OSError | None:
+        writes.append(blob.count(b"\n"))
+        return real(fd, blob)
+
+    monkeypatch.setattr(log, "_write_all", counting)
+    store = Store(root, durability="durable")
+
+    async def main() -> list[object]:
+        calls = [
+            store.append_async("u", {"session_id": f"s{i % 3}", "open_tasks": [str(i)]})
+            for i in range(30)
+        ]
+        body = {"session_id": "idem", "open_tasks": ["x"]}
+        calls += [
+            store.append_async("u", body, idempotency_key="k1"),
+            store.append_async("u", body, idempotency_key="k1"),  # a retry within the batch
+            store.append_async("u", {**body, "open_tasks": ["y"]}, idempotency_key="k1"),
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert writes[0] == 31 and sum(writes) == 31  # 30 + the first "k1"; its retries store none
+    first, retry, conflicting = results[30:]
+    assert retry.snapshot_id == first.snapshot_id  # type: ignore[union-attr]
+    assert isinstance(conflicting, Conflict)
+    assert all(not isinstance(r, BaseException) for r in results[:30])
+    assert {r.snapshot_id for r in results[:31]} <= ids_on_disk(root)  # type: ignore[union-attr]
+    (path,) = (root / "log" / "u").glob("*.jsonl")
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, 32))
+    assert [e["data"]["open_tasks"] for e in lines[:30]] == [[str(i)] for i in range(30)]
+    assert [store.get("u", f"s{i}").version for i in range(3)] == [10, 10, 10]
 
 
 def test_event_loop_append_waits_in_a_thread_when_another_process_holds_the_lock(

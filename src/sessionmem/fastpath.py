@@ -53,10 +53,10 @@ async def post_snapshot(
     except ValueError as exc:
         return error_body(InvalidInput(FieldError("body", f"is not valid JSON ({exc}).")))
     try:
-        snap = await store.append_async(user, body, idempotency_key=idempotency_key)
+        answer = await store.append_json_async(user, body, idempotency_key=idempotency_key)
     except (InvalidInput, NotFound, Conflict, Unauthorized, StorageError, Stale) as exc:
         return error_body(exc)
-    return 201, dumps_view(snap.view())
+    return 201, answer
 
 
 def too_big(limit: int) -> bytes:

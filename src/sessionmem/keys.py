@@ -14,6 +14,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,28 +38,47 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+RECHECK_SECONDS = 0.5  # how stale the server's view of keys.json may be
+
+
 class KeyRing:
     def __init__(self, layout: Layout):
         self.layout = layout
         self.path = layout.keys
         self._cache: tuple[tuple[int, int, int], list[dict[str, str]]] | None = None
+        self._hashes: list[tuple[bytes, str]] = []  # (sha256 hex, user) of the cached entries
+        self._checked = -1.0  # when the file was last stat'ed (time.monotonic)
         self._lock = threading.Lock()
 
-    def _entries(self) -> list[dict[str, str]]:
+    def _entries(self, *, fresh: bool = True) -> list[dict[str, str]]:
+        """The stored keys. With `fresh=False` the file is looked at again only when the last
+        look is more than RECHECK_SECONDS old (the server's per-request path)."""
+        now = time.monotonic()
+        with self._lock:
+            if not fresh and self._cache is not None and now - self._checked < RECHECK_SECONDS:
+                return self._cache[1]
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            with self._lock:
+                self._cache, self._hashes, self._checked = None, [], now
             return []
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             if self._cache is not None and self._cache[0] == stamp:
+                self._checked = now
                 return self._cache[1]
         try:
             entries = orjson.loads(self.path.read_bytes()).get("keys", [])
         except (OSError, orjson.JSONDecodeError, AttributeError):
             entries = []
+        hashes = [
+            (e["sha256"].encode(), e["user"])
+            for e in entries
+            if isinstance(e, dict) and isinstance(e.get("sha256"), str)
+        ]
         with self._lock:
-            self._cache = (stamp, entries)
+            self._cache, self._hashes, self._checked = (stamp, entries), hashes, now
         return entries
 
     @contextlib.contextmanager
@@ -76,6 +96,8 @@ class KeyRing:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
+            with self._lock:
+                self._checked = -1.0  # this process sees its own change at once
 
     def create(self, user: str) -> tuple[KeyInfo, str]:
         """Make a new key for `user`. Returns its info and the key, which is never stored."""
@@ -109,12 +131,14 @@ class KeyRing:
         return removed
 
     def authenticate(self, key: str | None) -> str | None:
-        """The user a key belongs to, or None. Compares every stored hash in constant time."""
+        """The user a key belongs to, or None. Compares every stored hash in constant time. A
+        key created or revoked by another process is seen within RECHECK_SECONDS."""
         if not key:
             return None
+        self._entries(fresh=False)
         digest = hash_key(key).encode()
         user = None
-        for e in self._entries():
-            if hmac.compare_digest(digest, e["sha256"].encode()):
-                user = e["user"]
+        for stored, owner in self._hashes:
+            if hmac.compare_digest(digest, stored):
+                user = owner
         return user

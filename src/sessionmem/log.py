@@ -15,7 +15,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +307,33 @@ class Appender:
         `SyncThread`) to make durable and close. With `blocking=False`, raise `WouldBlock`
         rather than wait for the lock.
         """
+        result = self.append_many(
+            user,
+            writer,
+            [(build, precheck)],
+            min_ts_ms=min_ts_ms,
+            written=None if written is None else (lambda _i, a: written(a)),
+            blocking=blocking,
+        )[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def append_many(
+        self,
+        user: str,
+        writer: str,
+        items: Sequence[tuple[Callable[[int, int], bytes], Callable[[], bool] | None]],
+        *,
+        min_ts_ms: int = 0,
+        written: Callable[[int, Appended], None] | None = None,
+        blocking: bool = True,
+    ) -> list[Appended | BaseException | None]:
+        """`append` for several (build, precheck) items at once: one lock, one open and one
+        `write` of all their lines (a group commit of whole appends, issue 6), seqs in item
+        order. Each item's result is its `Appended`, None (its precheck found it stored) or
+        the exception its precheck or build raised — the others are written all the same.
+        Every `Appended` of one call shares one descriptor: sync and close it once."""
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
         new_dir = False
@@ -315,6 +342,7 @@ class Appender:
             os.makedirs(folder, exist_ok=True)
             self._folders.add(folder)
         tlock, lock_fd = self._lock(user, writer)
+        results: list[Appended | BaseException | None] = [None] * len(items)
         fd = -1
         if not tlock.acquire(blocking=blocking):
             raise WouldBlock(path)
@@ -324,54 +352,82 @@ class Appender:
             except BlockingIOError:
                 raise WouldBlock(path) from None
             try:
-                if precheck is not None and precheck():
-                    return None
+                todo: list[tuple[int, Callable[[int, int], bytes]]] = []
+                for i, (build, precheck) in enumerate(items):
+                    try:
+                        if precheck is None or not precheck():
+                            todo.append((i, build))
+                    except Exception as exc:  # this item only (e.g. Conflict)
+                        results[i] = exc
+                if not todo:
+                    return results
                 state = _read_state(lock_fd)
                 fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 st = os.fstat(fd)
                 size = st.st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     size = _set_aside_torn_tail(self.layout, fd, size, Path(path))
-                last_seq, last_ts = state.get("seq", 0), state.get("ts", 0)
+                seq, ts = state.get("seq", 0), state.get("ts", 0)
                 if state.get("ino") != st.st_ino or state.get("size") != size:
                     file_seq, file_ts = last_event_mark(fd, size)
-                    last_seq, last_ts = max(last_seq, file_seq), max(last_ts, file_ts)
-                seq = last_seq + 1
-                ts = max(now_ms(), last_ts, min_ts_ms)
-                line = build(seq, ts)
-                error = _write_all(fd, line)
+                    seq, ts = max(seq, file_seq), max(ts, file_ts)
+                lines: list[tuple[int, bytes]] = []
+                for i, build in todo:
+                    now = max(now_ms(), ts, min_ts_ms)
+                    try:
+                        lines.append((i, build(seq + 1, now)))
+                    except Exception as exc:  # this item only
+                        results[i] = exc
+                        continue
+                    seq, ts = seq + 1, now
+                if not lines:
+                    os.close(fd)
+                    fd = -1
+                    return results
+                blob = lines[0][1] if len(lines) == 1 else b"".join(line for _, line in lines)
+                error = _write_all(fd, blob)
                 if error is not None:
                     # Disk full or a file size limit: leave no partial line behind (issue 4).
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, size)
+                    os.close(fd)
+                    fd = -1
                     reason = os.strerror(error.errno) if error.errno else str(error)
                     if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                         reason += " (free some space, then retry: nothing was stored)"
-                    raise StorageError(f"Could not append to {path}: {reason}.") from error
+                    failure = StorageError(f"Could not append to {path}: {reason}.")
+                    failure.__cause__ = error
+                    for i, _ in lines:
+                        results[i] = failure
+                    return results
                 after = os.fstat(fd)
                 folder_before, folder_mtime = touch_folder(folder)
                 _write_state(
-                    lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(line)}
+                    lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(blob)}
                 )
                 dirs = (
                     ((folder, os.path.dirname(folder)) if new_dir else (folder,))
                     if not size
                     else ()
                 )
-                appended = Appended(
-                    path,
-                    size,
-                    line,
-                    st.st_ino,
-                    after.st_size,
-                    after.st_mtime_ns,
-                    folder_before,
-                    folder_mtime,
-                    fd,
-                    dirs,
-                )
-                if written is not None:
-                    written(appended)
+                offset = size
+                for i, line in lines:
+                    appended = Appended(
+                        path,
+                        offset,
+                        line,
+                        st.st_ino,
+                        after.st_size,
+                        after.st_mtime_ns,
+                        folder_before,
+                        folder_mtime,
+                        fd,
+                        dirs,
+                    )
+                    offset += len(line)
+                    results[i] = appended
+                    if written is not None:
+                        written(i, appended)
             except BaseException:
                 if fd >= 0:
                     os.close(fd)
@@ -380,7 +436,7 @@ class Appender:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)  # the sync is outside it: group commit
         finally:
             tlock.release()
-        return appended
+        return results
 
     def sync(self, appended: Appended, durable: bool = True) -> None:
         """Make an append durable (shared with concurrent ones: group commit), then close it."""

@@ -21,8 +21,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from .errors import FieldError, InvalidInput
 
 MASK = "[REDACTED]"
@@ -100,21 +98,38 @@ _TRIGGERS = (
     "api_key", "api-key", "apikey", "x-auth", "://", "pass", "pwd", "secret", "token",
     "access", "private", "signing", "encryption", "master", "credential",
 )  # fmt: skip
-_BYTE_TRIGGERS = tuple(t.encode() for t in _TRIGGERS)
+
+
+def _alternation(words: list[str]) -> str:
+    """A regex matching any of `words`, as a trie (shared prefixes tried once: much faster
+    than a flat alternation, which tries every word at every position)."""
+    if not words:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for word in words:
+        if word:
+            groups.setdefault(word[0], []).append(word[1:])
+    alts = [re.escape(c) + _alternation(rest) for c, rest in sorted(groups.items())]
+    body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    return f"(?:{body})?" if "" in words else body
+
+
+_SCREEN = re.compile(_alternation(sorted(set(_TRIGGERS))))
+_CLEAN_MAX = 16_384  # strings remembered as clean (snapshots of a session repeat most of theirs)
+_CLEAN_CHARS = 1_024  # longer strings are screened every time
 
 
 class Redactor:
     def __init__(self, extra: list[str] | None = None):
         self._whole = re.compile("|".join([*_TOKENS, _PRIVATE_KEY]))
         self._extra = [re.compile(p) for p in extra or []]
+        self._clean: set[str] = set()
 
     def text(self, value: str) -> str:
         if not value:
             return value
-        if not self._extra:
-            low = value.lower()
-            if not any(t in low for t in _TRIGGERS):
-                return value
+        if not self._extra and not _SCREEN.search(value.lower()):
+            return value
         out = self._whole.sub(MASK, value)
         out = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, out)
         out = _API_KEY_HEADER.sub(lambda m: m.group(1) + MASK, out)
@@ -128,11 +143,35 @@ class Redactor:
         return out
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        if not self._extra:
-            blob = orjson.dumps(data).lower()
-            if not any(t in blob for t in _BYTE_TRIGGERS):
-                return data  # the common case: one scan of the whole snapshot, nothing to do
+        if not self._extra and self._all_clean(data):
+            return data  # the common case: nothing to do, and no copy
         return {k: self._value(v) for k, v in data.items()}
+
+    def _all_clean(self, data: dict[str, Any]) -> bool:
+        """True if no string in `data` (top level, or in its lists) has a trigger."""
+        for value in data.values():
+            if type(value) is str:
+                if not self._is_clean(value):
+                    return False
+            elif type(value) is list:
+                for item in value:
+                    if type(item) is not str or not self._is_clean(item):
+                        return False
+            elif value is not None and type(value) not in (int, float, bool):
+                return False  # nested objects (metadata): the full walk
+        return True
+
+    def _is_clean(self, value: str) -> bool:
+        clean = self._clean
+        if value in clean:
+            return True
+        if _SCREEN.search(value.lower()):
+            return False
+        if len(value) <= _CLEAN_CHARS:
+            if len(clean) >= _CLEAN_MAX:
+                clean.clear()
+            clean.add(value)
+        return True
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):

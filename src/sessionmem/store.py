@@ -12,6 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ from .projection import Stale, UserView
 from .redact import redactor_from_config
 
 T = TypeVar("T")
+# A write to make: (user, session_id, kind, data, snapshot_id, idem hash, body hash).
+Job = tuple[str, str, str, dict[str, Any], str | None, str | None, str | None]
 MAX_LIMIT = 1000
 CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again
 HISTORY_CACHE_ENTRIES = 20_000  # history entries kept ready to list, over all sessions (~10 MB)
@@ -103,6 +106,7 @@ class Store:
         self._sync = GroupSync()
         self._appender = Appender(self.layout, self._sync)
         self._sync_thread: SyncThread | None = None
+        self._queues: dict[Any, list[tuple[Job, Any]]] = {}  # event loop -> appends to write
         self._scaffolded = False
         # (user, session index) -> (its History, live start, entries of versions 1..n)
         self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
@@ -194,36 +198,104 @@ class Store:
         the body) a retry returns the first result instead of storing a duplicate; the same key
         with a different body raises Conflict.
         """
-        snap = self._write(*self._prepare(user, body, idempotency_key))
-        assert snap is not None
-        return snap
+        written = self._write(self._prepare(user, body, idempotency_key))
+        assert written is not None
+        return written[0]
 
     async def append_async(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Snapshot:
-        """`append` for an asyncio server: the line is written on the calling event loop (no
-        thread convoy around the writer lock) and its fsync is awaited from a thread that syncs
-        concurrent appends together. Answers only once the snapshot is durable."""
+        """`append` for an asyncio server. Appends submitted on one event loop during one turn
+        of it are written together — one lock, one `write` of all their lines — on the loop
+        itself (no thread convoy around the writer lock), and their fsync is awaited from a
+        thread that syncs concurrent batches together. Answers only once it is durable."""
+        return (await self._append_async(self._prepare(user, body, idempotency_key)))[0]
+
+    async def append_json_async(
+        self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> bytes:
+        """`append_async`, answering with the snapshot's JSON — byte for byte what a later
+        `GET` of it returns (the HTTP server's POST)."""
+        return (await self._append_async(self._prepare(user, body, idempotency_key)))[1]
+
+    async def _append_async(self, job: Job) -> tuple[Snapshot, bytes]:
         import asyncio
 
-        args = self._prepare(user, body, idempotency_key)
-        try:
-            snap, pending = self._begin(*args, blocking=False)
-        except WouldBlock:  # another process holds the writer lock: wait for it in a thread
-            return await asyncio.to_thread(self.append, user, body, idempotency_key=idempotency_key)
-        if pending is not None:
-            if self.durability == "durable":
-                if self._sync_thread is None:
-                    self._sync_thread = SyncThread()
-                await self._sync_thread.sync(pending)
-            else:
-                os.close(pending.fd)
-        assert snap is not None
-        return snap
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Snapshot, bytes]] = loop.create_future()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = []
+            loop.call_soon(self._flush_queue, loop)
+        queue.append((job, future))
+        return await future
 
-    def _prepare(
-        self, user: str, body: Mapping[str, Any], idempotency_key: str | None
-    ) -> tuple[str, str, str, dict[str, Any], str | None, str | None, str | None]:
+    def _flush_queue(self, loop: Any) -> None:
+        """Write every append queued on `loop` since its last turn, a batch per user."""
+        queue = self._queues.pop(loop, [])
+        groups: dict[str, list[tuple[Job, Any]]] = {}
+        later: list[tuple[Job, Any]] = []
+        keys: set[tuple[str, str]] = set()
+        for job, future in queue:
+            if future.cancelled():
+                continue  # the caller went away before anything was written
+            # An Idempotency-Key or snapshot_id seen twice in one batch: the second copy must
+            # find the first one stored, so it waits for the next batch.
+            mine = {("k", job[5])} if job[5] else set()
+            if job[4]:
+                mine.add(("i", job[4]))
+            if mine & keys:
+                later.append((job, future))
+                continue
+            keys |= mine
+            groups.setdefault(job[0], []).append((job, future))
+        if later:
+            self._queues[loop] = later
+            loop.call_soon(self._flush_queue, loop)
+        for user, group in groups.items():
+            self._flush_group(loop, user, group)
+
+    def _flush_group(self, loop: Any, user: str, group: list[tuple[Job, Any]]) -> None:
+        import asyncio
+
+        try:
+            results, written, pending = self._begin_many(
+                user, [job for job, _ in group], blocking=False
+            )
+        except WouldBlock:  # another process holds the writer lock: wait for it in threads
+            for job, future in group:
+                task = loop.create_task(asyncio.to_thread(self._write, job))
+                task.add_done_callback(lambda t, f=future: _settle(f, t))
+            return
+        except BaseException as exc:
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+
+        def settle(failure: BaseException | None) -> None:
+            for (_, future), result, done in zip(group, results, written, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                elif failure is not None and done:
+                    future.set_exception(failure)
+                else:
+                    assert result is not None  # only deletes have none, and they are not queued
+                    future.set_result(result)
+
+        if pending is None:
+            settle(None)
+        elif self.durability != "durable":
+            os.close(pending.fd)
+            settle(None)
+        else:
+            if self._sync_thread is None:
+                self._sync_thread = SyncThread()
+            self._sync_thread.submit(pending, lambda exc: loop.call_soon_threadsafe(settle, exc))
+
+    def _prepare(self, user: str, body: Mapping[str, Any], idempotency_key: str | None) -> Job:
         check_user(user)
         session_id, snapshot_id, data = normalize_snapshot(body)
         if self._redactor is not None:
@@ -246,111 +318,107 @@ class Store:
         if hist is None or hist.deleted:
             raise NotFound(_no_session(session_id))
         hidden = len(hist.refs) - hist.start
-        self._write(user, session_id, "delete", {}, None, None, None)
+        self._write((user, session_id, "delete", {}, None, None, None))
         return hidden
 
-    def _write(
-        self,
-        user: str,
-        session_id: str,
-        kind: str,
-        data: dict[str, Any],
-        snapshot_id: str | None,
-        idem: str | None,
-        body_hash: str | None,
-    ) -> Snapshot | None:
-        snap, pending = self._begin(user, session_id, kind, data, snapshot_id, idem, body_hash)
+    def _write(self, job: Job) -> tuple[Snapshot, bytes] | None:
+        """Write one event and make it durable; its snapshot and JSON (None for a delete)."""
+        results, _, pending = self._begin_many(job[0], [job])
         if pending is not None:
             self._appender.sync(pending, self.durability == "durable")
-        return snap
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
-    def _begin(
-        self,
-        user: str,
-        session_id: str,
-        kind: str,
-        data: dict[str, Any],
-        snapshot_id: str | None,
-        idem: str | None,
-        body_hash: str | None,
-        *,
-        blocking: bool = True,
-    ) -> tuple[Snapshot | None, Appended | None]:
-        """Write the event; returns its snapshot and the append still to be synced."""
+    def _begin_many(
+        self, user: str, jobs: list[Job], *, blocking: bool = True
+    ) -> tuple[list[tuple[Snapshot, bytes] | BaseException | None], list[bool], Appended | None]:
+        """Write the events of `jobs` (all for `user`) with one append; returns each one's
+        snapshot and JSON (None for a delete) or the error it met, whether it was written (not
+        found already stored), and the append still to be synced (None if nothing was)."""
         if not self._scaffolded:
             if not self.layout.scaffolded():
                 self.layout.ensure()
             self._scaffolded = True
         writer = self.writer
         view = self._view(user)
-        # What a later read gives back (keys sorted, numbers as JSON has them), so the answer
-        # to this write is byte for byte the answer to that read.
-        data = loads(dumps(data))
-        found: list[Snapshot] = []
-        built: list[Event] = []
-
-        def precheck() -> bool:
-            # Runs under the writer lock, so two workers retrying the same request cannot both
-            # store it.
-            existing = self._find_existing(user, session_id, snapshot_id, idem, body_hash, data)
-            if existing is not None:
-                found.append(existing)
-                return True
-            return False
-
-        def build(seq: int, ts: int) -> bytes:
-            ev = Event(
-                id=snapshot_id or uuid7(ts),
+        found: dict[int, tuple[Snapshot, bytes]] = {}
+        built: dict[int, Event] = {}
+        refs: dict[int, int | None] = {}
+        items = []
+        for i, (_, session_id, kind, data, snapshot_id, idem, body_hash) in enumerate(jobs):
+            # What a later read gives back (keys sorted, numbers as JSON has them), so the
+            # answer to this write is byte for byte the answer to that read.
+            data = loads(dumps(data))
+            event = partial(
+                Event,
                 type=kind,
                 user=user,
                 session_id=session_id,
                 writer=writer,
-                seq=seq,
-                ts=ms_to_ts(ts),
                 data=data,
                 idem=idem,
                 body=body_hash,
             )
-            built.append(ev)
-            return encode(ev)
+            check = None
+            if idem or snapshot_id:
+                check = partial(
+                    self._precheck, found, i, user, session_id, snapshot_id, idem, body_hash, data
+                )
+            items.append((partial(_build, built, i, event, snapshot_id), check))
 
-        refs: list[int | None] = []
-
-        def written(a: Appended) -> None:
+        def written(i: int, a: Appended) -> None:
             # Under the writer lock, so our lines are folded in file order.
-            refs.append(view.note_append(a, built[-1]))
+            refs[i] = view.note_append(a, built[i])
 
-        appended = self._appender.append(
+        appended = self._appender.append_many(
             user,
             writer,
-            build,
+            items,
             min_ts_ms=view.other_writers_max_ts(writer) + 1,
-            precheck=precheck if (idem or snapshot_id) else None,
             written=written,
             blocking=blocking,
         )
-        if appended is None:
-            return found[0], None
-        try:
-            if kind == "delete":
-                return None, appended
-            ev = built[-1]
-            ref = refs[-1] if refs else None
-            for _ in range(5):
-                if ref is None:
-                    view.refresh()
-                    ref = _ref_at(view, appended.path, appended.offset)
-                if ref is not None:
-                    try:
-                        return self._render(view, session_id, ref, ev)[0], appended
-                    except Stale:
-                        pass
-                ref = None
-            raise Stale(appended.offset)
-        except BaseException:
-            # Stored but not answerable: still make it durable, then report the problem.
-            self._appender.sync(appended, self.durability == "durable")
-            raise
+        pending = next((a for a in appended if isinstance(a, Appended)), None)
+        results: list[tuple[Snapshot, bytes] | BaseException | None] = []
+        for i, a in enumerate(appended):
+            if isinstance(a, BaseException):
+                results.append(a)
+            elif a is None:
+                results.append(found[i])
+            elif jobs[i][2] == "delete":
+                results.append(None)
+            else:
+                try:
+                    results.append(self._answer(view, jobs[i][1], a, built[i], refs.get(i)))
+                except Exception as exc:  # stored, but not answerable: report it once synced
+                    results.append(exc)
+        return results, [isinstance(a, Appended) for a in appended], pending
+
+    def _precheck(self, found: dict[int, tuple[Snapshot, bytes]], i: int, *args: Any) -> bool:
+        """Runs under the writer lock, so two workers retrying the same request cannot both
+        store it: True (and the stored result in `found[i]`) if it is stored already."""
+        existing = self._find_existing(*args)
+        if existing is not None:
+            found[i] = existing
+            return True
+        return False
+
+    def _answer(
+        self, view: UserView, session_id: str, a: Appended, ev: Event, ref: int | None
+    ) -> tuple[Snapshot, bytes]:
+        for _ in range(5):
+            if ref is None:
+                view.refresh()
+                ref = _ref_at(view, a.path, a.offset)
+            if ref is not None:
+                try:
+                    return self._render(view, session_id, ref, ev)
+                except Stale:
+                    pass
+            ref = None
+        raise Stale(a.offset)
 
     def _find_existing(
         self,
@@ -360,7 +428,7 @@ class Store:
         idem: str | None,
         body_hash: str | None,
         data: dict[str, Any],
-    ) -> Snapshot | None:
+    ) -> tuple[Snapshot, bytes] | None:
         view = self.view(user)
         if idem is not None:
             ref = view.idem.get(idem)
@@ -371,7 +439,7 @@ class Store:
                         "This Idempotency-Key was already used with a different body. "
                         "Use a new key for a new snapshot."
                     )
-                return self._snapshot_of(view, ev.session_id, ref)
+                return self._render(view, ev.session_id, ref)
         if snapshot_id is not None:
             for ref in view.find_id(snapshot_id):
                 ev = view.read(ref)
@@ -382,11 +450,8 @@ class Store:
                         f"snapshot_id {snapshot_id} is already stored with different content. "
                         "Send a new snapshot_id for a new snapshot."
                     )
-                return self._snapshot_of(view, session_id, ref)
+                return self._render(view, session_id, ref)
         return None
-
-    def _snapshot_of(self, view: UserView, session_id: str, ref: int) -> Snapshot:
-        return self._render(view, session_id, ref)[0]
 
     def _render(
         self, view: UserView, session_id: str, ref: int, ev: Event | None = None
@@ -411,7 +476,7 @@ class Store:
                 break
         if version == 0:
             raise NotFound(f"That snapshot is no longer in session {session_id!r} (deleted).")
-        snap = _snapshot(ev if ev is not None and newest else view.read(ref), version)
+        snap = _snapshot(ev if ev is not None else view.read(ref), version)
         raw = dumps_view(snap.view())
         if newest:
             view.rendered[sidx] = (ref, total, snap, raw)
@@ -642,6 +707,26 @@ class Store:
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
+
+
+def _build(
+    built: dict[int, Event], i: int, event: Any, snapshot_id: str | None, seq: int, ts: int
+) -> bytes:
+    """The line of job `i`, once the log gave it a seq and a ts."""
+    ev = built[i] = event(id=snapshot_id or uuid7(ts), seq=seq, ts=ms_to_ts(ts))
+    return encode(ev)
+
+
+def _settle(future: Any, task: Any) -> None:
+    """Pass a finished task's outcome on to a future, unless that was cancelled."""
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
 
 
 def _entries(view: UserView, hist: Any, start: int, versions: range) -> list[HistoryEntry]:
