@@ -380,48 +380,62 @@ def sessionmem_cmd() -> list[str]:
 
 
 def bench_http(tmp: Path, quick: bool) -> None:
-    seconds = 3 if quick else 8
+    """Each figure is the best of `rounds` loads, ours and the baseline's taking turns, so a
+    noisy neighbour slowing one moment down does not decide a ratio."""
+    seconds, rounds = (3, 1) if quick else (5, 3)
     conns = 16
     tool = "wrk" if shutil.which("wrk") else "python loadgen.py (wrk is not installed)"
-    print(f"  (HTTP load from a separate process: {tool}, {conns} connections, {seconds} s each)")
+    print(f"  (HTTP load from a separate process: {tool}, {conns} connections, {seconds} s each, "
+          f"best of {rounds}, ours and the baseline's taking turns)")
     body = orjson.dumps(payload(1))
     port = free_port()
     base = Served([sys.executable, "-m", "uvicorn", "minimal_app:app", "--port", str(port),
                    "--log-level", "warning", "--no-access-log"], port,
                   env={"PYTHONPATH": f"{HERE}{os.pathsep}{REPO / 'src'}"})
+    base_url = f"http://127.0.0.1:{port}{API}"
+    base_post: list[float] = []
+    base_get: list[float] = []
     try:
-        url = f"http://127.0.0.1:{port}{API}"
-        base_post = load(url + "/session", seconds, conns, "POST", body)
-        base_get = load(url + "/session/latest", seconds, conns)
+        for events in ([1000, 100_000] if quick else [1000, 1_000_000]):
+            root = tmp / f"http-{events}" / ".memory"
+            write_log(root, events - 1, 100)
+            key = KeyRing(Store(root).layout).create("u")[1]
+            port = free_port()
+            srv = Served([*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(port),
+                          "--log-level", "warning"], port)
+            try:
+                url = f"http://127.0.0.1:{port}{API}"
+                hdr = [f"x-api-key: {key}"]
+                import httpx
+
+                # the first request waits for the server's first fold of the whole log
+                httpx.post(url + "/session", json=payload(0, "hot"), headers={"x-api-key": key},
+                           timeout=600)
+                latest: list[float] = []
+                by_id: list[float] = []
+                post: list[float] = []
+                for _ in range(rounds):
+                    base_get.append(load(base_url + "/session/latest", seconds, conns))
+                    latest.append(load(url + "/session/latest", seconds, conns, headers=hdr))
+                    by_id.append(load(url + "/session/hot", seconds, conns, headers=hdr))
+                    if events == 1000:
+                        base_post.append(load(base_url + "/session", seconds, conns, "POST", body))
+                        post.append(load(url + "/session", seconds, conns, "POST", body, hdr))
+                get_base = max(base_get)
+                record(f"GET latest, {events:,} events in the log", max(latest), get_base,
+                       "req/s", ">= 0.9x pre-serialized GET", max(latest) >= 0.9 * get_base)
+                record(f"GET by id, {events:,} events in the log", max(by_id), get_base, "req/s",
+                       ">= 0.9x pre-serialized GET", max(by_id) >= 0.9 * get_base)
+                if post:
+                    mine, theirs = max(post), max(base_post)
+                    record("durable POST (16 connections, 1 worker)", mine, theirs, "req/s",
+                           ">= 0.8x validate-only POST", mine >= 0.8 * theirs,
+                           "rounds: " + ", ".join(f"{o:.0f}/{b:.0f}"
+                                                  for o, b in zip(post, base_post, strict=True)))
+            finally:
+                srv.stop()
     finally:
         base.stop()
-    for events in ([1000, 100_000] if quick else [1000, 1_000_000]):
-        root = tmp / f"http-{events}" / ".memory"
-        write_log(root, events - 1, 100)
-        key = KeyRing(Store(root).layout).create("u")[1]
-        port = free_port()
-        srv = Served([*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(port),
-                      "--log-level", "warning"], port)
-        try:
-            url = f"http://127.0.0.1:{port}{API}"
-            hdr = [f"x-api-key: {key}"]
-            import httpx
-
-            # the first request waits for the server's first fold of the whole log (no cache)
-            httpx.post(url + "/session", json=payload(0, "hot"), headers={"x-api-key": key},
-                       timeout=600)
-            get_latest = load(url + "/session/latest", seconds, conns, headers=hdr)
-            get_id = load(url + "/session/hot", seconds, conns, headers=hdr)
-            record(f"GET latest, {events:,} events in the log", get_latest, base_get, "req/s",
-                   ">= 0.9x pre-serialized GET", get_latest >= 0.9 * base_get)
-            record(f"GET by id, {events:,} events in the log", get_id, base_get, "req/s",
-                   ">= 0.9x pre-serialized GET", get_id >= 0.9 * base_get)
-            if events == 1000:
-                post = load(url + "/session", seconds, conns, "POST", body, hdr)
-                record("durable POST (16 connections, 1 worker)", post, base_post, "req/s",
-                       ">= 0.8x validate-only POST", post >= 0.8 * base_post)
-        finally:
-            srv.stop()
 
 
 # --- following and hooks -------------------------------------------------------------------

@@ -141,16 +141,31 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# The last second formatted and parsed, one tuple each (replaced whole: safe across threads).
+_formatted: tuple[int, str] = (-1, "")
+_parsed: tuple[str, int] = ("", 0)
+
+
 def ms_to_ts(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    global _formatted
+    seconds, stamp = _formatted
+    if seconds != ms // 1000:
+        seconds = ms // 1000
+        stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _formatted = (seconds, stamp)
+    return f"{stamp}.{ms % 1000:03d}Z"
 
 
 def ts_to_ms(ts: str) -> int:
+    global _parsed
     if ts[-1] != "Z" or ts[19] != ".":
         raise ValueError(ts)
-    dt = datetime.fromisoformat(ts[:19]).replace(tzinfo=UTC)
-    return int(dt.timestamp()) * 1000 + int(ts[20:23])
+    prefix, base = _parsed
+    if prefix != ts[:19]:
+        prefix = ts[:19]
+        base = int(datetime.fromisoformat(prefix).replace(tzinfo=UTC).timestamp()) * 1000
+        _parsed = (prefix, base)
+    return base + int(ts[20:23])
 
 
 def uuid7(ms: int | None = None) -> str:
@@ -162,7 +177,8 @@ def uuid7(ms: int | None = None) -> str:
     value |= ((rand >> 62) & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def normalize_uuid(value: str) -> str | None:

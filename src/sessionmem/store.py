@@ -468,14 +468,10 @@ class Store:
             cached = view.rendered.get(sidx)
             if cached is not None and cached[0] == ref and cached[1] == total:
                 return cached[2], cached[3]
-        version = 0
-        for i in range(len(hist.refs) - 1, hist.start - 1, -1):
-            if hist.refs[i] == ref or view.idh(hist.refs[i]) == view.idh(ref):
-                version = i - hist.start + 1
-                ref = hist.refs[i]
-                break
+        version = _version_of(view, hist, ref)
         if version == 0:
             raise NotFound(f"That snapshot is no longer in session {session_id!r} (deleted).")
+        ref = hist.refs[hist.start + version - 1]
         snap = _snapshot(ev if ev is not None else view.read(ref), version)
         raw = dumps_view(snap.view())
         if newest:
@@ -707,6 +703,20 @@ class Store:
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
+
+
+def _version_of(view: UserView, hist: Any, ref: int) -> int:
+    """The live version of the event at `ref` in `hist` (the row itself, or another copy of
+    the same event — a union merge's duplicate), or 0 if it is not live."""
+    refs, start = hist.refs, hist.start
+    for i in range(len(refs) - 1, start - 1, -1):  # mostly found among the last few
+        if refs[i] == ref:
+            return i - start + 1
+    target = view.idh(ref)
+    for i in range(len(refs) - 1, start - 1, -1):
+        if view.idh(refs[i]) == target:
+            return i - start + 1
+    return 0
 
 
 def _build(
