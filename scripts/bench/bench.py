@@ -275,12 +275,14 @@ def bench_start(tmp: Path, quick: bool) -> None:
     n = 100_000 if quick else 1_000_000
     root = tmp / "start" / ".memory"
     path = write_log(root, n, 1000)
-    # baseline: read 1 KiB JSONL lines + orjson.loads each
-    start = time.perf_counter()
-    with open(path, "rb", buffering=1 << 22) as f:
-        for line in f:
-            orjson.loads(line)
-    raw = n / (time.perf_counter() - start)
+
+    def raw_rate() -> float:  # the baseline: read 1 KiB JSONL lines + orjson.loads each
+        start = time.perf_counter()
+        with open(path, "rb", buffering=1 << 22) as f:
+            for line in f:
+                orjson.loads(line)
+        return n / (time.perf_counter() - start)
+
     code = (
         "import sys, time, os; sys.path.insert(0, {!r})\n"
         "from sessionmem import Store\n"
@@ -291,11 +293,22 @@ def bench_start(tmp: Path, quick: bool) -> None:
         "import gc; gc.collect(); print(took, rss() - before)\n"
     ).format(str(REPO / "src"), str(root))
     cache = root / ".local" / "cache"
-    shutil.rmtree(cache, ignore_errors=True)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    cold, mem = (float(x) for x in out.stdout.split())
+    # best of `rounds`, the baseline and ours taking turns (a noisy neighbour must not decide)
+    rounds = 1 if quick else 3
+    raws, colds = [], []
+    for _ in range(rounds):
+        raws.append(raw_rate())
+        shutil.rmtree(cache, ignore_errors=True)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        took, used = (float(x) for x in out.stdout.split())
+        colds.append((took, used))
+    raw = max(raws)
+    cold, mem = min(colds)
     record(f"cold start, {n:,} events (no cache)", n / cold, raw, "events/s",
-           ">= 0.5x read+loads", n / cold >= 0.5 * raw)
+           ">= 0.5x read+loads", n / cold >= 0.5 * raw,
+           f"best of {rounds}: " + ", ".join(f"{n / c / r:.3f}" for (c, _), r in
+                                            zip(colds, raws, strict=True)) + " by round")
     record("resident memory per stored event", mem / n, 150, "bytes", "<= 150 bytes",
            mem / n <= 150, f"{mem / 1e6:.0f} MB for {n:,} events")
     warm_runs = []

@@ -407,6 +407,7 @@ class UserView:
         # holds one line at a time (a cold start's memory is the projection, not the file).
         reader = os.fdopen(os.dup(fd), "rb", buffering=1 << 20)
         pos = part.consumed
+        limit = end if end >= 0 else 1 << 62
         try:
             reader.seek(pos)
             for line in reader:
@@ -414,7 +415,7 @@ class UserView:
                     break  # not a line yet: a writer is mid-write, or died
                 start = pos
                 pos += len(line)
-                if end >= 0 and pos > end:
+                if pos > limit:
                     pos = start
                     break
                 if line.isspace():
@@ -475,7 +476,7 @@ class UserView:
                 assert sidx is not None and widx is not None
                 tms = ms + int(ts[20:23])  # type: ignore[operator]
                 kind = DELETE if typ == "delete" else SNAPSHOT
-                idh = id_hash(eid)
+                idh = int(eid[-17:].replace("-", ""), 16) & 0x7FFF_FFFF_FFFF_FFFF  # id_hash
                 row += 1
                 ts_add(tms)
                 seq_add(seq)
