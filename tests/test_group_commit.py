@@ -178,3 +178,35 @@ def test_event_loop_append_waits_in_a_thread_when_another_process_holds_the_lock
         return (await task).version
 
     assert asyncio.run(main()) == 2
+
+
+def test_a_failed_fsync_fails_every_append_of_its_batch(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An fsync error (EIO) reaches each waiting append as a StorageError — none is
+    acknowledged, none waits forever — and the next batch is served again."""
+    import errno
+
+    from sessionmem import StorageError
+
+    store = Store(root, durability="durable")
+    store.append("u", {"session_id": "s"})
+    real = os.fsync
+    failing = [True]
+
+    def fsync(fd: int) -> None:
+        if failing[0]:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    async def batch(n: int) -> list[object]:
+        calls = [store.append_async("u", {"session_id": f"s{i}"}) for i in range(n)]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    results = asyncio.run(batch(8))
+    assert all(isinstance(r, StorageError) for r in results)
+    failing[0] = False
+    assert all(not isinstance(r, BaseException) for r in asyncio.run(batch(3)))
+    store.close()

@@ -159,7 +159,8 @@ class SyncThread:
             for appended, done in batch:
                 with contextlib.suppress(OSError):
                     os.close(appended.fd)
-                done(failure)
+                with contextlib.suppress(Exception):  # e.g. its event loop is closed by now
+                    done(failure)
 
 
 @dataclass(frozen=True)

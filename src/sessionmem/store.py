@@ -253,7 +253,12 @@ class Store:
             self._queues[loop] = later
             loop.call_soon(self._flush_queue, loop)
         for user, group in groups.items():
-            self._flush_group(loop, user, group)
+            try:
+                self._flush_group(loop, user, group)
+            except BaseException as exc:  # never leave a request waiting forever
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
 
     def _flush_group(self, loop: Any, user: str, group: list[tuple[Job, Any]]) -> None:
         import asyncio
