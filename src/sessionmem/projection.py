@@ -18,6 +18,7 @@ inline for speed — issue 6 — beside the general `_add` it mirrors.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -54,7 +55,7 @@ FULL_CHECK_SECONDS = 1.0
 SETTLE_NS = 20_000_000
 # A cold fold of more than this many bytes is shared with a child process (two cores, two
 # halves); smaller ones are not worth its start-up (~0.15 s).
-PARALLEL_FOLD_BYTES = 64 << 20  # a folder mtime this recent is not trusted to mean "unchanged"
+PARALLEL_FOLD_BYTES = 64 << 20  # a cold fold at least this big is shared with a child process
 
 
 class Stale(Exception):
@@ -300,35 +301,46 @@ class UserView:
         import pickle
         import subprocess
         import sys
+        import tempfile
 
         if (os.cpu_count() or 1) < 2 or os.environ.get(_CHILD_ENV):
             return
         # The child also starts Python and pickles its rows: give it a little less than half.
-        middle = part.consumed + (size - part.consumed) * 11 // 20
+        middle = part.consumed + (size - part.consumed) * 53 // 100
         cut = os.pread(fd, 1 << 20, middle).find(b"\n")
         if cut < 0:
             return
         split = middle + cut + 1
-        args = [str(self.folder), self.user, part.path.name, str(split), str(size)]
+        # The child writes its rows to a file, not a pipe: it finishes while we still fold,
+        # instead of waiting for us to read.
+        handle, out_path = tempfile.mkstemp(prefix="sessionmem-fold-")
+        os.close(handle)
+        args = [str(self.folder), self.user, part.path.name, str(split), str(size), out_path]
         env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
         try:
-            child = subprocess.Popen(
-                [sys.executable, "-c", "from sessionmem.projection import _child; _child()", *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-            )
-        except OSError:
-            return
-        try:
-            self._fold_lines(part, fd, result, end=split)
-            out, _ = child.communicate()
-            if child.returncode == 0 and part.consumed == split:
-                # Our own child's answer, over a pipe: not data from the repository.
-                self._merge_range(part, pickle.loads(out), result)
-        except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
-            child.kill()
-            child.wait()
+            try:
+                child = subprocess.Popen(
+                    [sys.executable, "-c", "from sessionmem.projection import _child; _child()"]
+                    + args,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            except OSError:
+                return
+            try:
+                self._fold_lines(part, fd, result, end=split)
+                if child.wait() == 0 and part.consumed == split:
+                    with open(out_path, "rb") as f:
+                        # Our own child's answer: not data from the repository.
+                        got = pickle.loads(f.read())
+                    self._merge_range(part, got, result)
+            except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
+                child.kill()
+                child.wait()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(out_path)
 
     def _merge_range(self, part: Part, got: dict[str, Any], result: FoldResult) -> None:
         """Append the rows a `fold_range` child folded, in this view's numbering."""
@@ -350,7 +362,7 @@ class UserView:
         base = part.no << 32
         for attr, raw in got["columns"].items():
             column = getattr(part, attr)
-            if attr == "widx":
+            if attr == "widx" and wmap != list(range(len(wmap))):
                 child = array("i")
                 child.frombytes(raw)
                 column.extend([wmap[w] for w in child])
@@ -757,13 +769,14 @@ _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
 
 
 def _child() -> None:
-    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to stdout."""
+    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to a file."""
     import pickle
     import sys
 
-    folder, user, name, start, end = sys.argv[1:6]
+    folder, user, name, start, end, out = sys.argv[1:7]
     got = fold_range(folder, user, name, int(start), int(end))
-    sys.stdout.buffer.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+    with open(out, "wb") as f:
+        f.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
