@@ -171,13 +171,15 @@ def test_event_loop_append_waits_in_a_thread_when_another_process_holds_the_lock
     async def main() -> int:
         with open(lock, "a+b") as other:  # another process's descriptor, as far as flock cares
             fcntl.flock(other, fcntl.LOCK_EX)
-            task = asyncio.ensure_future(store.append_async("u", {"session_id": "s"}))
+            task = asyncio.ensure_future(
+                asyncio.gather(*(store.append_async("u", {"session_id": "s"}) for _ in range(5)))
+            )
             await asyncio.sleep(0.2)
             assert not task.done()  # waiting for the lock, without blocking the loop
             fcntl.flock(other, fcntl.LOCK_UN)
-        return (await task).version
+        return sorted(s.version for s in await task)
 
-    assert asyncio.run(main()) == 2
+    assert asyncio.run(main()) == [2, 3, 4, 5, 6]  # the waiting batch, written together
 
 
 def test_a_failed_fsync_fails_every_append_of_its_batch(

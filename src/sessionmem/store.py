@@ -30,7 +30,7 @@ from .codec import (
 )
 from .config import read_config
 from .diff import diff_data
-from .errors import Conflict, FieldError, InvalidInput, NotFound
+from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender, GroupSync, SyncThread, WouldBlock
 from .model import (
@@ -267,10 +267,10 @@ class Store:
             results, written, pending = self._begin_many(
                 user, [job for job, _ in group], blocking=False
             )
-        except WouldBlock:  # another process holds the writer lock: wait for it in threads
-            for job, future in group:
-                task = loop.create_task(asyncio.to_thread(self._write, job))
-                task.add_done_callback(lambda t, f=future: _settle(f, t))
+        except WouldBlock:  # another process holds the writer lock: wait for it in a thread
+            jobs = [job for job, _ in group]
+            task = loop.create_task(asyncio.to_thread(self._write_many, user, jobs))
+            task.add_done_callback(lambda t: _settle_all([f for _, f in group], t))
             return
         except BaseException as exc:
             for _, future in group:
@@ -335,6 +335,18 @@ class Store:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def _write_many(
+        self, user: str, jobs: list[Job]
+    ) -> list[tuple[Snapshot, bytes] | BaseException | None]:
+        """`_write` for a batch: one append, then its fsync; each job's result or error."""
+        results, written, pending = self._begin_many(user, jobs)
+        if pending is not None:
+            try:
+                self._appender.sync(pending, self.durability == "durable")
+            except StorageError as exc:  # none of the written ones is acknowledged
+                return [exc if w else r for r, w in zip(results, written, strict=True)]
+        return results
 
     def _begin_many(
         self, user: str, jobs: list[Job], *, blocking: bool = True
@@ -732,16 +744,23 @@ def _build(
     return encode(ev)
 
 
-def _settle(future: Any, task: Any) -> None:
-    """Pass a finished task's outcome on to a future, unless that was cancelled."""
-    if future.done():
-        return
+def _settle_all(futures: list[Any], task: Any) -> None:
+    """Pass a finished `_write_many` task's results on to the futures of its jobs."""
     if task.cancelled():
-        future.cancel()
-    elif task.exception() is not None:
-        future.set_exception(task.exception())
+        for future in futures:
+            future.cancel()
+        return
+    if task.exception() is not None:
+        outcomes: list[Any] = [task.exception()] * len(futures)
     else:
-        future.set_result(task.result())
+        outcomes = task.result()
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _entries(view: UserView, hist: Any, start: int, versions: range) -> list[HistoryEntry]:
