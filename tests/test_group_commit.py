@@ -212,3 +212,32 @@ def test_a_failed_fsync_fails_every_append_of_its_batch(
     failing[0] = False
     assert all(not isinstance(r, BaseException) for r in asyncio.run(batch(3)))
     store.close()
+
+
+def test_threads_retrying_one_request_at_once_store_it_once(root: Path, slow_disk: None) -> None:
+    """Threads' appends are written in batches (a leader writes what queued meanwhile); the same
+    Idempotency-Key twice in a batch must still store one snapshot, the first, for all."""
+    store = Store(root, durability="durable")
+    store.append("u", {"session_id": "warm"})
+    start = threading.Barrier(12)
+    got: list[str] = []
+    guard = threading.Lock()
+
+    def retry() -> None:
+        start.wait()
+        snap = store.append("u", {"session_id": "s", "open_tasks": ["x"]}, idempotency_key="k")
+        with guard:
+            got.append(snap.snapshot_id)
+
+    threads = [threading.Thread(target=retry) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 12 and len(set(got)) == 1
+    (log,) = (root / "log" / "u").glob("*.jsonl")
+    assert [orjson.loads(line)["session_id"] for line in log.read_bytes().splitlines()] == [
+        "warm",
+        "s",
+    ]
+    assert store.get("u", "s").version == 1

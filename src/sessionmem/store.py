@@ -107,6 +107,9 @@ class Store:
         self._appender = Appender(self.layout, self._sync)
         self._sync_thread: SyncThread | None = None
         self._queues: dict[Any, list[tuple[Job, Any]]] = {}  # event loop -> appends to write
+        self._batch: list[tuple[Job, _Done]] = []  # threads' appends waiting for a leader
+        self._batch_cond = threading.Condition(threading.Lock())
+        self._batch_leader = False
         self._scaffolded = False
         # (user, session index) -> (its History, live start, entries of versions 1..n)
         self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
@@ -232,23 +235,9 @@ class Store:
 
     def _flush_queue(self, loop: Any) -> None:
         """Write every append queued on `loop` since its last turn, a batch per user."""
-        queue = self._queues.pop(loop, [])
-        groups: dict[str, list[tuple[Job, Any]]] = {}
-        later: list[tuple[Job, Any]] = []
-        keys: set[tuple[str, str]] = set()
-        for job, future in queue:
-            if future.cancelled():
-                continue  # the caller went away before anything was written
-            # An Idempotency-Key or snapshot_id seen twice in one batch: the second copy must
-            # find the first one stored, so it waits for the next batch.
-            mine = {("k", job[5])} if job[5] else set()
-            if job[4]:
-                mine.add(("i", job[4]))
-            if mine & keys:
-                later.append((job, future))
-                continue
-            keys |= mine
-            groups.setdefault(job[0], []).append((job, future))
+        # (a caller that went away before anything was written is left out)
+        queue = [(job, f) for job, f in self._queues.pop(loop, []) if not f.cancelled()]
+        groups, later = _split(queue)
         if later:
             self._queues[loop] = later
             loop.call_soon(self._flush_queue, loop)
@@ -327,14 +316,47 @@ class Store:
         return hidden
 
     def _write(self, job: Job) -> tuple[Snapshot, bytes] | None:
-        """Write one event and make it durable; its snapshot and JSON (None for a delete)."""
-        results, _, pending = self._begin_many(job[0], [job])
-        if pending is not None:
-            self._appender.sync(pending, self.durability == "durable")
-        result = results[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        """Write one event and make it durable; its snapshot and JSON (None for a delete).
+
+        Threads writing at the same time are written together (group commit): the first one
+        in becomes the leader and writes every job queued meanwhile with one append and one
+        fsync; the others wait for their result, and one of those leads the next batch."""
+        done = _Done()
+        with self._batch_cond:
+            self._batch.append((job, done))
+            while not done.ready:
+                if self._batch_leader:
+                    self._batch_cond.wait()
+                    continue
+                self._batch_leader = True
+                batch, self._batch = self._batch, []
+                self._batch_cond.release()
+                outcomes: list[tuple[_Done, Any]] = []
+                later: list[tuple[Job, _Done]] = []
+                try:
+                    groups, later = _split(batch)
+                    for user, group in groups.items():
+                        try:
+                            results = self._write_many(user, [j for j, _ in group])
+                        except Exception as exc:  # every job of the group fails with it
+                            results = [exc] * len(group)
+                        outcomes += [(d, r) for (_, d), r in zip(group, results, strict=True)]
+                except BaseException as exc:  # never leave a waiting thread waiting forever
+                    settled = {id(d) for d, _ in outcomes}
+                    outcomes += [(d, exc) for _, d in batch if id(d) not in settled]
+                    later = []
+                    raise
+                finally:
+                    self._batch_cond.acquire()
+                    self._batch_leader = False
+                    self._batch[:0] = later  # same key as another job: the next batch
+                    for waiter, got in outcomes:
+                        waiter.ready, waiter.outcome = True, got
+                    self._batch_cond.notify_all()
+        if isinstance(done.outcome, BaseException):
+            raise done.outcome
+        outcome: tuple[Snapshot, bytes] | None = done.outcome
+        return outcome
 
     def _write_many(
         self, user: str, jobs: list[Job]
@@ -742,6 +764,39 @@ def _build(
     """The line of job `i`, once the log gave it a seq and a ts."""
     ev = built[i] = event(id=snapshot_id or uuid7(ts), seq=seq, ts=ms_to_ts(ts))
     return encode(ev)
+
+
+class _Done:
+    """A thread's place in a batch of `Store._write`: its outcome, once the leader wrote it."""
+
+    __slots__ = ("ready", "outcome")
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.outcome: Any = None
+
+
+W = TypeVar("W")
+
+
+def _split(
+    batch: list[tuple[Job, W]],
+) -> tuple[dict[str, list[tuple[Job, W]]], list[tuple[Job, W]]]:
+    """A batch of writes by user, and those to leave for the next batch: an Idempotency-Key or
+    snapshot_id seen twice in one batch — the second copy must find the first one stored."""
+    groups: dict[str, list[tuple[Job, W]]] = {}
+    later: list[tuple[Job, W]] = []
+    keys: set[tuple[str, str]] = set()
+    for job, waiter in batch:
+        mine = {("k", job[5])} if job[5] else set()
+        if job[4]:
+            mine.add(("i", job[4]))
+        if mine & keys:
+            later.append((job, waiter))
+            continue
+        keys |= mine
+        groups.setdefault(job[0], []).append((job, waiter))
+    return groups, later
 
 
 def _settle_all(futures: list[Any], task: Any) -> None:
