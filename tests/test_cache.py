@@ -106,8 +106,9 @@ def test_a_deleted_log_disappears(filled: Path) -> None:
     assert store.sessions("alice").items == []
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "subprocess"])
 def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+    root: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
 ) -> None:
     import sessionmem.projection as projection
     from test_projection import ev, write_logs
@@ -140,6 +141,7 @@ def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
 
     monkeypatch.setattr(projection.UserView, "_merge_range", merge)
     monkeypatch.setattr(projection, "PARALLEL_FOLD_BYTES", 1)  # every fold: two halves
+    monkeypatch.setattr(projection, "_can_fork", lambda: fork)
     halves = Store(root, cache=False)
     assert state(halves) == expected
     assert len(merged) == 2 and min(merged) > 0  # a child really folded each second half

@@ -296,8 +296,10 @@ class UserView:
         half of the file while this one folds the first; then its rows are appended. Any
         trouble with the child and the caller folds the rest itself, as usual.
 
-        The child is a plain `python -c` subprocess, not multiprocessing: spawning through
-        multiprocessing would import the caller's main script again in the child."""
+        A process with one thread (the CLI, a hook, a script) forks: the child starts at once.
+        With other threads running (a server), forking could copy a lock some thread holds, so
+        the child is a plain `python -c` subprocess instead — not multiprocessing, whose
+        spawning would import the caller's main script again in the child."""
         import pickle
         import subprocess
         import sys
@@ -305,10 +307,12 @@ class UserView:
 
         if (os.cpu_count() or 1) < 2 or os.environ.get(_CHILD_ENV):
             return
-        # The child first starts Python (~0.15 s: what this process folds of ~10 MiB meanwhile)
-        # and pickles its rows at the end: give it a little less than half.
+        forking = _can_fork()
+        # The child pickles its rows at the end, and a subprocess first starts Python (~0.15 s:
+        # what this process folds of ~10 MiB meanwhile): give it a little less than half.
         todo = size - part.consumed
-        middle = part.consumed + min(todo * 515 // 1000 + (10 << 20), todo * 3 // 4)
+        share = todo * 525 // 1000 + (1 << 20) if forking else todo * 515 // 1000 + (10 << 20)
+        middle = part.consumed + min(share, todo * 3 // 4)
         cut = os.pread(fd, 1 << 20, middle).find(b"\n")
         if cut < 0:
             return
@@ -319,6 +323,13 @@ class UserView:
         os.close(handle)
         args = [str(self.folder), self.user, part.path.name, str(split), str(size), out_path]
         env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+        if forking:
+            try:
+                self._fold_with_fork(part, fd, result, split, size, out_path)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(out_path)
+            return
         try:
             try:
                 child = subprocess.Popen(
@@ -343,6 +354,38 @@ class UserView:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(out_path)
+
+    def _fold_with_fork(
+        self, part: Part, fd: int, result: FoldResult, split: int, size: int, out_path: str
+    ) -> None:
+        import pickle
+
+        try:
+            pid = os.fork()
+        except OSError:
+            return
+        if pid == 0:  # the child: fold the second half, write it down, and leave at once
+            code = 1
+            try:
+                got = fold_range(str(self.folder), self.user, part.path.name, split, size)
+                with open(out_path, "wb") as f:
+                    f.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+                code = 0
+            finally:
+                os._exit(code)
+        try:
+            self._fold_lines(part, fd, result, end=split)
+            _, status = os.waitpid(pid, 0)
+            pid = 0
+            if os.waitstatus_to_exitcode(status) == 0 and part.consumed == split:
+                with open(out_path, "rb") as f:
+                    got = pickle.loads(f.read())  # our own child's answer, not repository data
+                self._merge_range(part, got, result)
+        except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
+            if pid:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
 
     def _merge_range(self, part: Part, got: dict[str, Any], result: FoldResult) -> None:
         """Append the rows a `fold_range` child folded, in this view's numbering."""
@@ -768,6 +811,11 @@ class UserView:
 
 
 _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
+
+
+def _can_fork() -> bool:
+    """Only a process with one thread forks its fold child (see `_fold_in_halves`)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _child() -> None:
