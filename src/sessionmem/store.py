@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import cache
+from .batch import Job, LoopBatches, Outcome, ThreadBatches
 from .codec import (
     Event,
     dumps,
@@ -32,7 +33,7 @@ from .config import read_config
 from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from .layout import Layout, check_user
-from .log import DURABILITY_MODES, Appended, Appender, GroupSync, SyncThread, WouldBlock
+from .log import DURABILITY_MODES, Appended, Appender, GroupSync
 from .model import (
     Diff,
     Filters,
@@ -49,8 +50,6 @@ from .projection import Stale, UserView
 from .redact import redactor_from_config
 
 T = TypeVar("T")
-# A write to make: (user, session_id, kind, data, snapshot_id, idem hash, body hash).
-Job = tuple[str, str, str, dict[str, Any], str | None, str | None, str | None]
 MAX_LIMIT = 1000
 CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again
 HISTORY_CACHE_ENTRIES = 20_000  # history entries kept ready to list, over all sessions (~10 MB)
@@ -105,11 +104,12 @@ class Store:
         self._lock = threading.Lock()
         self._sync = GroupSync()
         self._appender = Appender(self.layout, self._sync)
-        self._sync_thread: SyncThread | None = None
-        self._queues: dict[Any, list[tuple[Job, Any]]] = {}  # event loop -> appends to write
-        self._batch: list[tuple[Job, _Done]] = []  # threads' appends waiting for a leader
-        self._batch_cond = threading.Condition(threading.Lock())
-        self._batch_leader = False
+        self._threads = ThreadBatches(self._write_many)  # group commit of threads' appends
+        self._loops = LoopBatches(
+            partial(self._begin_many, blocking=False),
+            self._write_many,
+            lambda: self.durability == "durable",
+        )
         self._scaffolded = False
         # (user, session index) -> (its History, live start, entries of versions 1..n)
         self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
@@ -166,9 +166,7 @@ class Store:
         holds (it stays usable)."""
         self.save_cache()
         self._appender.close()
-        if self._sync_thread is not None:
-            self._sync_thread.stop()
-            self._sync_thread = None
+        self._loops.close()
 
     def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
         """Run a read; if a file changed under it (git checkout), refold and run it again."""
@@ -222,72 +220,14 @@ class Store:
         return (await self._append_async(self._prepare(user, body, idempotency_key)))[1]
 
     async def _append_async(self, job: Job) -> tuple[Snapshot, bytes]:
-        import asyncio
+        written = await self._loops.write(job)
+        assert written is not None  # only deletes answer none, and they are not made here
+        return written
 
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Snapshot, bytes]] = loop.create_future()
-        queue = self._queues.get(loop)
-        if queue is None:
-            queue = self._queues[loop] = []
-            loop.call_soon(self._flush_queue, loop)
-        queue.append((job, future))
-        return await future
-
-    def _flush_queue(self, loop: Any) -> None:
-        """Write every append queued on `loop` since its last turn, a batch per user."""
-        # (a caller that went away before anything was written is left out)
-        queue = [(job, f) for job, f in self._queues.pop(loop, []) if not f.cancelled()]
-        groups, later = _split(queue)
-        if later:
-            self._queues[loop] = later
-            loop.call_soon(self._flush_queue, loop)
-        for user, group in groups.items():
-            try:
-                self._flush_group(loop, user, group)
-            except BaseException as exc:  # never leave a request waiting forever
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-
-    def _flush_group(self, loop: Any, user: str, group: list[tuple[Job, Any]]) -> None:
-        import asyncio
-
-        try:
-            results, written, pending = self._begin_many(
-                user, [job for job, _ in group], blocking=False
-            )
-        except WouldBlock:  # another process holds the writer lock: wait for it in a thread
-            jobs = [job for job, _ in group]
-            task = loop.create_task(asyncio.to_thread(self._write_many, user, jobs))
-            task.add_done_callback(lambda t: _settle_all([f for _, f in group], t))
-            return
-        except BaseException as exc:
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-
-        def settle(failure: BaseException | None) -> None:
-            for (_, future), result, done in zip(group, results, written, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                elif failure is not None and done:
-                    future.set_exception(failure)
-                else:
-                    assert result is not None  # only deletes have none, and they are not queued
-                    future.set_result(result)
-
-        if pending is None:
-            settle(None)
-        elif self.durability != "durable":
-            os.close(pending.fd)
-            settle(None)
-        else:
-            if self._sync_thread is None:
-                self._sync_thread = SyncThread()
-            self._sync_thread.submit(pending, lambda exc: loop.call_soon_threadsafe(settle, exc))
+    def _write(self, job: Job) -> tuple[Snapshot, bytes] | None:
+        """Write one event and make it durable (together with other threads' writes: group
+        commit); its snapshot and JSON (None for a delete)."""
+        return self._threads.write(job)
 
     def _prepare(self, user: str, body: Mapping[str, Any], idempotency_key: str | None) -> Job:
         check_user(user)
@@ -315,52 +255,7 @@ class Store:
         self._write((user, session_id, "delete", {}, None, None, None))
         return hidden
 
-    def _write(self, job: Job) -> tuple[Snapshot, bytes] | None:
-        """Write one event and make it durable; its snapshot and JSON (None for a delete).
-
-        Threads writing at the same time are written together (group commit): the first one
-        in becomes the leader and writes every job queued meanwhile with one append and one
-        fsync; the others wait for their result, and one of those leads the next batch."""
-        done = _Done()
-        with self._batch_cond:
-            self._batch.append((job, done))
-            while not done.ready:
-                if self._batch_leader:
-                    self._batch_cond.wait()
-                    continue
-                self._batch_leader = True
-                batch, self._batch = self._batch, []
-                self._batch_cond.release()
-                outcomes: list[tuple[_Done, Any]] = []
-                later: list[tuple[Job, _Done]] = []
-                try:
-                    groups, later = _split(batch)
-                    for user, group in groups.items():
-                        try:
-                            results = self._write_many(user, [j for j, _ in group])
-                        except Exception as exc:  # every job of the group fails with it
-                            results = [exc] * len(group)
-                        outcomes += [(d, r) for (_, d), r in zip(group, results, strict=True)]
-                except BaseException as exc:  # never leave a waiting thread waiting forever
-                    settled = {id(d) for d, _ in outcomes}
-                    outcomes += [(d, exc) for _, d in batch if id(d) not in settled]
-                    later = []
-                    raise
-                finally:
-                    self._batch_cond.acquire()
-                    self._batch_leader = False
-                    self._batch[:0] = later  # same key as another job: the next batch
-                    for waiter, got in outcomes:
-                        waiter.ready, waiter.outcome = True, got
-                    self._batch_cond.notify_all()
-        if isinstance(done.outcome, BaseException):
-            raise done.outcome
-        outcome: tuple[Snapshot, bytes] | None = done.outcome
-        return outcome
-
-    def _write_many(
-        self, user: str, jobs: list[Job]
-    ) -> list[tuple[Snapshot, bytes] | BaseException | None]:
+    def _write_many(self, user: str, jobs: list[Job]) -> list[Outcome]:
         """`_write` for a batch: one append, then its fsync; each job's result or error."""
         results, written, pending = self._begin_many(user, jobs)
         if pending is not None:
@@ -372,7 +267,7 @@ class Store:
 
     def _begin_many(
         self, user: str, jobs: list[Job], *, blocking: bool = True
-    ) -> tuple[list[tuple[Snapshot, bytes] | BaseException | None], list[bool], Appended | None]:
+    ) -> tuple[list[Outcome], list[bool], Appended | None]:
         """Write the events of `jobs` (all for `user`) with one append; returns each one's
         snapshot and JSON (None for a delete) or the error it met, whether it was written (not
         found already stored), and the append still to be synced (None if nothing was)."""
@@ -420,7 +315,7 @@ class Store:
             blocking=blocking,
         )
         pending = next((a for a in appended if isinstance(a, Appended)), None)
-        results: list[tuple[Snapshot, bytes] | BaseException | None] = []
+        results: list[Outcome] = []
         for i, a in enumerate(appended):
             if isinstance(a, BaseException):
                 results.append(a)
@@ -764,58 +659,6 @@ def _build(
     """The line of job `i`, once the log gave it a seq and a ts."""
     ev = built[i] = event(id=snapshot_id or uuid7(ts), seq=seq, ts=ms_to_ts(ts))
     return encode(ev)
-
-
-class _Done:
-    """A thread's place in a batch of `Store._write`: its outcome, once the leader wrote it."""
-
-    __slots__ = ("ready", "outcome")
-
-    def __init__(self) -> None:
-        self.ready = False
-        self.outcome: Any = None
-
-
-W = TypeVar("W")
-
-
-def _split(
-    batch: list[tuple[Job, W]],
-) -> tuple[dict[str, list[tuple[Job, W]]], list[tuple[Job, W]]]:
-    """A batch of writes by user, and those to leave for the next batch: an Idempotency-Key or
-    snapshot_id seen twice in one batch — the second copy must find the first one stored."""
-    groups: dict[str, list[tuple[Job, W]]] = {}
-    later: list[tuple[Job, W]] = []
-    keys: set[tuple[str, str]] = set()
-    for job, waiter in batch:
-        mine = {("k", job[5])} if job[5] else set()
-        if job[4]:
-            mine.add(("i", job[4]))
-        if mine & keys:
-            later.append((job, waiter))
-            continue
-        keys |= mine
-        groups.setdefault(job[0], []).append((job, waiter))
-    return groups, later
-
-
-def _settle_all(futures: list[Any], task: Any) -> None:
-    """Pass a finished `_write_many` task's results on to the futures of its jobs."""
-    if task.cancelled():
-        for future in futures:
-            future.cancel()
-        return
-    if task.exception() is not None:
-        outcomes: list[Any] = [task.exception()] * len(futures)
-    else:
-        outcomes = task.result()
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 def _entries(view: UserView, hist: Any, start: int, versions: range) -> list[HistoryEntry]:
