@@ -142,8 +142,14 @@ def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
     monkeypatch.setattr(projection.UserView, "_merge_range", merge)
     monkeypatch.setattr(projection, "PARALLEL_FOLD_BYTES", 1)  # every fold: two halves
     monkeypatch.setattr(projection, "_can_fork", lambda: fork)
+    import tempfile
+
+    scratch = root.parent / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the child's rows go
     halves = Store(root, cache=False)
     assert state(halves) == expected
     assert len(merged) == 2 and min(merged) > 0  # a child really folded each second half
+    assert list(scratch.iterdir()) == []  # its rows went through a file with no name
     assert_matches(halves, "alice")
     assert halves.problems("alice") == sequential.problems("alice")

@@ -317,75 +317,55 @@ class UserView:
         if cut < 0:
             return
         split = middle + cut + 1
-        # The child writes its rows to a file, not a pipe: it finishes while we still fold,
-        # instead of waiting for us to read.
-        handle, out_path = tempfile.mkstemp(prefix="sessionmem-fold-")
-        os.close(handle)
-        args = [str(self.folder), self.user, part.path.name, str(split), str(size), out_path]
-        env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-        if forking:
-            try:
-                self._fold_with_fork(part, fd, result, split, size, out_path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(out_path)
-            return
-        try:
-            try:
-                child = subprocess.Popen(
-                    [sys.executable, "-c", "from sessionmem.projection import _child; _child()"]
-                    + args,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-            except OSError:
+        # The child writes its rows to a file, not a pipe (it finishes while we still fold,
+        # instead of waiting for us to read) — one with no name, so nothing is left behind
+        # even if both are killed.
+        with tempfile.TemporaryFile() as out:
+            out_fd = out.fileno()
+            child: Any
+            if forking:
+                child = self._fork_child(part, split, size, out_fd)
+            else:
+                args = [str(self.folder), self.user, part.path.name, str(split), str(size)]
+                env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+                try:
+                    child = subprocess.Popen(
+                        [sys.executable, "-c", "from sessionmem.projection import _child; _child()"]
+                        + [*args, str(out_fd)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        env=env,
+                        pass_fds=(out_fd,),
+                    )
+                except OSError:
+                    child = None
+            if child is None:
                 return
             try:
                 self._fold_lines(part, fd, result, end=split)
-                if child.wait() == 0 and part.consumed == split:
-                    with open(out_path, "rb") as f:
-                        # Our own child's answer: not data from the repository.
-                        got = pickle.loads(f.read())
+                if _finished(child) and part.consumed == split:
+                    out.seek(0)
+                    got = pickle.loads(out.read())  # our own child's answer, not repository data
                     self._merge_range(part, got, result)
             except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
-                child.kill()
-                child.wait()
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(out_path)
+                _stop(child)
 
-    def _fold_with_fork(
-        self, part: Part, fd: int, result: FoldResult, split: int, size: int, out_path: str
-    ) -> None:
-        import pickle
-
+    def _fork_child(self, part: Part, split: int, size: int, out_fd: int) -> int | None:
+        """Fork a child that folds [split, size) into `out_fd`; its pid, or None."""
         try:
             pid = os.fork()
         except OSError:
-            return
+            return None
         if pid == 0:  # the child: fold the second half, write it down, and leave at once
             code = 1
             try:
-                got = fold_range(str(self.folder), self.user, part.path.name, split, size)
-                with open(out_path, "wb") as f:
-                    f.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+                _write_rows(
+                    fold_range(str(self.folder), self.user, part.path.name, split, size), out_fd
+                )
                 code = 0
             finally:
                 os._exit(code)
-        try:
-            self._fold_lines(part, fd, result, end=split)
-            _, status = os.waitpid(pid, 0)
-            pid = 0
-            if os.waitstatus_to_exitcode(status) == 0 and part.consumed == split:
-                with open(out_path, "rb") as f:
-                    got = pickle.loads(f.read())  # our own child's answer, not repository data
-                self._merge_range(part, got, result)
-        except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
-            if pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
+        return pid
 
     def _merge_range(self, part: Part, got: dict[str, Any], result: FoldResult) -> None:
         """Append the rows a `fold_range` child folded, in this view's numbering."""
@@ -819,14 +799,35 @@ def _can_fork() -> bool:
 
 
 def _child() -> None:
-    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to a file."""
-    import pickle
+    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to a descriptor."""
     import sys
 
-    folder, user, name, start, end, out = sys.argv[1:7]
-    got = fold_range(folder, user, name, int(start), int(end))
-    with open(out, "wb") as f:
+    folder, user, name, start, end, out_fd = sys.argv[1:7]
+    _write_rows(fold_range(folder, user, name, int(start), int(end)), int(out_fd))
+
+
+def _write_rows(got: dict[str, Any], out_fd: int) -> None:
+    import pickle
+
+    with os.fdopen(os.dup(out_fd), "wb") as f:
         f.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _finished(child: Any) -> bool:
+    """Wait for a fold child (a Popen, or a forked pid): did it succeed?"""
+    if isinstance(child, int):
+        return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    return bool(child.wait() == 0)
+
+
+def _stop(child: Any) -> None:
+    with contextlib.suppress(OSError, ChildProcessError):
+        if isinstance(child, int):
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        else:
+            child.kill()
+            child.wait()
 
 
 def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
