@@ -440,6 +440,14 @@ class UserView:
         json_loads, uuid_ok = orjson.loads, _UUID_RE.match
         row = len(part.ts) - 1
         latest = self._latest
+        # A cold fold (no history or newest snapshot worked out yet) leaves each session's head
+        # and each writer's newest ts to the end: in a writer's own file, lines come in (ts,
+        # seq) order, so a session's last row is its newest — checked as it goes (`in_order`),
+        # and worked out row by row at the end when it is not.
+        deferred = not histories and latest is None
+        last_rows: dict[int, int] = {}
+        first_row = row + 1
+        in_order, prev_ts, prev_seq, only_writer = True, -1, -1, None
         # A buffered reader's line iteration is the fastest way through a file in Python, and
         # holds one line at a time (a cold start's memory is the projection, not the file).
         reader = os.fdopen(os.dup(fd), "rb", buffering=1 << 20)
@@ -508,6 +516,7 @@ class UserView:
                     self._latest = latest  # the slow path keeps these itself
                     self._add_row(part, ev, start, len(line) - 1, result)
                     latest, row = self._latest, len(part.ts) - 1
+                    in_order = False  # (its head is set already; the end looks at every row)
                     continue
                 # -- the inline `_add`: keep the two in step --
                 assert sidx is not None and widx is not None
@@ -526,12 +535,21 @@ class UserView:
                 if rows is None:
                     rows = by_session[sidx] = array("i")
                 rows.append(row)
+                idem = r.get("idem")
+                if type(idem) is str:
+                    idem_map.setdefault(idem, base | row)
+                if deferred:
+                    last_rows[sidx] = row
+                    if tms < prev_ts or seq <= prev_seq or writer != only_writer:
+                        if only_writer is None:
+                            only_writer = writer
+                        else:
+                            in_order = False
+                    prev_ts, prev_seq = tms, seq
+                    continue
                 if tms > max_ts.get(writer, -1):
                     max_ts[writer] = tms
                 ref = base | row
-                idem = r.get("idem")
-                if type(idem) is str:
-                    idem_map.setdefault(idem, ref)
                 key = (tms, writer, seq, idh)
                 touched.add(sidx)
                 head = heads.get(sidx)
@@ -550,6 +568,48 @@ class UserView:
             reader.close()
             part.consumed = pos
             self._latest = latest
+            if last_rows:
+                self._settle_heads(part, last_rows, first_row, in_order, result)
+
+    def _settle_heads(
+        self,
+        part: Part,
+        last_rows: dict[int, int],
+        first_row: int,
+        in_order: bool,
+        result: FoldResult,
+    ) -> None:
+        """The end of a cold fold (`_fold_lines`): heads of the sessions it added rows to, and
+        the newest ts of each writer, from rows `first_row` on."""
+        ts, seq, widx, idh = part.ts, part.seq, part.widx, part.idh
+        names, heads, max_ts, base = self.writer_names, self.heads, self.max_ts, part.no << 32
+        for sidx, last in last_rows.items():
+            if in_order:
+                best = last
+            else:  # the newest of the session's rows from this fold
+                best, best_key = -1, None
+                for r in reversed(part.by_session[sidx]):
+                    if r < first_row:
+                        break
+                    k = (ts[r], names[widx[r]], seq[r], idh[r])
+                    if best_key is None or k > best_key:
+                        best, best_key = r, k
+            key = (ts[best], names[widx[best]], seq[best], idh[best])
+            head = heads.get(sidx)
+            if head is None or key > head[0]:
+                heads[sidx] = (key, base | best, part.kind[best])
+            result.touched.add(sidx)
+        newest: dict[int, int] = {}
+        if in_order:
+            newest[widx[len(ts) - 1]] = ts[len(ts) - 1]
+        else:
+            for r in range(first_row, len(ts)):
+                if ts[r] > newest.get(widx[r], -1):
+                    newest[widx[r]] = ts[r]
+        for w, t in newest.items():
+            if t > max_ts.get(names[w], -1):
+                max_ts[names[w]] = t
+        self._latest = None  # worked out again on demand
 
     def _add_row(self, part: Part, ev: Event, offset: int, length: int, result: FoldResult) -> int:
         return self._add(
