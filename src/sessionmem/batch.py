@@ -161,16 +161,10 @@ class LoopBatches:
             _fail(group, exc)
             return
 
+        futures = [f for _, f in group]
+
         def settle(failure: BaseException | None) -> None:
-            for (_, future), result, done in zip(group, results, written, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                elif failure is not None and done:
-                    future.set_exception(failure)  # written, but not durable: not acknowledged
-                else:
-                    future.set_result(result)
+            _resolve(futures, unacknowledged(results, written, failure))
 
         if pending is None:
             settle(None)
@@ -183,10 +177,18 @@ class LoopBatches:
             self.sync_thread.submit(pending, lambda exc: loop.call_soon_threadsafe(settle, exc))
 
 
+def unacknowledged(
+    outcomes: list[Outcome], written: list[bool], failure: BaseException | None
+) -> list[Outcome]:
+    """Outcomes once the batch's fsync is done: if it failed, every job written by the batch
+    fails with it (written, but not durable: not acknowledged)."""
+    if failure is None:
+        return outcomes
+    return [failure if w else o for o, w in zip(outcomes, written, strict=True)]
+
+
 def _fail(group: list[tuple[Job, Any]], exc: BaseException) -> None:
-    for _, future in group:
-        if not future.done():
-            future.set_exception(exc)
+    _resolve([f for _, f in group], [exc] * len(group))
 
 
 def _settle_all(futures: list[Any], task: Any) -> None:
@@ -194,14 +196,17 @@ def _settle_all(futures: list[Any], task: Any) -> None:
     if task.cancelled():
         for future in futures:
             future.cancel()
-        return
-    if task.exception() is not None:
-        outcomes: list[Any] = [task.exception()] * len(futures)
+    elif task.exception() is not None:
+        _resolve(futures, [task.exception()] * len(futures))
     else:
-        outcomes = task.result()
+        _resolve(futures, task.result())
+
+
+def _resolve(futures: list[Any], outcomes: list[Any]) -> None:
+    """Answer each waiting future with its outcome (an exception is raised in its waiter)."""
     for future, outcome in zip(futures, outcomes, strict=True):
         if future.done():
-            continue
+            continue  # cancelled: its caller went away
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:

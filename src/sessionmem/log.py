@@ -89,8 +89,9 @@ class SyncThread:
     """One thread that fsyncs appends in batches for an asyncio server (issue 6).
 
     The event loop writes lines itself (no thread convoy on the GIL around the writer lock) and
-    awaits `sync`; this thread takes every append submitted so far, syncs each file once, and
-    resolves their futures. An append submitted during a sync waits for the next one.
+    `submit`s each append; this thread takes every append submitted so far, syncs each file
+    once, closes them and calls their `done`. An append submitted during a sync waits for the
+    next one.
     """
 
     def __init__(self) -> None:
@@ -109,25 +110,6 @@ class SyncThread:
                 self._thread.start()
             self._queue.append((appended, done))
             self._cond.notify()
-
-    async def sync(self, appended: Appended) -> None:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def done(exc: BaseException | None) -> None:
-            def settle() -> None:
-                if not future.done():
-                    if exc is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(exc)
-
-            loop.call_soon_threadsafe(settle)
-
-        self.submit(appended, done)
-        await future
 
     def stop(self) -> None:
         with self._cond:
@@ -285,41 +267,6 @@ class Appender:
                 os.close(fd)
             self._locks.clear()
 
-    def append(
-        self,
-        user: str,
-        writer: str,
-        build: Callable[[int, int], bytes],
-        *,
-        min_ts_ms: int = 0,
-        precheck: Callable[[], bool] | None = None,
-        written: Callable[[Appended], None] | None = None,
-        blocking: bool = True,
-    ) -> Appended | None:
-        """Append the line `build(seq, ts_ms)` to `log/<user>/<writer>.jsonl`.
-
-        `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
-        nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
-        one). `precheck`, if given, runs under the lock; when it returns True nothing is written
-        and the result is None (an idempotent retry found its first result). `written` runs
-        under the lock just after the write (the store folds the line there, in file order).
-
-        The write is not synced yet: the result holds the open descriptor, for `sync` (or a
-        `SyncThread`) to make durable and close. With `blocking=False`, raise `WouldBlock`
-        rather than wait for the lock.
-        """
-        result = self.append_many(
-            user,
-            writer,
-            [(build, precheck)],
-            min_ts_ms=min_ts_ms,
-            written=None if written is None else (lambda _i, a: written(a)),
-            blocking=blocking,
-        )[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
     def append_many(
         self,
         user: str,
@@ -330,11 +277,21 @@ class Appender:
         written: Callable[[int, Appended], None] | None = None,
         blocking: bool = True,
     ) -> list[Appended | BaseException | None]:
-        """`append` for several (build, precheck) items at once: one lock, one open and one
-        `write` of all their lines (a group commit of whole appends, issue 6), seqs in item
-        order. Each item's result is its `Appended`, None (its precheck found it stored) or
-        the exception its precheck or build raised — the others are written all the same.
-        Every `Appended` of one call shares one descriptor: sync and close it once."""
+        """Append the lines `build(seq, ts_ms)` of several (build, precheck) items to
+        `log/<user>/<writer>.jsonl` at once: one lock, one open and one `write` of all their
+        lines (a group commit of whole appends, issue 6), seqs in item order.
+
+        `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
+        nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
+        one). A `precheck` runs under the lock; when it returns True its item is not written
+        (an idempotent retry found its first result). `written(i, appended)` runs under the
+        lock just after the write (the store folds the lines there, in file order).
+
+        Each item's result is its `Appended`, None (its precheck found it stored) or the
+        exception its precheck or build raised — the others are written all the same. The
+        write is not synced yet: every `Appended` of one call shares one open descriptor, for
+        `sync` (or a `SyncThread`) to make durable and close, once. With `blocking=False`,
+        raise `WouldBlock` rather than wait for the lock."""
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
         new_dir = False

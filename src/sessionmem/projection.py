@@ -369,20 +369,8 @@ class UserView:
 
     def _merge_range(self, part: Part, got: dict[str, Any], result: FoldResult) -> None:
         """Append the rows a `fold_range` child folded, in this view's numbering."""
-        smap = []
-        for name in got["sessions"]:
-            sidx = self.session_index.get(name)
-            if sidx is None:
-                sidx = self.session_index[name] = len(self.session_names)
-                self.session_names.append(name)
-            smap.append(sidx)
-        wmap = []
-        for name in got["writers"]:
-            widx = self.writer_index.get(name)
-            if widx is None:
-                widx = self.writer_index[name] = len(self.writer_names)
-                self.writer_names.append(name)
-            wmap.append(widx)
+        smap = [_intern(self.session_index, self.session_names, n) for n in got["sessions"]]
+        wmap = [_intern(self.writer_index, self.writer_names, n) for n in got["writers"]]
         row0 = len(part.ts)
         base = part.no << 32
         for attr, raw in got["columns"].items():
@@ -640,14 +628,8 @@ class UserView:
         length: int,
         result: FoldResult,
     ) -> int:
-        sidx = self.session_index.get(session_id)
-        if sidx is None:
-            sidx = self.session_index[session_id] = len(self.session_names)
-            self.session_names.append(session_id)
-        widx = self.writer_index.get(writer)
-        if widx is None:
-            widx = self.writer_index[writer] = len(self.writer_names)
-            self.writer_names.append(writer)
+        sidx = _intern(self.session_index, self.session_names, session_id)
+        widx = _intern(self.writer_index, self.writer_names, writer)
         row = len(part.ts)
         part.ts.append(ts)
         part.seq.append(seq)
@@ -851,6 +833,15 @@ class UserView:
 
 
 _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
+
+
+def _intern(index: dict[str, int], names: list[str], name: str) -> int:
+    """The number of a session or writer name in this view, given one on first sight."""
+    number = index.get(name)
+    if number is None:
+        number = index[name] = len(names)
+        names.append(name)
+    return number
 
 
 def _can_fork() -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import cache
-from .batch import Job, LoopBatches, Outcome, ThreadBatches
+from .batch import Job, LoopBatches, Outcome, ThreadBatches, unacknowledged
 from .codec import (
     Event,
     dumps,
@@ -261,8 +261,8 @@ class Store:
         if pending is not None:
             try:
                 self._appender.sync(pending, self.durability == "durable")
-            except StorageError as exc:  # none of the written ones is acknowledged
-                return [exc if w else r for r, w in zip(results, written, strict=True)]
+            except StorageError as exc:
+                return unacknowledged(results, written, exc)
         return results
 
     def _begin_many(
