@@ -5,24 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
 from sessionmem import NotFound, Store
+from sessionmem.codec import DecodeError, decode
 
 
 def reference(root: Path, user: str) -> dict[str, list[str]]:
     """session_id -> snapshot ids of its live history, oldest first."""
-    events = {}
-    for path in (root / "log" / user).glob("*.jsonl"):
-        for line in path.read_bytes().split(b"\n")[:-1]:
-            if not line.strip():
-                continue
-            try:
-                ev = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            events.setdefault(ev["id"], ev)
-    ordered = sorted(events.values(), key=lambda e: (e["ts"], e["writer"], e["seq"], e["id"]))
+    ordered = sorted(
+        events_of(root, user).values(), key=lambda e: (e["ts"], e["writer"], e["seq"], e["id"])
+    )
     sessions: dict[str, list[str]] = {}
     for ev in ordered:
         if ev["type"] == "delete":
@@ -30,6 +21,31 @@ def reference(root: Path, user: str) -> dict[str, list[str]]:
         else:
             sessions.setdefault(ev["session_id"], []).append(ev["id"])
     return {k: v for k, v in sessions.items() if v}
+
+
+def events_of(root: Path, user: str) -> dict[str, dict]:
+    """The distinct events of a user's folder by id. Lines are read one by one with the codec's
+    decoder (the one rule book for a line), from regular files only."""
+    events: dict[str, dict] = {}
+    folder = root / "log" / user
+    if folder.is_symlink():
+        return {}
+    for path in sorted(folder.glob("*.jsonl")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        for line in path.read_bytes().split(b"\n")[:-1]:
+            if not line.strip():
+                continue
+            try:
+                ev = decode(line)
+            except DecodeError:
+                continue
+            if ev.user != user:
+                continue
+            events.setdefault(ev.id, {"id": ev.id, "ts": ev.ts, "writer": ev.writer,
+                                      "seq": ev.seq, "type": ev.type,
+                                      "session_id": ev.session_id})  # fmt: skip
+    return events
 
 
 def projected(store: Store, user: str) -> dict[str, list[str]]:
@@ -56,10 +72,6 @@ def assert_matches(store: Store, user: str) -> dict[str, list[str]]:
     return expected
 
 
-def _ts_of(store: Store, user: str, snapshot_id: str) -> tuple[str, str]:
-    for path in (store.root / "log" / user).glob("*.jsonl"):
-        for line in path.read_bytes().split(b"\n")[:-1]:
-            if snapshot_id.encode() in line:
-                ev = orjson.loads(line)
-                return (ev["ts"], ev["writer"], ev["seq"])  # type: ignore[return-value]
-    raise KeyError(snapshot_id)
+def _ts_of(store: Store, user: str, snapshot_id: str) -> tuple[str, str, int]:
+    ev = events_of(store.root, user)[snapshot_id]
+    return (ev["ts"], ev["writer"], ev["seq"])

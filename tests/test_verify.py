@@ -98,7 +98,7 @@ def test_repair_sets_aside_and_loses_nothing(root: Path, logfile: Path) -> None:
     before = [Store(root).get("alice", "s", version=v) for v in range(1, 5)]
     result = runner.invoke(app, ["verify", "--root", str(root), "--repair"])
     assert result.exit_code == 0, result.stdout
-    assert "set aside 3 bad piece(s)" in result.stdout
+    assert "set aside 3 bad pieces" in result.stdout
     assert verify(root).findings == []
     (quarantine,) = (root / ".local" / "quarantine").glob("*.bad.jsonl")
     pieces = [orjson.loads(line)["bytes"].encode() for line in quarantine.read_bytes().splitlines()]

@@ -1,10 +1,14 @@
 """The projection cache in `.memory/.local/cache/` (issue 6): a restart does not replay history.
 
 One file per user: a JSON header followed by the raw bytes of each log file's columns. On load
-every file is checked against what the cache says of it (device, inode, size, the bytes just
-before the folded offset); a file that matches is folded from that offset on, one that does not
-is read from scratch. A cache that is unreadable, from another version, or whose checksum fails
-is ignored: the logs are folded in full. The cache can never change an answer, only its speed.
+every file is checked against what the cache says of it: a file whose device, inode, size, mtime
+and ctime (in ns; no tool can set a ctime back) are all unchanged is the file that was folded. A
+file that changed is folded from the cached offset on only if it grew, still holds the last
+folded line whole at the same place, and the CRC-32 of every byte before that offset equals the
+one cached; otherwise it is read from scratch, and everything derived from it (heads, idempotency
+keys, each writer's newest ts) with it. A cache that is unreadable, from another version, or
+whose checksum fails is ignored: the logs are folded in full. The cache can never change an
+answer, only its speed (docs/storage.md, "The projection cache").
 
 It is not pickle: a memory folder may come from anyone's repository, and loading it must not run
 code.
@@ -13,6 +17,7 @@ code.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import struct
 import zlib
@@ -22,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from .projection import Part, UserView
+from .projection import Part, UserView, prefix_crc
 
-MAGIC = b"SMCACHE2\n"
+MAGIC = b"SMCACHE3\n"
 # (attribute, typecode) of each column, in file order
 COLUMNS = (("ts", "q"), ("seq", "q"), ("widx", "i"), ("off", "q"), ("ln", "i"), ("kind", "b"),
            ("idh", "q"))  # fmt: skip
@@ -44,10 +49,12 @@ def save(view: UserView, path: Path) -> None:
         meta = []
         for p in parts:
             sessions = sorted(p.by_session)
+            crc = _crc(p)
             meta.append({
                 "name": p.path.name, "dev": p.dev, "ino": p.ino, "consumed": p.consumed,
-                "seen_size": p.seen_size, "seen_mtime": p.seen_mtime,
-                "sig": base64.b64encode(p.sig).decode(), "rows": len(p.ts),
+                "seen_size": p.seen_size, "seen_mtime": p.seen_mtime, "seen_ctime": p.seen_ctime,
+                "last_off": p.last_off, "last": base64.b64encode(p.last).decode(),
+                "crc": crc, "rows": len(p.ts), "max_ts": p.max_ts,
                 "sessions": sessions, "counts": [len(p.by_session[s]) for s in sessions],
                 "problems": [[q.offset, q.reason] for q in p.problems],
                 "problem_count": p.problem_count,
@@ -66,7 +73,6 @@ def save(view: UserView, path: Path) -> None:
                       for sidx, (_, ref, kind) in view.heads.items() if ref >> 32 in index],
             "idem": [[k, index[r >> 32], r & 0xFFFF_FFFF] for k, r in view.idem.items()
                      if r >> 32 in index],
-            "max_ts": view.max_ts,
         }  # fmt: skip
     body = b"".join(blobs)
     head = orjson.dumps(header)
@@ -78,6 +84,38 @@ def save(view: UserView, path: Path) -> None:
         f.write(head)
         f.write(body)
     os.replace(tmp, path)
+
+
+def _crc(part: Part) -> int | None:
+    """The CRC-32 of the bytes the part was folded from, or None when the file is no longer
+    known to hold them (it changed since the fold: a load then reads it again)."""
+    try:
+        fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with contextlib.closing(_Fd(fd)):
+        st = os.fstat(fd)
+        same = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
+            part.dev, part.ino, part.seen_size, part.seen_mtime, part.seen_ctime
+        )  # fmt: skip
+        if not same:
+            return None
+        if 0 <= part.crc_at <= part.consumed and part.crc >= 0:
+            crc = prefix_crc(fd, part.consumed, part.crc, part.crc_at)
+        else:
+            crc = prefix_crc(fd, part.consumed)
+        if crc < 0:
+            return None
+        part.crc, part.crc_at = crc, part.consumed  # the next save reads only what is new
+        return crc
+
+
+class _Fd:
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def load(view: UserView, path: Path) -> bool:
@@ -123,7 +161,15 @@ def _load(view: UserView, raw: bytes) -> bool:
         part.dev, part.ino = meta["dev"], meta["ino"]
         part.consumed = meta["consumed"]
         part.seen_size, part.seen_mtime = meta["seen_size"], meta["seen_mtime"]
-        part.sig = base64.b64decode(meta["sig"])
+        part.seen_ctime = meta["seen_ctime"]
+        part.last_off, part.last = meta["last_off"], base64.b64decode(meta["last"])
+        part.max_ts = {str(k): int(v) for k, v in meta["max_ts"].items()}
+        if meta["crc"] is None:
+            part.seen_size = part.seen_mtime = part.seen_ctime = -2  # never "unchanged"
+            part.crc = -1  # no CRC is -1: the first change reads the file again
+        else:
+            part.crc, part.crc_at = int(meta["crc"]), part.consumed
+        part.unverified = True
         for attr, code in COLUMNS:
             setattr(part, attr, take(code, meta["rows"]))
         for sidx, count in zip(meta["sessions"], meta["counts"], strict=True):
@@ -151,6 +197,5 @@ def _load(view: UserView, raw: bytes) -> bool:
             ref = parts[pi].no << 32 | row
             view.heads[sidx] = (view.key(ref), ref, kind)
         view.idem = {k: parts[pi].no << 32 | row for k, pi, row in header["idem"]}
-        view.max_ts = {k: int(v) for k, v in header["max_ts"].items()}
         view.loaded_rows = sum(len(p.ts) for p in parts)
     return True

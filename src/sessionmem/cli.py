@@ -272,7 +272,10 @@ def verify(
             where = f"{f.path}" + (f" @{f.offset}" if f.offset is not None else "")
             typer.echo(f"{f.level:<8} {f.kind:<22} {where}: {f.message}")
         for line in report.moved:
-            typer.echo(f"moved    {line}")
+            typer.echo(f"repaired {line}")
+        if repair:
+            for line in report.unresolved:
+                typer.echo(f"left     {line}")
         errors = sum(f.level == "error" for f in report.findings)
         warnings = sum(f.level == "warning" for f in report.findings)
         state = "damaged" if report.damaged else "clean"

@@ -1,7 +1,12 @@
-"""The one place that turns events into bytes and back (SPEC §3, STYLE habit 2).
+"""The one place that turns events into bytes and back (docs/storage.md, STYLE habit 2).
 
 A line is orjson with sorted keys, compact, UTF-8, `\\n`-terminated; orjson refuses NaN and
 Infinity on the way in, so no such value can be stored.
+
+`decode` is total: whatever bytes a log holds (from git, an editor, another clone), it returns an
+`Event` whose every field has the type and range the rest of the store relies on, or raises
+`DecodeError` naming what is wrong — never anything else. Every reader (the fold's fast path, the
+fold child, `verify`, the writer looking for its last seq) accepts exactly what it accepts.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -23,6 +29,18 @@ USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
 WRITER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_TS_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
+MS_DIGITS = frozenset(f"{n:03d}" for n in range(1000))  # the fold's fast path checks ts[20:23]
+BOM = b"\xef\xbb\xbf"
+# A seq is dense per writer, so it never comes near this; the bound keeps `seq + 1` inside the
+# 64-bit columns of the projection and exact for JSON readers that hold numbers as doubles.
+MAX_SEQ = (1 << 53) - 1
+# A line longer than this is not one we wrote (a snapshot encodes to at most 1 MiB).
+MAX_LINE_BYTES = 64 << 20
+# The fields of a snapshot's data that readers use, and the types they must have in a log line.
+LIST_FIELDS = ("files_modified", "commands_run", "key_decisions", "open_tasks")
+SCALAR_FIELDS = ("project_path", "git_branch", "git_commit")
+SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
 
 
 class DecodeError(ValueError):
@@ -81,7 +99,12 @@ def encode(event: Event) -> bytes:
 
 
 def decode(line: bytes) -> Event:
-    """Parse and check one line (with or without its newline)."""
+    """Parse and check one line (with or without its newline; a leading BOM and a CRLF end are
+    read as the event they hold — `verify` warns about them)."""
+    if len(line) > MAX_LINE_BYTES:
+        raise DecodeError(f"line of {len(line)} bytes is longer than any event ({MAX_LINE_BYTES})")
+    if line.startswith(BOM):
+        line = line[3:]
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -121,17 +144,52 @@ def event_from_record(raw: Any) -> Event:
         raise DecodeError("invalid session_id")
     if not isinstance(ev.writer, str) or not WRITER_RE.match(ev.writer):
         raise DecodeError("invalid writer")
-    if type(ev.seq) is not int or ev.seq < 1:
-        raise DecodeError("seq is not a positive integer")
-    if not isinstance(ev.ts, str) or len(ev.ts) != 24:
-        raise DecodeError("ts is not ISO-8601 UTC with milliseconds")
+    if type(ev.seq) is not int or not 1 <= ev.seq <= MAX_SEQ:
+        raise DecodeError(f"seq is not an integer from 1 to {MAX_SEQ}")
+    if not isinstance(ev.ts, str) or not _TS_RE.match(ev.ts):
+        raise DecodeError("ts is not ISO-8601 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
     try:
-        ts_to_ms(ev.ts)
-    except ValueError:
-        raise DecodeError("ts is not ISO-8601 UTC with milliseconds") from None
+        ms = ts_to_ms(ev.ts)
+    except (ValueError, OverflowError):
+        raise DecodeError(f"ts {ev.ts} is not a valid time") from None
+    if ms < 0:
+        raise DecodeError(f"ts {ev.ts} is before 1970")
     if not isinstance(ev.data, dict):
         raise DecodeError("data is not an object")
+    if ev.type == "snapshot":
+        problem = data_problem(ev.data)
+        if problem is not None:
+            raise DecodeError(problem)
+    if not (ev.idem is None or type(ev.idem) is str) or not (
+        ev.body is None or type(ev.body) is str
+    ):
+        raise DecodeError("idem and body must be strings when present")
     return ev
+
+
+def data_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a stored snapshot's data for the readers that use it, or None.
+
+    Only the fields the store reads are checked; others are kept as the client sent them. (On
+    the cold fold's path for every line: written for speed, ~1 us.)"""
+    get = data.get
+    for name in LIST_FIELDS:
+        value = get(name)
+        if value is not None and (
+            type(value) is not list or not all(map(isinstance, value, repeat(str)))
+        ):
+            return f"data.{name} is not a list of strings"
+    for name in SCALAR_FIELDS:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return f"data.{name} is not a string"
+    event = get("event")  # any string: a newer version may know more events than these
+    if event is not None and type(event) is not str:
+        return "data.event is not a string"
+    metadata = get("metadata")
+    if metadata is not None and type(metadata) is not dict:
+        return "data.metadata is not an object"
+    return None
 
 
 # --- time and ids -------------------------------------------------------------------------

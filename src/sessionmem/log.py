@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,12 +22,16 @@ from pathlib import Path
 
 import orjson
 
-from .codec import DecodeError, decode, now_ms
+from .codec import MAX_SEQ, DecodeError, decode, now_ms
 from .errors import StorageError
 from .layout import Layout
 
 DURABILITY_MODES = ("durable", "fast")
 _TAIL_CHUNK = 64 * 1024
+# How far ahead of this machine's clock another event's ts may pull this writer's clock (the
+# hybrid-logical clock, docs/storage.md "Clocks"): a clone with a wrong clock cannot drag every
+# later snapshot into its future. Events beyond it are still read, and `verify` warns of them.
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 
 class GroupSync:
@@ -153,6 +158,7 @@ class Appended:
     ino: int
     size_after: int  # the file's size just after the write, as fstat saw it
     mtime_ns: int
+    ctime_ns: int
     folder_mtime_before: int  # the user's folder mtime before and after `touch_folder`
     folder_mtime_ns: int
     fd: int = -1  # still open until the write is synced (`Appender.sync` / `SyncThread`)
@@ -246,7 +252,6 @@ class Appender:
         self.syncer = syncer or GroupSync()
         self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._guard = threading.Lock()
-        self._folders: set[str] = set()
 
     def _lock(self, user: str, writer: str) -> tuple[threading.Lock, int]:
         key = (user, writer)
@@ -294,11 +299,7 @@ class Appender:
         raise `WouldBlock` rather than wait for the lock."""
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
-        new_dir = False
-        if folder not in self._folders:
-            new_dir = not os.path.isdir(folder)
-            os.makedirs(folder, exist_ok=True)
-            self._folders.add(folder)
+        new_dir = self._check_folders(folder)
         tlock, lock_fd = self._lock(user, writer)
         results: list[Appended | BaseException | None] = [None] * len(items)
         fd = -1
@@ -320,8 +321,15 @@ class Appender:
                 if not todo:
                     return results
                 state = _read_state(lock_fd)
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                except OSError as exc:
+                    raise _open_error(path, exc) from exc
                 st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    fd = -1
+                    raise StorageError(f"Could not append to {path}: it is not a regular file.")
                 size = st.st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     size = _set_aside_torn_tail(self.layout, fd, size, Path(path))
@@ -330,8 +338,18 @@ class Appender:
                     file_seq, file_ts = last_event_mark(fd, size)
                     seq, ts = max(seq, file_seq), max(ts, file_ts)
                 lines: list[tuple[int, bytes]] = []
+                # Never behind what this writer and the others wrote, unless that is further
+                # ahead of this machine's clock than the skew allows.
+                clock = now_ms()
+                ts = min(max(ts, min_ts_ms), clock + MAX_CLOCK_SKEW_MS)
                 for i, build in todo:
-                    now = max(now_ms(), ts, min_ts_ms)
+                    now = max(now_ms(), ts)
+                    if seq >= MAX_SEQ:
+                        results[i] = StorageError(
+                            f"Could not append to {path}: its seq reached {MAX_SEQ}; "
+                            "give this clone a new writer id (delete .memory/.local/writer.json)."
+                        )
+                        continue
                     try:
                         lines.append((i, build(seq + 1, now)))
                     except Exception as exc:  # this item only
@@ -377,6 +395,7 @@ class Appender:
                         st.st_ino,
                         after.st_size,
                         after.st_mtime_ns,
+                        after.st_ctime_ns,
                         folder_before,
                         folder_mtime,
                         fd,
@@ -396,6 +415,33 @@ class Appender:
             tlock.release()
         return results
 
+    def _check_folders(self, folder: str) -> bool:
+        """Make sure `log/` and `log/<user>/` are real folders inside the memory folder, not
+        links (nothing is written through a link: docs/storage.md); create them if missing.
+        Returns whether the user's folder is new (its entry is synced with the first line)."""
+        new_dir = False
+        for path in (str(self.layout.log), folder):
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                try:
+                    os.makedirs(path, exist_ok=True)
+                except OSError as exc:
+                    raise _open_error(path, exc) from exc
+                new_dir = True
+                continue
+            except OSError as exc:
+                raise _open_error(path, exc) from exc
+            if stat.S_ISLNK(mode):
+                raise StorageError(
+                    f"Refusing to write through the link {path}: sessionmem never follows links "
+                    "inside the memory folder. Replace it with a real folder (sessionmem verify "
+                    "lists every link)."
+                )
+            if not stat.S_ISDIR(mode):
+                raise StorageError(f"Could not append under {path}: it is not a folder.")
+        return new_dir
+
     def sync(self, appended: Appended, durable: bool = True) -> None:
         """Make an append durable (shared with concurrent ones: group commit), then close it."""
         try:
@@ -407,6 +453,15 @@ class Appender:
             raise StorageError(f"Could not sync {appended.path} to disk: {exc}.") from exc
         finally:
             os.close(appended.fd)
+
+
+def _open_error(path: str, exc: OSError) -> StorageError:
+    """The one storage error for a file or folder that could not be opened or made."""
+    if exc.errno == errno.ELOOP:
+        reason = "it is a link, and sessionmem never writes through links"
+    else:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(f"Could not append to {path}: {reason}. Nothing was stored.")
 
 
 def touch_folder(folder: str) -> tuple[int, int]:

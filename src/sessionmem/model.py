@@ -12,13 +12,10 @@ from typing import Any
 
 import orjson
 
-from .codec import SESSION_RE, dumps, normalize_uuid
+from .codec import LIST_FIELDS, SCALAR_FIELDS, SESSION_RE, SNAPSHOT_EVENTS, dumps, normalize_uuid
 from .errors import FieldError, InvalidInput
 
-SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
 DEFAULT_EVENT = "checkpoint"
-LIST_FIELDS = ("files_modified", "commands_run", "key_decisions", "open_tasks")
-SCALAR_FIELDS = ("project_path", "git_branch", "git_commit")
 RESERVED_SESSION_ID = "latest"  # GET /session/latest would shadow it
 MAX_LIST_ITEMS = 10_000
 MAX_ITEM_CHARS = 65_536

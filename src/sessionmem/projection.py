@@ -5,8 +5,11 @@ kept small: a stored event costs one row of fixed-width numbers per column (`arr
 Python object — the history is positions in the log, read back on demand.
 
 A row is addressed by a *ref*: `part_no << 32 | row`. Each log file is a *part*, folded
-incrementally from the offset where the last fold stopped; a part whose file was replaced (inode
-changed), shrank, or whose bytes before that offset changed is dropped and read again.
+incrementally from the offset where the last fold stopped. A file is taken as appended to only
+when it grew and still holds, byte for byte and at the same place, the last line folded from it
+(that line's id makes it unique); a file replaced (device or inode changed), shrunk, changed
+without growing (its mtime or ctime moved: an in-place edit), or whose last folded line is gone
+is dropped and read again (docs/storage.md, "Reading").
 
 Order is `(ts, writer, seq)` (then the id, so two clones holding the same events agree even on
 damaged input); duplicate ids (union merges, cherry-picks) count once: identical events have
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
+import zlib
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,22 +37,29 @@ import orjson
 
 from .codec import (
     _UUID_RE,
+    BOM,
+    MAX_LINE_BYTES,
+    MAX_SEQ,
+    MS_DIGITS,
     SCHEMA_VERSION,
     DecodeError,
     Event,
+    data_problem,
     decode,
     event_from_record,
     id_hash,
     loads,
     ts_to_ms,
 )
+from .errors import SessionmemError
 from .model import Problem
 
 if TYPE_CHECKING:
     from .log import Appended
 
+from .log import tail_lines
+
 SNAPSHOT, DELETE = 0, 1
-_SIG = 64  # bytes before the fold offset remembered to notice a file rewritten in place
 _MAX_PROBLEMS = 100  # per part; the count goes on
 # Appends and git both change the folder's mtime; a tool that edits a log in place does not, so
 # every file is looked at anyway this often (the server's watcher notices such edits at once).
@@ -58,8 +70,16 @@ SETTLE_NS = 20_000_000
 PARALLEL_FOLD_BYTES = 64 << 20  # a cold fold at least this big is shared with a child process
 
 
-class Stale(Exception):
-    """A file changed under a read; refresh and try again."""
+class Stale(SessionmemError):
+    """A log file changed under a read (a git checkout?) and kept changing while the read was
+    tried again (HTTP 503: retry). `part` is the number of the part found changed, if known."""
+
+    def __init__(self, where: int = 0, part: int | None = None):
+        super().__init__(
+            "The log changed during the read (a git checkout?) and kept changing. Retry."
+        )
+        self.where = where
+        self.part = part
 
 
 class Part:
@@ -71,8 +91,18 @@ class Part:
         self.dev = self.ino = -1
         self.seen_size = -1
         self.seen_mtime = -1
+        self.seen_ctime = -1
         self.consumed = 0
-        self.sig = b""
+        # The last line folded (offset, bytes with its newline): proof that a grown file was
+        # appended to, not rewritten.
+        self.last_off = 0
+        self.last = b""
+        self.max_ts: dict[str, int] = {}  # writer -> newest ts among this file's rows
+        # CRC-32 of the file's bytes [0, crc_at), kept up by the projection cache; a part loaded
+        # from the cache is `unverified` until the first time its file changed is checked.
+        self.crc = 0
+        self.crc_at = 0
+        self.unverified = False
         self.ts = array("q")
         self.seq = array("q")
         self.widx = array("i")
@@ -150,13 +180,14 @@ class UserView:
         self.histories: dict[int, History] = {}
         self.summaries: dict[int, Summary] = {}
         self.idem: dict[str, int] = {}
-        self.max_ts: dict[str, int] = {}  # writer -> newest ts seen
         self.generation = 0  # bumped whenever anything changed; caches key on it
         self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
         self._full_at = 0.0  # when every file was last looked at
         self._seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ms, while folding
         self.loaded_rows = 0  # rows that came from the projection cache
         self.saved_rows = 0  # rows when the cache was last written or read
+        self.saved_generation = 0  # `generation` then
+        self.rebuilt = False  # a file was dropped since: the cache describes files gone
         # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
         self._latest: tuple[tuple[Any, ...], int, int] | None = None
         self.rendered: dict[int, tuple[int, int, Any, bytes]] = {}  # sidx -> (ref, n, snap, JSON)
@@ -171,9 +202,11 @@ class UserView:
         every file anyway (the watcher uses it, for edits made in place by other tools).
         """
         try:
-            st = os.stat(self.folder)
+            st = os.lstat(self.folder)  # a linked user folder is not read (docs/storage.md)
             stamp: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
-        except (FileNotFoundError, NotADirectoryError):
+            if not stat.S_ISDIR(st.st_mode):
+                stamp = None
+        except OSError:
             stamp = None
         now = time.monotonic()
         if (
@@ -189,14 +222,14 @@ class UserView:
             settled = stamp is not None and time.time_ns() - stamp[1] > SETTLE_NS
             self._stamp = stamp if settled else None
             self._full_at = now
-            try:
-                entries = {
-                    e.name: e.stat(follow_symlinks=False)
-                    for e in os.scandir(self.folder)
-                    if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False)
-                }
-            except (FileNotFoundError, NotADirectoryError):
-                entries = {}
+            entries = {}
+            if stamp is not None and _real_dir(self.folder.parent):
+                with contextlib.suppress(OSError):
+                    entries = {
+                        e.name: e.stat(follow_symlinks=False)
+                        for e in os.scandir(self.folder)
+                        if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False)
+                    }
             changed = False
             touched: set[int] = set()
             for name in [n for n in self.parts if n not in entries]:
@@ -206,17 +239,44 @@ class UserView:
                 part = self.parts.get(name)
                 if part is None:
                     part = self._new_part(name)
-                elif part.ino != st.st_ino or part.dev != st.st_dev or st.st_size < part.consumed:
+                elif (
+                    st.st_size == part.seen_size
+                    and st.st_mtime_ns == part.seen_mtime
+                    and st.st_ctime_ns == part.seen_ctime
+                    and st.st_ino == part.ino
+                    and st.st_dev == part.dev
+                ):
+                    continue
+                elif not _appended(part, st):
                     touched |= self._drop(part)
                     part = self._new_part(name)
-                elif st.st_size == part.seen_size and st.st_mtime_ns == part.seen_mtime:
-                    continue
                 result = self._fold(part)
                 touched |= result.touched
                 changed = True
             if changed:
                 self._changed(touched)
             return changed
+
+    def reset(self) -> None:
+        """Forget every file's fold: the next `refresh` reads them all again."""
+        with self.lock:
+            touched: set[int] = set()
+            for part in list(self.parts.values()):
+                touched |= self._drop(part)
+            self._stamp = None
+            self._changed(touched)
+
+    def invalidate(self, part_no: int | None) -> None:
+        """A read found this part's file changed: fold it again on the next refresh."""
+        with self.lock:
+            part = self.by_no.get(part_no) if part_no is not None else None
+            if part is None:
+                self._stamp = None
+                return
+            touched = self._drop(part)
+            self._new_part(part.path.name)
+            self._stamp = None
+            self._changed(touched)
 
     def _changed(self, touched: set[int]) -> None:
         self.generation += 1
@@ -239,7 +299,8 @@ class UserView:
             exact = size_after == part.consumed
             part.seen_size = size_after if exact else -1
             part.seen_mtime = mtime_ns if exact else -1
-            part.sig = (part.sig + line)[-_SIG:]
+            part.seen_ctime = a.ctime_ns if exact else -1
+            part.last_off, part.last = offset, line
             if self._stamp is not None and exact and self._stamp[1] == folder_before:
                 # The folder changed only by our own touch: nothing else to fold because of it.
                 self._stamp = (self._stamp[0], folder_after)
@@ -255,6 +316,7 @@ class UserView:
 
     def _drop(self, part: Part) -> set[int]:
         self._latest = None
+        self.rebuilt = True
         del self.parts[part.path.name]
         del self.by_no[part.no]
         touched = set(part.by_session)
@@ -267,17 +329,19 @@ class UserView:
     def _fold(self, part: Part) -> FoldResult:
         result = FoldResult()
         try:
-            fd = os.open(part.path, os.O_RDONLY)
-        except FileNotFoundError:
+            fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone, a link, unreadable: it is read when it can be
             return result
         try:
             st = os.fstat(fd)
             if part.ino == -1:
                 part.dev, part.ino = st.st_dev, st.st_ino
-            elif (part.dev, part.ino) != (st.st_dev, st.st_ino) or (
-                part.consumed and _sig(fd, part.consumed) != part.sig
+            elif (
+                not _appended(part, st)
+                or not _holds_last(fd, part)
+                or (part.unverified and prefix_crc(fd, part.consumed) != part.crc)
             ):
-                # Replaced or rewritten in place between stat and open: read it all again.
+                # Replaced or rewritten between stat and open: read it all again.
                 result.touched |= self._drop(part)
                 part = self._new_part(part.path.name)
                 part.dev, part.ino = st.st_dev, st.st_ino
@@ -286,7 +350,9 @@ class UserView:
                 self._fold_in_halves(part, fd, st.st_size, result)
             self._fold_lines(part, fd, result)
             part.seen_size, part.seen_mtime = st.st_size, st.st_mtime_ns
-            part.sig = _sig(fd, part.consumed)
+            part.seen_ctime = st.st_ctime_ns
+            part.unverified = False
+            _remember_last(fd, part)
         finally:
             os.close(fd)
         return result
@@ -399,8 +465,8 @@ class UserView:
         for key, row in got["idem"].items():
             self.idem.setdefault(key, base | (row0 + row))
         for writer, ts in got["max_ts"].items():
-            if ts > self.max_ts.get(writer, -1):
-                self.max_ts[writer] = ts
+            if ts > part.max_ts.get(writer, -1):
+                part.max_ts[writer] = ts
         for offset, reason in got["problems"]:
             part.report(offset, reason)
         part.problem_count += got["problem_count"] - len(got["problems"])
@@ -414,7 +480,7 @@ class UserView:
         user = self.user
         sessions, writers = self.session_index, self.writer_index
         seconds = self._seconds
-        heads, histories, idem_map, max_ts = self.heads, self.histories, self.idem, self.max_ts
+        heads, histories, idem_map, max_ts = self.heads, self.histories, self.idem, part.max_ts
         ts_add, seq_add, widx_add = part.ts.append, part.seq.append, part.widx.append
         off_add, ln_add, kind_add, idh_add = (
             part.off.append,
@@ -425,7 +491,7 @@ class UserView:
         by_session = part.by_session
         touched = result.touched
         base = part.no << 32
-        json_loads, uuid_ok = orjson.loads, _UUID_RE.match
+        json_loads, uuid_ok, data_bad = orjson.loads, _UUID_RE.match, data_problem
         row = len(part.ts) - 1
         latest = self._latest
         # A cold fold (no history or newest snapshot worked out yet) leaves each session's head
@@ -453,6 +519,9 @@ class UserView:
                     break
                 if line.isspace():
                     continue
+                if len(line) > MAX_LINE_BYTES:
+                    part.report(start, f"line of {len(line)} bytes is longer than any event")
+                    continue
                 # Fast path: a canonical line of a session and writer already seen. Anything
                 # else (a first sight, or anything odd) takes the full decoder below.
                 try:
@@ -468,6 +537,9 @@ class UserView:
                     sidx = sessions.get(sid)
                     widx = writers.get(writer)
                     ms = seconds.get(ts[:19]) if type(ts) is str else None
+                    # Exactly `codec.decode`'s rules (a test holds the two together): a line
+                    # this accepts, the decoder accepts and reads the same way.
+                    data = r["data"]
                     ok = (
                         sidx is not None
                         and widx is not None
@@ -475,34 +547,43 @@ class UserView:
                         and r["user"] == user
                         and r["v"] == SCHEMA_VERSION
                         and type(seq) is int
-                        and seq > 0
+                        and 0 < seq <= MAX_SEQ
                         and (typ == "snapshot" or typ == "delete")
-                        and type(r["data"]) is dict
+                        and type(data) is dict
                         and type(eid) is str
                         and uuid_ok(eid) is not None
                         and len(ts) == 24
                         and ts[19] == "."
                         and ts[23] == "Z"
-                        and ts[20:23].isdigit()
+                        and ts[20:23] in MS_DIGITS
+                        and type(r.get("idem", "")) is str
+                        and type(r.get("body", "")) is str
+                        and (typ == "delete" or data_bad(data) is None)
                     )
                 except (ValueError, KeyError, TypeError):
                     ok = False
                 if not ok:
+                    # Any other line: the full decoder names what is wrong. Nothing in a line
+                    # may stop the rest of the file from being read.
+                    at, body = (start + 3, line[3:]) if line.startswith(BOM) else (start, line)
                     try:
-                        ev = decode(line)
+                        ev = decode(body)
+                        if ev.user != user:
+                            part.report(start, f"event of user {ev.user!r} in {user!r}'s folder")
+                            continue
+                        second = ev.ts[:19]
+                        if second not in seconds:
+                            if len(seconds) > 100_000:
+                                seconds.clear()
+                            seconds[second] = ts_to_ms(ev.ts[:20] + "000Z")
+                        self._latest = latest  # the slow path keeps these itself
+                        self._add_row(part, ev, at, len(body) - 1, result)
                     except DecodeError as exc:
                         part.report(start, str(exc))
                         continue
-                    if ev.user != user:
-                        part.report(start, f"event of user {ev.user!r} in {user!r}'s folder")
+                    except Exception as exc:  # noqa: BLE001 - a reader is total (STYLE 14)
+                        part.report(start, f"unreadable event ({type(exc).__name__}: {exc})")
                         continue
-                    second = ev.ts[:19]
-                    if second not in seconds:
-                        if len(seconds) > 100_000:
-                            seconds.clear()
-                        seconds[second] = ts_to_ms(ev.ts[:20] + "000Z")
-                    self._latest = latest  # the slow path keeps these itself
-                    self._add_row(part, ev, start, len(line) - 1, result)
                     latest, row = self._latest, len(part.ts) - 1
                     in_order = False  # (its head is set already; the end looks at every row)
                     continue
@@ -570,7 +651,7 @@ class UserView:
         """The end of a cold fold (`_fold_lines`): heads of the sessions it added rows to, and
         the newest ts of each writer, from rows `first_row` on."""
         ts, seq, widx, idh = part.ts, part.seq, part.widx, part.idh
-        names, heads, max_ts, base = self.writer_names, self.heads, self.max_ts, part.no << 32
+        names, heads, max_ts, base = self.writer_names, self.heads, part.max_ts, part.no << 32
         for sidx, last in last_rows.items():
             if in_order:
                 best = last
@@ -642,8 +723,8 @@ class UserView:
         if rows is None:
             rows = part.by_session[sidx] = array("i")
         rows.append(row)
-        if ts > self.max_ts.get(writer, -1):
-            self.max_ts[writer] = ts
+        if ts > part.max_ts.get(writer, -1):
+            part.max_ts[writer] = ts
         ref = part.no << 32 | row
         if idem is not None:
             self.idem.setdefault(idem, ref)
@@ -745,7 +826,7 @@ class UserView:
         try:
             return event_from_record(self.read_records([ref])[0])
         except DecodeError:
-            raise Stale(ref) from None
+            raise Stale(ref, ref >> 32) from None
 
     def read_records(self, refs: list[int]) -> list[dict[str, Any]]:
         """The raw records at `refs`, in order, read with one open and (mostly) one pread per
@@ -755,7 +836,7 @@ class UserView:
             for i, ref in enumerate(refs):
                 part = self.by_no.get(ref >> 32)
                 if part is None:
-                    raise Stale(ref)
+                    raise Stale(ref, ref >> 32)
                 row = ref & 0xFFFF_FFFF
                 wanted.setdefault(part.no, []).append(
                     (part.off[row], part.ln[row], i, part.idh[row])
@@ -766,12 +847,12 @@ class UserView:
             path, ino = files[no]
             items.sort()
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise Stale(no) from None
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                raise Stale(no << 32, no) from None
             try:
                 if os.fstat(fd).st_ino != ino:
-                    raise Stale(no)
+                    raise Stale(no << 32, no)
                 start = items[0][0]
                 end = max(off + ln for off, ln, _, _ in items)
                 useful = sum(ln for _, ln, _, _ in items)
@@ -789,7 +870,7 @@ class UserView:
                 except (ValueError, KeyError, TypeError):
                     ok = False
                 if not ok:
-                    raise Stale(refs[i])
+                    raise Stale(refs[i], no)
                 out[i] = record
         return out
 
@@ -828,8 +909,13 @@ class UserView:
             return sum(len(p.ts) for p in self.by_no.values())
 
     def other_writers_max_ts(self, writer: str) -> int:
+        """The newest ts of any other writer's event in these files (0 if none); worked out
+        from the files folded now, so a file dropped or reverted no longer counts."""
         with self.lock:
-            return max((ts for w, ts in self.max_ts.items() if w != writer), default=0)
+            return max(
+                (t for p in self.by_no.values() for w, t in p.max_ts.items() if w != writer),
+                default=0,
+            )
 
 
 _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
@@ -888,7 +974,7 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
     part = view._new_part(name)
     part.consumed = start
     result = FoldResult()
-    fd = os.open(part.path, os.O_RDONLY)
+    fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         view._fold_lines(part, fd, result, end=end)
     finally:
@@ -902,13 +988,69 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
         "by_session": {s: rows.tobytes() for s, rows in part.by_session.items()},
         "heads": {s: (*key, ref & 0xFFFF_FFFF, kind) for s, (key, ref, kind) in view.heads.items()},
         "idem": {k: r & 0xFFFF_FFFF for k, r in view.idem.items()},
-        "max_ts": view.max_ts,
+        "max_ts": part.max_ts,
         "problems": [(p.offset, p.reason) for p in part.problems],
         "problem_count": part.problem_count,
         "consumed": part.consumed,
     }
 
 
-def _sig(fd: int, end: int) -> bytes:
-    start = max(0, end - _SIG)
-    return os.pread(fd, end - start, start)
+def prefix_crc(fd: int, end: int, crc: int = 0, at: int = 0) -> int:
+    """CRC-32 of the file's bytes [0, end), given the CRC of [0, at). (It checks a cached fold
+    against the file: every byte, at memory speed — far less than a fold.)"""
+    while at < end:
+        chunk = os.pread(fd, min(end - at, 1 << 20), at)
+        if not chunk:
+            return -1  # shorter than it should be: never equal to a CRC
+        crc = zlib.crc32(chunk, crc)
+        at += len(chunk)
+    return crc
+
+
+def _real_dir(path: Path) -> bool:
+    """Is `path` a directory itself, not a link to one?"""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _appended(part: Part, st: os.stat_result) -> bool:
+    """Could the file `st` describes be the part's file with lines appended? (Then its last
+    folded line is checked too: `_holds_last`.) An append always grows a file; one that
+    changed without growing was edited in place."""
+    if (st.st_dev, st.st_ino) != (part.dev, part.ino) or st.st_size < part.consumed:
+        return False
+    if st.st_size > part.seen_size:
+        return True
+    return st.st_mtime_ns == part.seen_mtime and st.st_ctime_ns == part.seen_ctime
+
+
+def _holds_last(fd: int, part: Part) -> bool:
+    """Does the file still hold the last line folded from it, whole and at the same place?"""
+    if not part.consumed:
+        return True
+    off, want = part.last_off, part.last
+    if off:
+        off, want = off - 1, b"\n" + want  # and a line starts there
+    return bool(want) and os.pread(fd, len(want), off) == want
+
+
+def _remember_last(fd: int, part: Part) -> None:
+    """Remember the last non-blank line before `part.consumed` (with any blank lines after it)."""
+    end = part.consumed
+    if not end:
+        part.last_off, part.last = 0, b""
+        return
+    start = max(0, end - 4096)
+    chunk = os.pread(fd, end - start, start)
+    nl = chunk.rfind(b"\n", 0, len(chunk) - 1)
+    if nl >= 0 and not chunk[nl + 1 :].isspace():
+        part.last_off, part.last = start + nl + 1, chunk[nl + 1 :]
+        return
+    off = 0
+    for at, line in tail_lines(fd, end):
+        if line.strip():
+            off = at
+            break
+    part.last_off, part.last = off, os.pread(fd, end - off, off)

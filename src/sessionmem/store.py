@@ -134,6 +134,7 @@ class Store:
                     view = UserView(self.layout.log / user, user)
                     if self.cache and cache.load(view, cache.cache_path(self.root, user)):
                         view.saved_rows = view.loaded_rows
+                        view.saved_generation = view.generation
                     self._views[user] = view
         return view
 
@@ -148,12 +149,18 @@ class Store:
         """Write the projection cache when much was folded since it was last written."""
         rows = view.event_count()
         fresh = rows - view.saved_rows
-        if (always and fresh) or fresh >= max(CACHE_MIN_ROWS, rows // 4):
+        # After a file was dropped and folded again the count may match while the rows do not.
+        changed = view.generation != view.saved_generation
+        if (
+            (always and changed)
+            or (changed and view.rebuilt)
+            or fresh >= max(CACHE_MIN_ROWS, rows // 4)
+        ):
             try:
                 cache.save(view, cache.cache_path(self.root, view.user))
             except OSError:
                 return  # a cache is only ever an optimisation
-            view.saved_rows = rows
+            view.saved_rows, view.saved_generation, view.rebuilt = rows, view.generation, False
 
     def save_cache(self) -> None:
         """Write the projection cache of every user folded since it was last written."""
@@ -169,13 +176,18 @@ class Store:
         self._loops.close()
 
     def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
-        """Run a read; if a file changed under it (git checkout), refold and run it again."""
-        for _ in range(5):
+        """Run a read; if a file changed under it (git checkout), fold that file again and run
+        it again — after two misses, fold everything again. Stale (HTTP 503) only reaches the
+        caller when the files keep changing through every try."""
+        for attempt in range(6):
             view = self.view(user)
             try:
                 return fn(view)
-            except Stale:
-                continue
+            except Stale as exc:
+                if attempt < 2:
+                    view.invalidate(exc.part)
+                else:
+                    view.reset()
         return fn(self.view(user))
 
     def users(self) -> list[str]:
@@ -342,15 +354,16 @@ class Store:
     def _answer(
         self, view: UserView, session_id: str, a: Appended, ev: Event, ref: int | None
     ) -> tuple[Snapshot, bytes]:
-        for _ in range(5):
+        for attempt in range(5):
             if ref is None:
                 view.refresh()
                 ref = _ref_at(view, a.path, a.offset)
             if ref is not None:
                 try:
                     return self._render(view, session_id, ref, ev)
-                except Stale:
-                    pass
+                except Stale as exc:
+                    if attempt:
+                        view.invalidate(exc.part)
             ref = None
         raise Stale(a.offset)
 

@@ -1,9 +1,18 @@
-"""`sessionmem verify`: read every log and report damage; never change a file unless asked to
-`repair`, which sets torn tails and bad lines aside into `.local/quarantine/` (issue 4).
+"""`sessionmem verify`: read every log with the store's own decoder and report what it finds;
+never change a file unless asked to `repair` (docs/storage.md, "verify").
 
-Findings have a level: `error` is damage (exit code 1), `warning` is worth a look but expected in
-some histories (a `seq` gap after checking out a branch with a shorter log), `info` is harmless
-(the same event twice, from a union merge or a cherry-pick).
+Findings have a level: `error` is damage the store skips when reading (exit code 1), `warning` is
+read as it is but worth a look (a `seq` gap after checking out a branch with a shorter log, a
+clock far ahead, a BOM or CRLF line ends an editor added), `info` is harmless (the same event
+twice, from a union merge or a cherry-pick). Because the checks are the decoder's, "clean" means
+every line of every log file is read.
+
+`repair` resolves every error it can — torn tails, lines the decoder refuses, events in another
+user's folder, a second copy of an event id with other content — by moving those bytes into
+`.local/quarantine/` (nothing is deleted) and rewriting the file without them under the writer's
+lock; it also drops a BOM and CRs before line ends (losslessly). It never sets aside a line the
+decoder accepts. What it cannot resolve (a link, a file or folder outside the layout) it names in
+`unresolved`, with what a person should do.
 """
 
 from __future__ import annotations
@@ -15,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .codec import USER_RE, WRITER_RE, DecodeError, decode, dumps, now_ms
+from .codec import BOM, USER_RE, WRITER_RE, DecodeError, decode, dumps, now_ms
 from .layout import Layout
-from .log import lock_path
+from .log import MAX_CLOCK_SKEW_MS, lock_path
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Report:
     events: int = 0
     findings: list[Finding] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
 
     @property
     def damaged(self) -> bool:
@@ -47,59 +57,96 @@ class Report:
             "clean": not self.damaged,
             "findings": [asdict(f) for f in self.findings],
             "moved": self.moved,
+            "unresolved": self.unresolved,
         }
 
 
 @dataclass
-class _Seen:
-    path: str
-    offset: int
+class _File:
+    path: Path
+    prel: str
+    user: str
     raw: bytes
+    bad: list[tuple[int, int]] = field(default_factory=list)  # (offset, length) to set aside
+    text: bool = False  # a BOM or CRLF to drop
+
+
+@dataclass
+class _Copy:
+    """Where an event id was seen first (per user: ids are scoped to their user)."""
+
+    file: _File
+    offset: int
+    length: int
+    raw: bytes
+    own: bool  # in its writer's own file
 
 
 def verify(root: Path | str, *, repair: bool = False) -> Report:
     layout = Layout(root)
     report = Report()
-    by_id: dict[str, _Seen] = {}
-    by_writer: dict[tuple[str, str], list[tuple[int, str, str, int]]] = defaultdict(list)
-    if not layout.log.is_dir():
+    if not layout.log.exists() and not layout.log.is_symlink():
         return report
+    if layout.log.is_symlink() or not layout.log.is_dir():
+        _outside(
+            report, "log", "log/ is a link or not a folder; sessionmem reads no log through it"
+        )
+        return report
+    files: list[_File] = []
     for entry in sorted(layout.log.iterdir()):
-        rel = entry.relative_to(layout.root)
-        if entry.is_symlink() or not entry.is_dir() or not USER_RE.match(entry.name):
-            report.findings.append(
-                Finding("error", "outside-layout", str(rel), "not a user folder (log/<user>/)")
-            )
+        rel = str(entry.relative_to(layout.root))
+        if entry.is_symlink():
+            _outside(report, rel, "a link, not a user folder: sessionmem never follows links")
+            continue
+        if not entry.is_dir() or not USER_RE.match(entry.name):
+            _outside(report, rel, "not a user folder (log/<user>/)")
             continue
         for path in sorted(entry.iterdir()):
             prel = str(path.relative_to(layout.root))
-            ok_name = path.suffix == ".jsonl" and WRITER_RE.match(path.stem)
-            if path.is_symlink() or not path.is_file() or not ok_name:
+            if path.is_symlink():
+                _outside(report, prel, "a link, not a log file: sessionmem never follows links")
+                continue
+            if not path.is_file() or path.suffix != ".jsonl" or not WRITER_RE.match(path.stem):
+                _outside(report, prel, "not a log file (<writer>.jsonl)")
+                continue
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
                 report.findings.append(
-                    Finding("error", "outside-layout", prel, "not a log file (<writer>.jsonl)")
+                    Finding("error", "unreadable", prel, f"cannot be read: {exc.strerror}")
                 )
+                report.unresolved.append(f"{prel}: cannot be read ({exc.strerror}); fix its mode")
                 continue
             report.files += 1
-            bad = _check_file(layout, entry.name, path, prel, report, by_id, by_writer)
-            if repair and bad:
-                report.moved.append(_set_aside(layout, entry.name, path, bad))
+            files.append(_File(path, prel, entry.name, raw))
+    by_id: dict[tuple[str, str], _Copy] = {}
+    by_writer: dict[tuple[str, str], list[tuple[int, str, str, int]]] = defaultdict(list)
+    for f in files:
+        _check_file(f, report, by_id, by_writer)
     for (user, writer), marks in sorted(by_writer.items()):
         _check_order(user, writer, marks, report)
+    if repair:
+        for f in files:
+            if f.bad or f.text:
+                report.moved.append(_rewrite(layout, f))
     return report
 
 
+def _outside(report: Report, rel: str, why: str) -> None:
+    report.findings.append(Finding("error", "outside-layout", rel, why))
+    report.unresolved.append(
+        f"{rel}: {why}. verify --repair does not move it; move it out of .memory/log/ (or make "
+        "it a real folder or file)."
+    )
+
+
 def _check_file(
-    layout: Layout,
-    user: str,
-    path: Path,
-    prel: str,
+    f: _File,
     report: Report,
-    by_id: dict[str, _Seen],
+    by_id: dict[tuple[str, str], _Copy],
     by_writer: dict[tuple[str, str], list[tuple[int, str, str, int]]],
-) -> list[tuple[int, int]]:
-    """Check one file; returns the (offset, length) of bytes to set aside."""
-    raw = path.read_bytes()
-    bad: list[tuple[int, int]] = []
+) -> None:
+    raw, prel = f.raw, f.prel
     cut = raw.rfind(b"\n") + 1
     if cut < len(raw):
         report.findings.append(
@@ -111,76 +158,117 @@ def _check_file(
                 cut,
             )
         )
-        bad.append((cut, len(raw) - cut))
+        f.bad.append((cut, len(raw) - cut))
+    crlf = 0
     offset = 0
+    horizon = now_ms() + MAX_CLOCK_SKEW_MS
     for line in raw[:cut].split(b"\n")[:-1] if cut else []:
         here = offset
         offset += len(line) + 1
+        if line.endswith(b"\r"):
+            crlf += 1
+            f.text = True
+        if line.startswith(BOM):
+            f.text = True
+            report.findings.append(
+                Finding(
+                    "warning", "bom", prel, "a UTF-8 BOM before this line (read as if not)", here
+                )
+            )
         if not line.strip():
             continue
         try:
             ev = decode(line)
         except DecodeError as exc:
             report.findings.append(Finding("error", "bad-line", prel, str(exc), here))
-            bad.append((here, len(line) + 1))
+            f.bad.append((here, len(line) + 1))
             continue
-        if ev.user != user:
+        if ev.user != f.user:
             report.findings.append(
                 Finding("error", "wrong-user", prel, f"event of user {ev.user!r}", here)
             )
-            bad.append((here, len(line) + 1))
+            f.bad.append((here, len(line) + 1))
             continue
         report.events += 1
-        if ev.writer != path.stem:
+        if ev.writer != f.path.stem:
             report.findings.append(
                 Finding(
                     "warning",
                     "foreign-writer",
                     prel,
-                    f"event written by {ev.writer!r} in {path.name}",
+                    f"event written by {ev.writer!r} in {f.path.name}",
                     here,
                 )
             )
-        seen = by_id.get(ev.id)
+        if ev.ts_ms > horizon:
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "future-ts",
+                    prel,
+                    f"ts {ev.ts} is more than {MAX_CLOCK_SKEW_MS // 60000} minutes ahead of this "
+                    "machine's clock (a clone with a wrong clock?): it is read, and sorts after "
+                    "what is written since",
+                    here,
+                )
+            )
+        body = line.removeprefix(BOM).removesuffix(b"\r")
+        key = (f.user, ev.id)
+        seen = by_id.get(key)
+        own = ev.writer == f.path.stem
         if seen is None:
-            by_id[ev.id] = _Seen(prel, here, line)
-            by_writer[(user, ev.writer)].append((ev.seq, ev.ts, prel, here))
-        elif seen.raw == line:
+            by_id[key] = _Copy(f, here, len(line) + 1, body, own)
+            by_writer[(f.user, ev.writer)].append((ev.seq, ev.ts, prel, here))
+        elif seen.raw == body:
             report.findings.append(
                 Finding(
                     "info",
                     "duplicate",
                     prel,
-                    f"event {ev.id} also at {seen.path}:{seen.offset} (counted once)",
+                    f"event {ev.id} also at {seen.file.prel}@{seen.offset} (counted once)",
                     here,
                 )
             )
         else:
+            # Two events with one id: the copy in its writer's own file is the original, else
+            # the first in file order; the other is the damage.
+            drop = _Copy(f, here, len(line) + 1, body, own)
+            if own and not seen.own:
+                by_id[key], drop, seen = drop, seen, drop
             report.findings.append(
                 Finding(
                     "error",
                     "conflicting-duplicate",
-                    prel,
-                    f"event {ev.id} differs from the one at {seen.path}:{seen.offset}",
-                    here,
+                    drop.file.prel,
+                    f"event {ev.id} differs from the copy at {seen.file.prel}@{seen.offset}, "
+                    "which is kept (repair sets this one aside)",
+                    drop.offset,
                 )
             )
-    return bad
+            drop.file.bad.append((drop.offset, drop.length))
+    if crlf:
+        report.findings.append(
+            Finding("warning", "crlf", prel, f"{crlf} lines end in CRLF (read as if LF)")
+        )
 
 
 def _check_order(
     user: str, writer: str, marks: list[tuple[int, str, str, int]], report: Report
 ) -> None:
     marks.sort()
+    prev: tuple[int, str, str, int] | None = None
     prev_seq, prev_ts = 0, ""
-    for seq, ts, prel, offset in marks:
-        if seq == prev_seq:
+    for mark in marks:
+        seq, ts, prel, offset = mark
+        if seq == prev_seq and prev is not None:
             report.findings.append(
                 Finding(
-                    "error",
+                    "warning",
                     "seq-reused",
                     prel,
-                    f"seq {seq} of writer {writer} used by two different events",
+                    f"seq {seq} of writer {writer} is also used by the event at "
+                    f"{prev[2]}@{prev[3]}: both are read (the writer's state was lost, e.g. "
+                    ".local/ deleted after checking out an older log); nothing to repair",
                     offset,
                 )
             )
@@ -205,40 +293,50 @@ def _check_order(
                     offset,
                 )
             )
-        prev_seq, prev_ts = seq, max(ts, prev_ts)
+        prev, prev_seq, prev_ts = mark, seq, max(ts, prev_ts)
 
 
-def _set_aside(layout: Layout, user: str, path: Path, bad: list[tuple[int, int]]) -> str:
-    """Move bad byte ranges into quarantine and rewrite the file without them, atomically,
-    under the writer's lock. Nothing is deleted: the quarantine file holds every byte removed."""
+def _rewrite(layout: Layout, f: _File) -> str:
+    """Move the bad byte ranges into quarantine and rewrite the file without them (and without
+    a BOM or CRs before line ends), atomically, under the writer's lock. Nothing is deleted:
+    the quarantine file holds every byte removed."""
     layout.quarantine.mkdir(parents=True, exist_ok=True)
     layout.locks.mkdir(parents=True, exist_ok=True)
-    with open(lock_path(layout, user, path.stem), "a+b") as lock:
+    path = f.path
+    with open(lock_path(layout, f.user, path.stem), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         raw = path.read_bytes()
-        drop = sorted(bad)
+        if raw[: len(f.raw)] != f.raw:
+            return f"{f.prel}: changed while it was checked; nothing done (run verify again)"
         kept, removed, pos = [], [], 0
-        for off, length in drop:
+        for off, length in sorted(f.bad):
             kept.append(raw[pos:off])
             removed.append(
                 {"offset": off, "bytes": raw[off : off + length].decode("utf-8", "replace")}
             )
             pos = off + length
-        kept.append(raw[pos:])
-        qname = f"{user}~{path.stem}.{now_ms()}.bad.jsonl"
-        qpath = layout.quarantine / qname
-        with open(qpath, "wb") as q:
-            for item in removed:
-                q.write(dumps({"file": str(path.relative_to(layout.root)), **item}) + b"\n")
-            q.flush()
-            os.fsync(q.fileno())
+        kept.append(raw[pos:])  # including anything appended since the check
+        text = b"".join(kept)
+        if f.text:
+            text = text.removeprefix(BOM).replace(b"\n" + BOM, b"\n").replace(b"\r\n", b"\n")
+        done = []
+        if removed:
+            qname = f"{f.user}~{path.stem}.{now_ms()}.bad.jsonl"
+            qpath = layout.quarantine / qname
+            with open(qpath, "wb") as q:
+                for item in removed:
+                    q.write(dumps({"file": f.prel, **item}) + b"\n")
+                q.flush()
+                os.fsync(q.fileno())
+            pieces = "piece" if len(removed) == 1 else "pieces"
+            where = qpath.relative_to(layout.root)
+            done.append(f"set aside {len(removed)} bad {pieces} into {where}")
+        if f.text:
+            done.append("dropped its BOM / CRs before line ends (every event kept)")
         tmp = path.with_name(f".{path.name}.repair")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(kept))
-            f.flush()
-            os.fsync(f.fileno())
+        with open(tmp, "wb") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
-    return (
-        f"{path.relative_to(layout.root)}: set aside {len(removed)} bad piece(s) into "
-        f"{qpath.relative_to(layout.root)}"
-    )
+    return f"{f.prel}: " + "; ".join(done)
