@@ -288,3 +288,29 @@ def test_install_cli(tmp_path: Path) -> None:
         text=True,
     )
     assert "already has sessionmem's hooks" in again.stdout
+
+
+def test_items_holding_a_secret_are_not_added_again_on_every_save(project) -> None:
+    """The previous snapshot holds `[REDACTED]` where the transcript holds the secret: the
+    hook compares them masked alike, so each save keeps one copy."""
+    repo, ctx = project
+    env = ctx["env"]
+    secret = "sk-ant-api03-" + "A" * 40
+    transcript = Path(ctx["transcript"])
+    text = transcript.read_text()
+    text = text.replace(
+        "pytest tests/test_config.py -q", f"curl -H 'x-api-key: {secret}' https://api.example.com"
+    )
+    text = text.replace("Keep config loading lazy", f"Keep config loading lazy, rotate {secret}")
+    transcript.write_text(text)
+    base = {"session_id": SESSION, "transcript_path": str(transcript), "cwd": str(repo)}
+    for event in ("PreCompact", "Stop", "Stop", "SessionEnd"):
+        assert run_hook({**base, "hook_event_name": event}, repo, env).returncode == 0
+    data = Store(repo / ".memory").get("dev", SESSION).session_data
+    assert secret not in str(data)
+    curl = f"curl -H 'x-api-key: [REDACTED]' https://api.example.com"
+    # the transcript ran it twice; each save keeps those two, not two more
+    assert data["commands_run"].count(curl) == 2, data["commands_run"]
+    assert [d for d in data["key_decisions"] if "[REDACTED]" in d] == [
+        "Keep config loading lazy, rotate [REDACTED]"
+    ]

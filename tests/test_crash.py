@@ -86,12 +86,17 @@ def test_sigkill_loses_no_acknowledged_snapshot(root: Path) -> None:
     acked: set[str] = set()
     for round_ in range(12):
         procs = [writer(root, "alice", f"r{round_}-{n}", 100_000) for n in range(3)]
-        time.sleep(rng.uniform(0.05, 0.6))
+        # Kill only once every writer has acknowledged something (however slow this machine
+        # is), then at a random moment of the appends that follow.
+        firsts = [p.stdout.readline() for p in procs if p.stdout is not None]
+        assert all(b" " in line for line in firsts), "a writer died before its first append"
+        time.sleep(rng.uniform(0.0, 0.3))
         for p in procs:
             p.send_signal(signal.SIGKILL)
-        for p in procs:
+        for p, first in zip(procs, firsts, strict=True):
             out, _ = p.communicate()
-            acked |= {line.split()[0] for line in out.decode().splitlines() if " " in line}
+            lines = (first + out).decode().splitlines()
+            acked |= {line.split()[0] for line in lines if " " in line}
     store = Store(root)
     stored = set()
     for line in all_lines(root, "alice"):

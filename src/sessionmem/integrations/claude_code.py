@@ -74,16 +74,29 @@ class Hook:
         except (SessionmemError, NotFound):
             previous = {}
         branch, commit = branch_and_commit(self.cwd)
+        # The previous snapshot holds its items as stored, credentials masked; compare the
+        # transcript's items masked the same way, or each masked item would be added again on
+        # every save.
+        parsed_lists = self._redacted(
+            {
+                "files_modified": parsed.files_modified,
+                "commands_run": parsed.commands_run,
+                "key_decisions": parsed.key_decisions,
+                "open_tasks": parsed.open_tasks,
+            }
+        )
         body: dict[str, Any] = {
             "session_id": session_id,
             "event": event,
             "project_path": self.cwd,
-            "files_modified": _union(previous.get("files_modified"), parsed.files_modified),
+            "files_modified": _union(
+                previous.get("files_modified"), parsed_lists["files_modified"]
+            ),
             "commands_run": _union(
-                previous.get("commands_run"), parsed.commands_run, keep_repeats=True
+                previous.get("commands_run"), parsed_lists["commands_run"], keep_repeats=True
             )[-MAX_COMMANDS:],
-            "key_decisions": _union(previous.get("key_decisions"), parsed.key_decisions),
-            "open_tasks": parsed.open_tasks
+            "key_decisions": _union(previous.get("key_decisions"), parsed_lists["key_decisions"]),
+            "open_tasks": parsed_lists["open_tasks"]
             if parsed.task_list_seen
             else list(previous.get("open_tasks") or []),
             "git_branch": branch or parsed.git_branch,
@@ -104,6 +117,18 @@ class Hook:
             f"{parsed.lines} transcript lines, {parsed.skipped} skipped"
         )
         return snap
+
+    def _redacted(self, lists: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The items as the store will hold them (the memory folder's redaction rules; a server
+        applies its own, which are the same unless its folder's config.toml differs)."""
+        from ..config import read_config
+        from ..redact import redactor_from_config
+
+        try:
+            redact = redactor_from_config(read_config(self.root).get("redact", {}))
+        except SessionmemError:
+            redact = redactor_from_config({})
+        return redact(lists) if redact is not None else lists
 
     # --- restoring -----------------------------------------------------------------------
 
