@@ -13,13 +13,17 @@ ensure_venv() {
       return 0
     fi
   fi
-  echo "Installing sessionmem into $venv ${extra:+(with $extra extras) }..." >&2
+  echo "Installing sessionmem into $venv ${extra:+(with $extra extras) }(once; about a minute)..." >&2
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || true
-  if [ -n "$extra" ]; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here[$extra]" >&2
-  else
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here" >&2
+  # pip's own chatter goes to a log; it is shown only if the install fails.
+  local log="$venv/install.log" target="$here"
+  [ -n "$extra" ] && target="$here[$extra]"
+  if ! { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip \
+           && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target"; \
+       } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "The install failed (log: $log)." >&2
+    return 1
   fi
   echo "$want" > "$stamp"
 }

@@ -60,6 +60,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """`sessionmem ARGS...` in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from sessionmem.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    stdin = io.TextIOWrapper(io.BytesIO((input or "").encode()))
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    real_stdin = sys.stdin
+    try:
+        sys.stdin = stdin
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin = real_stdin
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
+
+
 def sessionmem_cmd() -> list[str]:
     exe = BIN / "sessionmem"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "sessionmem.cli"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessionmem import Store
-from sessionmem.integrations.install import CLAUDE_MD_LINE, install, uninstall
+from sessionmem.integrations.install import install, uninstall
 from sessionmem.integrations.transcript import parse_transcript
 
 from conftest import DATA, sessionmem_cmd
@@ -250,44 +250,67 @@ def test_install_refuses_a_broken_settings_file(tmp_path: Path) -> None:
     assert path.read_text() == "{not json"
 
 
-def test_install_cli(tmp_path: Path) -> None:
-    env = {**os.environ}
-    env.pop("CLAUDE_PROJECT_DIR", None)
+def test_installed_hooks_run_with_a_minimal_path(project) -> None:
+    """`install` writes a command that works whatever PATH the agent runs hooks with: run it
+    exactly as Claude Code would (`sh -c COMMAND`) with PATH=/usr/bin:/bin."""
+    repo, ctx = project
+    env = {k: v for k, v in ctx["env"].items() if k != "CLAUDE_PROJECT_DIR"}
     out = subprocess.run(
-        [
-            *sessionmem_cmd(),
-            "install",
-            "claude-code",
-            "--scope",
-            "local",
-            "--project-dir",
-            str(tmp_path),
-        ],
+        [*sessionmem_cmd(), "install", "claude-code", "--scope", "local"],
+        cwd=repo / "src",  # the git top level is the project
         env=env,
         capture_output=True,
         text=True,
     )
-    assert out.returncode == 0
-    settings = tmp_path / ".claude" / "settings.local.json"
-    assert out.stdout.splitlines()[0] == (
-        f"Added to {settings}: PreCompact, SessionStart, SessionEnd"
-    )
-    assert out.stdout.splitlines()[-1] == CLAUDE_MD_LINE
+    assert out.returncode == 0, out.stderr
+    settings = repo / ".claude" / "settings.local.json"
+    first = out.stdout.splitlines()[0]
+    assert first.startswith(f"Added to {settings}: PreCompact, SessionStart, SessionEnd (running ")
+    command = json.loads(settings.read_text())["hooks"]["PreCompact"][0]["hooks"][0]["command"]
+    assert command.endswith(" hook claude-code") and command.startswith("/")
+    assert out.stdout.splitlines()[-1].startswith("When you make an important decision")
+    minimal = {"PATH": "/usr/bin:/bin", "HOME": str(repo), "SESSIONMEM_USER": "dev",
+               "CLAUDE_PROJECT_DIR": str(repo)}  # fmt: skip
+    payload = {
+        "session_id": SESSION,
+        "transcript_path": ctx["transcript"],
+        "cwd": str(repo),
+        "hook_event_name": "PreCompact",
+        "trigger": "auto",
+    }
+    ran = subprocess.run(
+        ["/bin/sh", "-c", command], input=json.dumps(payload), env=minimal, cwd=repo,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert Store(repo / ".memory").get("dev", SESSION).event == "pre_compact"
+    start = subprocess.run(
+        ["/bin/sh", "-c", command],
+        input=json.dumps({**payload, "hook_event_name": "SessionStart", "source": "startup"}),
+        env=minimal, cwd=repo, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert start.stdout.startswith(f"# Session memory: {SESSION} (version 1)")
+    # again: nothing to do; from another install path: the command is updated, not doubled
     again = subprocess.run(
-        [
-            *sessionmem_cmd(),
-            "install",
-            "claude-code",
-            "--scope",
-            "local",
-            "--project-dir",
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+        [*sessionmem_cmd(), "install", "claude-code", "--scope", "local"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
     assert "already has sessionmem's hooks" in again.stdout
+    moved = subprocess.run(
+        [*sessionmem_cmd(), "install", "claude-code", "--scope", "local", "--command",
+         "/opt/new/sessionmem hook claude-code"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert moved.returncode == 0
+    hooks = json.loads(settings.read_text())["hooks"]
+    assert [h["command"] for g in hooks["PreCompact"] for h in g["hooks"]] == [
+        "/opt/new/sessionmem hook claude-code"
+    ]
+    gone = subprocess.run(
+        [*sessionmem_cmd(), "install", "claude-code", "--scope", "local", "--uninstall"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert gone.returncode == 0 and "hooks" not in json.loads(settings.read_text())
 
 
 def test_items_holding_a_secret_are_not_added_again_on_every_save(project) -> None:
@@ -308,7 +331,7 @@ def test_items_holding_a_secret_are_not_added_again_on_every_save(project) -> No
         assert run_hook({**base, "hook_event_name": event}, repo, env).returncode == 0
     data = Store(repo / ".memory").get("dev", SESSION).session_data
     assert secret not in str(data)
-    curl = f"curl -H 'x-api-key: [REDACTED]' https://api.example.com"
+    curl = "curl -H 'x-api-key: [REDACTED]' https://api.example.com"
     # the transcript ran it twice; each save keeps those two, not two more
     assert data["commands_run"].count(curl) == 2, data["commands_run"]
     assert [d for d in data["key_decisions"] if "[REDACTED]" in d] == [

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from sessionmem import Store
-from sessionmem.cli import app
 from sessionmem.verify import verify
 
-runner = CliRunner()
+from conftest import run_cli
 
 
 @pytest.fixture
@@ -32,9 +30,9 @@ def kinds(root: Path) -> dict[str, str]:
 def test_clean_log_is_clean(root: Path, logfile: Path) -> None:
     report = verify(root)
     assert report.findings == [] and report.files == 1 and report.events == 4
-    result = runner.invoke(app, ["verify", "--root", str(root)])
-    assert result.exit_code == 0
-    assert result.stdout.endswith("1 files, 4 events, 0 errors, 0 warnings: clean\n")
+    code, out, _ = run_cli("verify", "--root", str(root))
+    assert code == 0
+    assert out.endswith("1 file, 4 events, 0 errors, 0 warnings: clean\n")
 
 
 def test_each_kind_of_damage_is_found(root: Path, logfile: Path) -> None:
@@ -79,9 +77,9 @@ def test_each_kind_of_damage_is_found(root: Path, logfile: Path) -> None:
     }
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert after == before, "verify without --repair changes nothing"
-    result = runner.invoke(app, ["verify", "--root", str(root), "--json"])
-    assert result.exit_code == 1
-    assert json.loads(result.stdout)["clean"] is False
+    code, out, _ = run_cli("verify", "--root", str(root), "--json")
+    assert code == 1
+    assert json.loads(out)["clean"] is False
 
 
 def test_repair_sets_aside_and_loses_nothing(root: Path, logfile: Path) -> None:
@@ -96,9 +94,9 @@ def test_repair_sets_aside_and_loses_nothing(root: Path, logfile: Path) -> None:
     )
     logfile.write_bytes(damaged)
     before = [Store(root).get("alice", "s", version=v) for v in range(1, 5)]
-    result = runner.invoke(app, ["verify", "--root", str(root), "--repair"])
-    assert result.exit_code == 0, result.stdout
-    assert "set aside 3 bad pieces" in result.stdout
+    code, out, _ = run_cli("verify", "--root", str(root), "--repair")
+    assert code == 0, out
+    assert "set aside 3 bad pieces" in out
     assert verify(root).findings == []
     (quarantine,) = (root / ".local" / "quarantine").glob("*.bad.jsonl")
     pieces = [orjson.loads(line)["bytes"].encode() for line in quarantine.read_bytes().splitlines()]

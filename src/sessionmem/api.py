@@ -31,7 +31,6 @@ from .errors import (
 from .fastpath import PREFIX, UNAUTHORIZED, HotPaths, error_body, post_snapshot, too_big
 from .keys import KeyRing
 from .model import SNAPSHOT_EVENTS
-from .projection import Stale
 from .schemas import (
     SESSION_PATTERN,
     UUID_PATTERN,
@@ -166,11 +165,6 @@ def create_app(
     async def library_error(request: Request, exc: SessionmemError) -> Response:
         where = "query" if request.method in ("GET", "DELETE") else "body"
         status, raw = error_body(exc, where)
-        return Response(raw, status_code=status, media_type="application/json")
-
-    @app.exception_handler(Stale)
-    async def stale_error(request: Request, exc: Stale) -> Response:
-        status, raw = error_body(exc)
         return Response(raw, status_code=status, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ClientError
+from .errors import ClientError, FieldError, InvalidInput, client_error
 from .model import Diff, HistoryEntry, Page, SessionSummary, Snapshot
 
 PREFIX = "/api/v1/public/memory/v2"
@@ -125,14 +125,28 @@ def _answer(response: httpx.Response, call: _Call) -> Any:
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)
-        except ValueError:
+        except (ValueError, AttributeError):
             detail = response.text
-        raise ClientError(response.status_code, detail)
+        raise client_error(response.status_code, detail, str(response.request.url))
     return call.parse(response.json())
 
 
-def _unreachable(exc: httpx.HTTPError) -> ClientError:
-    return ClientError(0, f"Could not reach the sessionmem server: {exc}.")
+def _unreachable(exc: httpx.HTTPError, base_url: str) -> ClientError:
+    reason = str(exc) or type(exc).__name__
+    return ClientError(
+        0, f"Could not reach the sessionmem server at {base_url} ({reason}). Is it running?"
+    )
+
+
+def _check_url(base_url: str) -> str:
+    if not base_url.startswith(("http://", "https://")):
+        raise InvalidInput(
+            FieldError(
+                "base_url",
+                f"{base_url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8765).",
+            )
+        )
+    return base_url
 
 
 class Client:
@@ -152,6 +166,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ):
         headers = {"x-api-key": api_key} if api_key else {}
+        self.base_url = _check_url(str(http.base_url) if http is not None else base_url)
         if http is not None:
             http.headers.update(headers)
             self._http = http
@@ -173,7 +188,7 @@ class Client:
         try:
             response = self._http.request(call.method, call.path, **call.kwargs)
         except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self.base_url) from exc
         return _answer(response, call)
 
     def save(
@@ -239,6 +254,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         headers = {"x-api-key": api_key} if api_key else {}
+        self.base_url = _check_url(base_url)
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -256,7 +272,7 @@ class AsyncClient:
         try:
             response = await self._http.request(call.method, call.path, **call.kwargs)
         except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self.base_url) from exc
         return _answer(response, call)
 
     async def save(

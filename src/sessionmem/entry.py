@@ -1,5 +1,5 @@
-"""The `sessionmem` console script. Hooks take a fast path that loads neither typer nor rich nor
-the web stack (a SessionEnd hook has about a second, shared with every other hook)."""
+"""The `sessionmem` console script. Hooks take a fast path that loads no command-line parser
+and no web stack (a SessionEnd hook has about a second, shared with every other hook)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def main() -> None:
         sys.exit(hook_main([]))
     from .cli import main as cli_main
 
-    cli_main()
+    sys.exit(cli_main(argv))
 
 
 if __name__ == "__main__":

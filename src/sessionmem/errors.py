@@ -2,14 +2,19 @@
 
     SessionmemError
     ├── InvalidInput          a field broke a rule (HTTP 422); `.errors` names each field
-    ├── NotFound              no such session / version / key for this user (HTTP 404)
+    ├── NotFound              no such session / version / key for this user (HTTP 404);
+    │                         `.what` says what was missing, so each surface can add its hint
     ├── Conflict              an idempotency key or snapshot id reused with another body (HTTP 409)
     ├── Unauthorized          missing or unknown API key (HTTP 401)
-    ├── StorageError          the log could not be written (disk full, permissions)
+    ├── StorageError          the log could not be written (disk full, permissions) (HTTP 503)
+    │   └── Stale             the log kept changing under a read (a git checkout?) (HTTP 503)
     └── ClientError           raised by `sessionmem.Client` for an error answer from a server
-        (`.status` and `.detail` carry what the server said)
+        (`.status` and `.detail` carry what the server said; it is also the matching class
+        above — a 404 is a `NotFound` — so code written against `Store` catches the same)
 
-Messages are full sentences that say what happened and what to do instead.
+Messages are full sentences that say what happened, in the library's neutral words; each surface
+adds its own hint of what to do (an endpoint over HTTP, a command or flag in the CLI): see
+`hint`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ class InvalidInput(SessionmemError):
 
 
 class NotFound(SessionmemError):
-    pass
+    def __init__(self, message: str, *, what: str | None = None):
+        super().__init__(message)
+        self.what = what  # "session", "snapshot", "filters", "key", "folder" or None
 
 
 class Conflict(SessionmemError):
@@ -55,14 +62,67 @@ class StorageError(SessionmemError):
 
 
 class ClientError(SessionmemError):
-    def __init__(self, status: int, detail: Any):
+    def __init__(self, status: int, detail: Any, url: str | None = None):
         self.status = status
         self.detail = detail
+        self.url = url
+        self.what: str | None = None
         if isinstance(detail, list):
             text = " ".join(str(d.get("msg") if isinstance(d, dict) else d) for d in detail)
+            self.errors = [
+                FieldError(str(d.get("field", "body")), str(d.get("msg", "")))
+                for d in detail
+                if isinstance(d, dict)
+            ]
         else:
             text = str(detail)
-        super().__init__(f"HTTP {status}: {text}")
+            self.errors = []
+        where = f" ({url})" if url else ""
+        Exception.__init__(
+            self, f"{text}{where}" if status == 0 else f"HTTP {status}{where}: {text}"
+        )
+
+
+class _ClientNotFound(ClientError, NotFound):
+    pass
+
+
+class _ClientInvalid(ClientError, InvalidInput):
+    pass
+
+
+class _ClientConflict(ClientError, Conflict):
+    pass
+
+
+class _ClientUnauthorized(ClientError, Unauthorized):
+    pass
+
+
+class _ClientStorage(ClientError, StorageError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {
+    401: _ClientUnauthorized,
+    404: _ClientNotFound,
+    409: _ClientConflict,
+    413: _ClientInvalid,
+    422: _ClientInvalid,
+    503: _ClientStorage,
+}
+
+
+def client_error(status: int, detail: Any, url: str | None = None) -> ClientError:
+    """The ClientError for a server's error answer: also a NotFound for a 404, an InvalidInput
+    for a 422 or 413, and so on, as `Store` would have raised."""
+    return _BY_STATUS.get(status, ClientError)(status, detail, url)
+
+
+def hint(exc: BaseException, hints: dict[str, str]) -> str:
+    """The error's message with the hint a surface gives for what was missing."""
+    extra = hints.get(getattr(exc, "what", None) or "")
+    return f"{exc} {extra}" if extra else str(exc)
 
 
 __all__ = [

@@ -13,7 +13,15 @@ import re
 from typing import Any
 
 from .codec import dumps_view, loads
-from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, Unauthorized
+from .errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    Unauthorized,
+    hint,
+)
 from .keys import KeyRing
 from .projection import Stale
 from .schemas import SESSION_PATTERN
@@ -29,13 +37,23 @@ _STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, S
 _JSON = (b"content-type", b"application/json")
 
 
+# What an HTTP client can do about a miss: the library's messages name no endpoint.
+HINTS = {
+    "session": "GET /sessions lists the ones there are.",
+    "snapshot": "POST /session saves one.",
+    "filters": "Try without them.",
+    "version": "GET /session/{id}/history lists its versions.",
+}
+
+
 def error_body(exc: Exception, where: str = "body") -> tuple[int, bytes]:
     """(status, JSON) of the answer to a library error."""
-    if isinstance(exc, Stale):
-        detail: Any = "The log changed during the read (a git checkout?). Retry."
-        return 503, dumps_view({"detail": detail})
     status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-    detail = [e.as_dict(where) for e in exc.errors] if isinstance(exc, InvalidInput) else str(exc)
+    detail: Any
+    if isinstance(exc, InvalidInput):
+        detail = [e.as_dict(where) for e in exc.errors]
+    else:
+        detail = hint(exc, HINTS)
     return status, dumps_view({"detail": detail})
 
 

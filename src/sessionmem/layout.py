@@ -45,7 +45,8 @@ SCAFFOLD = {
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The nearest `.memory/` upward from `start` (like git finds `.git`), else `./.memory`."""
+    """SESSIONMEM_ROOT, else the nearest `.memory/` upward from `start` (like git finds `.git`),
+    else the git top level's `.memory/` (where `init` would make it), else `./.memory`."""
     env = os.environ.get(ROOT_ENV)
     if env:
         return Path(env)
@@ -54,7 +55,23 @@ def find_root(start: Path | None = None) -> Path:
         candidate = folder / ".memory"
         if candidate.is_dir():
             return candidate
-    return here / ".memory"
+    return project_root(here) / ".memory"
+
+
+def project_root(start: Path) -> Path:
+    """"This project": the git top level of `start` (the nearest folder upward holding `.git`,
+    a folder or a worktree's file), else the nearest folder upward holding a `.memory/`, else
+    `start` itself. Hooks and the CLI record it as a snapshot's `project_path`, so each finds
+    what the other saved."""
+    here = Path(start).resolve()
+    chain = (here, *here.parents)
+    for folder in chain:
+        if (folder / ".git").exists():
+            return folder
+    for folder in chain:
+        if (folder / ".memory").is_dir():
+            return folder
+    return here
 
 
 def check_user(user: str) -> str:

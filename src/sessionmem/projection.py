@@ -51,7 +51,7 @@ from .codec import (
     loads,
     ts_to_ms,
 )
-from .errors import SessionmemError
+from .errors import StorageError
 from .model import Problem
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ SETTLE_NS = 20_000_000
 PARALLEL_FOLD_BYTES = 64 << 20  # a cold fold at least this big is shared with a child process
 
 
-class Stale(SessionmemError):
+class Stale(StorageError):
     """A log file changed under a read (a git checkout?) and kept changing while the read was
     tried again (HTTP 503: retry). `part` is the number of the part found changed, if known."""
 

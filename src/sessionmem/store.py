@@ -35,6 +35,7 @@ from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender, GroupSync
 from .model import (
+    SNAPSHOT_EVENTS,
     Diff,
     Filters,
     HistoryEntry,
@@ -262,7 +263,7 @@ class Store:
         check_session_id(session_id)
         hist = self.view(user).history(session_id)
         if hist is None or hist.deleted:
-            raise NotFound(_no_session(session_id))
+            raise _no_session(session_id, user)
         hidden = len(hist.refs) - hist.start
         self._write((user, session_id, "delete", {}, None, None, None))
         return hidden
@@ -454,9 +455,10 @@ class Store:
                     if filters.match(ev.data):
                         return self._render(view, ev.session_id, ref)
             if filters.any():
-                raise NotFound("No snapshot matches these filters. Try without them.")
-            raise NotFound("No snapshot stored yet for this user. POST /session saves one.")
+                raise NotFound("No snapshot matches these filters.", what="filters")
+            raise NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
 
+        _check_filters(filters)
         return self._retry(user, run)
 
     def get(
@@ -489,11 +491,15 @@ class Store:
             raise InvalidInput(
                 FieldError("version", "cannot be combined with snapshot_id; give one of them.")
             )
+        if version is not None:
+            version = check_version(version)
+        if snapshot_id is not None:
+            snapshot_id = check_snapshot_id(snapshot_id)
 
         def run(view: UserView) -> tuple[Snapshot, bytes]:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
-                raise NotFound(_no_session(session_id))
+                raise _no_session(session_id, user)
             total = len(hist.refs) - hist.start
             if snapshot_id is not None:
                 target = id_hash(snapshot_id)
@@ -501,11 +507,15 @@ class Store:
                     ref = hist.refs[i]
                     if view.idh(ref) == target and view.read(ref).id == snapshot_id:
                         return self._render(view, session_id, ref)
-                raise NotFound(f"Session {session_id!r} has no snapshot {snapshot_id}.")
+                raise NotFound(
+                    f"Session {session_id!r} of user {user!r} has no snapshot {snapshot_id}.",
+                    what="version",
+                )
             n = total if version is None else version
             if not 1 <= n <= total:
                 raise NotFound(
-                    f"Session {session_id!r} has versions 1 to {total}; there is no version {n}."
+                    f"Session {session_id!r} has versions 1 to {total}; there is no version {n}.",
+                    what="version",
                 )
             ref = hist.refs[hist.start + n - 1]
             if n == total:
@@ -526,7 +536,7 @@ class Store:
         def run(view: UserView) -> Page:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
-                raise NotFound(_no_session(session_id))
+                raise _no_session(session_id, user)
             start = hist.start
             total = len(hist.refs) - start
             top = total if below is None else max(min(below - 1, total), 0)
@@ -593,11 +603,13 @@ class Store:
         return diff_data(older, newer)
 
     def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            return self.get(user, session_id, version=int(ref))
+        if type(ref) is int or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+            return self.get(user, session_id, version=check_version(ref, name))
         sid = normalize_uuid(ref) if isinstance(ref, str) else None
         if sid is None:
-            raise InvalidInput(FieldError(name, "must be a version number or a snapshot id."))
+            raise InvalidInput(
+                FieldError(name, "must be a version number (1, 2, ...) or a snapshot id (a UUID).")
+            )
         return self.get(user, session_id, snapshot_id=sid)
 
     def sessions(
@@ -611,7 +623,7 @@ class Store:
         cursor: str | None = None,
     ) -> Page:
         """The user's sessions, newest first, each with its latest snapshot's summary."""
-        filters = Filters(project_path, git_branch, event)
+        filters = _check_filters(Filters(project_path, git_branch, event))
         limit = _check_limit(limit)
         before = _decode_cursor(cursor, "s")
 
@@ -708,14 +720,61 @@ def _snapshot(ev: Event, version: int) -> Snapshot:
     )
 
 
-def _no_session(session_id: str) -> str:
-    return f"No session {session_id!r} for this user. GET /sessions lists the ones there are."
+def _no_session(session_id: str, user: str) -> NotFound:
+    return NotFound(f"No session {session_id!r} for user {user!r}.", what="session")
+
+
+def _check_filters(filters: Filters) -> Filters:
+    if filters.event is not None and filters.event not in SNAPSHOT_EVENTS:
+        raise InvalidInput(
+            FieldError(
+                "event", f"must be one of {', '.join(SNAPSHOT_EVENTS)}; got {filters.event!r}."
+            )
+        )
+    return filters
+
+
+MAX_VERSION_DIGITS = 18  # any version a log can hold; a longer number is refused unparsed
+
+
+def check_version(value: Any, name: str = "version") -> int:
+    """A version number: an int from 1, or a string of ASCII digits (no sign, no '²')."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > MAX_VERSION_DIGITS:
+            raise InvalidInput(
+                FieldError(name, f"must be a whole number from 1 (got {len(value)} digits).")
+            )
+        value = int(value)
+    if type(value) is not int or value < 1:
+        raise InvalidInput(FieldError(name, "must be a whole number from 1."))
+    return value
+
+
+def check_snapshot_id(value: Any, name: str = "snapshot_id") -> str:
+    sid = normalize_uuid(value) if isinstance(value, str) else None
+    if sid is None:
+        raise InvalidInput(FieldError(name, "must be a snapshot id (a UUID)."))
+    return sid
 
 
 def _check_limit(limit: int) -> int:
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}."))
     return limit
+
+
+def _cursor_value_ok(kind: str, value: Any) -> bool:
+    """A version (from 1) for "v", a session head's key (ts, writer, seq, id hash) for "s"."""
+    if kind == "v":
+        return type(value) is int and value >= 1
+    return (
+        type(value) is list
+        and len(value) == 4
+        and type(value[0]) is int
+        and type(value[1]) is str
+        and type(value[2]) is int
+        and type(value[3]) is int
+    )
 
 
 def _encode_cursor(kind: str, value: Any) -> str:
@@ -728,10 +787,10 @@ def _decode_cursor(cursor: str | None, kind: str) -> Any:
         return None
     try:
         got, value = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if got != kind or not isinstance(value, int if kind == "v" else list):
+        if got != kind or not _cursor_value_ok(kind, value):
             raise ValueError(got)
         return value
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise InvalidInput(
             FieldError("cursor", "is not a cursor this listing gave out; omit it to start over.")
         ) from None

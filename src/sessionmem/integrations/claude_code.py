@@ -8,7 +8,7 @@
 A memory hook must never block or break the agent: it always exits 0, never prints anything
 decision-like, prints to stdout only for SessionStart, and writes diagnostics to stderr and
 `.memory/.local/hooks.log`. This module is the hook's whole import path: no FastAPI, no uvicorn,
-no typer.
+no command-line parser.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import orjson
 
 from ..codec import ms_to_ts, now_ms
 from ..errors import NotFound, SessionmemError
-from ..layout import default_user, find_root
+from ..layout import default_user, find_root, project_root
 from ..model import Snapshot
-from ..render import briefing
-from .gitinfo import branch_and_commit, staleness
+from .gitinfo import branch_and_commit
+from .restore import best_snapshot, restore_text
 from .transcript import MAX_COMMANDS, parse_transcript
 
 SAVE_EVENTS = {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"}
@@ -39,7 +39,8 @@ class Hook:
         self.payload = payload
         self.env = env
         self.cwd = str(payload.get("cwd") or env.get("CLAUDE_PROJECT_DIR") or os.getcwd())
-        self.project = str(env.get("CLAUDE_PROJECT_DIR") or self.cwd)
+        # "This project" as the CLI records it too: the git top level (layout.project_root).
+        self.project = str(project_root(Path(env.get("CLAUDE_PROJECT_DIR") or self.cwd)))
         self.root = find_root(Path(self.project))
         self.log_path = self.root / ".local" / "hooks.log"
 
@@ -88,7 +89,7 @@ class Hook:
         body: dict[str, Any] = {
             "session_id": session_id,
             "event": event,
-            "project_path": self.cwd,
+            "project_path": self.project,
             "files_modified": _union(
                 previous.get("files_modified"), parsed_lists["files_modified"]
             ),
@@ -135,31 +136,17 @@ class Hook:
     def session_start(self) -> str:
         session_id = str(self.payload.get("session_id") or "")
         self._remember_session(session_id)
-        backend = self.backend()
-        snap = None
-        if self.payload.get("source") in ("resume", "compact") and session_id:
-            try:
-                snap = backend.get(session_id)
-            except (SessionmemError, NotFound):
-                snap = None
-        if snap is None:
-            branch, _ = branch_and_commit(self.cwd)
-            attempts = [{"project_path": self.cwd, "git_branch": branch}] if branch else []
-            attempts.append({"project_path": self.cwd})
-            for filters in attempts:
-                try:
-                    snap = backend.latest(**filters)
-                    break
-                except (SessionmemError, NotFound):
-                    continue
+        snap = best_snapshot(
+            self.backend(),
+            self.project,
+            session_id=session_id,
+            resumed=self.payload.get("source") in ("resume", "compact"),
+            also=(self.cwd,),
+        )
         if snap is None:
             self.log("no snapshot to restore")
             return ""
-        text = briefing(snap, warnings=staleness(snap.session_data, self.project))
-        text += (
-            "\n_Restored by sessionmem. Record decisions with "
-            '`sessionmem save --merge --decision "..."`._\n'
-        )
+        text = restore_text(snap, self.project)
         try:
             local = self.root / ".local"
             local.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """`sessionmem install claude-code`: merge our hook entries into Claude Code's settings file.
 
 It keeps every other key and hook, is idempotent, and `--uninstall` removes exactly what it added
-(our handlers, and the groups and events that held nothing else). Timeouts are the ones in
-shared/AGENT_HOOKS.md.
+(our handlers, and the groups and events that held nothing else). A handler is ours when its
+command runs `sessionmem ... hook claude-code` from anywhere: installing again with another path
+(a moved clone, a new virtualenv) updates it in place. Timeouts follow Claude Code's hook
+documentation (docs/decisions.md, "Agent hooks").
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ SCOPES = {
     "project": ".claude/settings.json",
     "local": ".claude/settings.local.json",
 }
-CLAUDE_MD_LINE = (
-    'When you make an important decision, record it with `sessionmem save --merge --decision "..."`'
-    " so the next session knows it."
-)
+
+
+def claude_md_line(cli: str = "sessionmem") -> str:
+    return (
+        f'When you make an important decision, record it with `{cli} save --merge --decision "..."`'
+        " so the next session knows it."
+    )
+
+
+CLAUDE_MD_LINE = claude_md_line()
 
 
 def settings_path(scope: str, project: Path, home: Path | None = None) -> Path:
@@ -65,8 +73,13 @@ def _save(path: Path, settings: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _ours(handler: Any, command: str) -> bool:
-    return isinstance(handler, dict) and handler.get("command") == command
+def _ours(handler: Any, command: str = HOOK_COMMAND) -> bool:
+    """Is this handler sessionmem's hook for the same agent (whatever path runs it)?"""
+    if not isinstance(handler, dict) or not isinstance(handler.get("command"), str):
+        return False
+    agent = command.rsplit(" hook ", 1)[-1]
+    text = handler["command"]
+    return "sessionmem" in text and text.endswith(f" hook {agent}")
 
 
 def install(path: Path, *, command: str = HOOK_COMMAND, stop: bool = False) -> list[str]:
@@ -83,10 +96,18 @@ def install(path: Path, *, command: str = HOOK_COMMAND, stop: bool = False) -> l
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise InvalidInput(FieldError(f"{path}: hooks.{event}", "must be a list."))
-        present = any(
-            _ours(h, command) for g in groups if isinstance(g, dict) for h in (g.get("hooks") or [])
-        )
+        present = [
+            h
+            for g in groups
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+            for h in g["hooks"]
+            if _ours(h, command)
+        ]
         if present:
+            for h in present:
+                if h["command"] != command:  # installed from elsewhere before: point it here
+                    h["command"] = command
+                    added.append(event)
             continue
         group: dict[str, Any] = {}
         if matcher:

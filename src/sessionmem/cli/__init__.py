@@ -1,0 +1,327 @@
+"""The `sessionmem` command: a thin edge over `Store` (or over a server with `--url`).
+
+Every command opens the store (or a client), calls one library function, and turns library errors
+into one `Error:` line and a non-zero exit here, at the edge only (STYLE: sqlite-utils). Agents
+call it through their shell in the middle of their work, so it starts fast: the parser is the
+standard library's `argparse`, and each command imports only what it uses (docs/decisions.md,
+"The command line").
+
+Exit codes: 0 done, 1 the library refused or found nothing (the message says why), 2 a usage
+mistake (an unknown flag, a bad value), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
+
+
+class UsageError(Exception):
+    """A mistake in the command line itself (exit code 2)."""
+
+
+class Failure(Exception):
+    """A command that cannot go on; its message is the one `Error:` line (exit code 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text[:6]) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1, not {text!r}")
+    return int(text)
+
+
+def _memory_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
+    g = p.add_argument_group("where the memory is")
+    g.add_argument(
+        "--root",
+        default=os.environ.get("SESSIONMEM_ROOT") or None,
+        help="the memory folder itself (holding log/); default: SESSIONMEM_ROOT, else the "
+        "nearest .memory/ upward, else the git top level's .memory/, else ./.memory",
+    )
+    g.add_argument(
+        "--url",
+        default=os.environ.get("SESSIONMEM_URL") or None,
+        help="talk to this server instead (SESSIONMEM_URL)",
+    )
+    g.add_argument(
+        "--api-key",
+        default=os.environ.get("SESSIONMEM_API_KEY") or None,
+        help="API key for --url (SESSIONMEM_API_KEY)",
+    )
+    g.add_argument(
+        "--user",
+        help="user id when working on the folder directly; default: SESSIONMEM_USER, "
+        "git's user.email, the OS user",
+    )
+    if json:
+        p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def _filter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project-path", help="only this project")
+    p.add_argument("--git-branch", help="only this git branch")
+    p.add_argument("--event", choices=SNAPSHOT_EVENTS, help="only snapshots of this event")
+
+
+def _root_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--root",
+        default=os.environ.get("SESSIONMEM_ROOT") or None,
+        help="the memory folder itself; default as for the other commands",
+    )
+
+
+def build_parser() -> _Parser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="sessionmem",
+        description="Git-native session memory for AI coding agents.",
+        epilog="`sessionmem COMMAND --help` tells more. Docs: README.md and docs/.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessionmem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str, run: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(run=run)
+        return p
+
+    # --- memory ---------------------------------------------------------------------------
+    p = command(
+        "save",
+        "Save a snapshot of a session (it replaces the last one unless --merge).",
+        "memory:save",
+    )
+    p.add_argument(
+        "--session-id", help="the session; default: the Claude Code session the hooks recorded"
+    )
+    p.add_argument("--event", choices=SNAPSHOT_EVENTS, help="default checkpoint")
+    p.add_argument("--file", action="append", metavar="F", help="a file modified (repeat)")
+    p.add_argument("--command", action="append", metavar="C", help="a command run (repeat)")
+    p.add_argument("--decision", action="append", metavar="D", help="a key decision (repeat)")
+    p.add_argument("--task", action="append", metavar="T", help="an open task (repeat)")
+    p.add_argument("--done", action="append", metavar="T", help="a task no longer open (repeat)")
+    p.add_argument("--project-path", help="default: the git top level of the current folder")
+    p.add_argument("--git-branch", help="default: the current branch")
+    p.add_argument("--git-commit", help="default: the current commit")
+    p.add_argument("--from-json", metavar="FILE", help="read the body from FILE, or - for stdin")
+    p.add_argument("--merge", action="store_true", help="start from the session's latest snapshot")
+    p.add_argument("--idempotency-key", help="a retry with the same key stores nothing new")
+    _memory_options(p)
+
+    p = command("latest", "Show the latest snapshot (of a project or branch).", "memory:latest")
+    _filter_options(p)
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="markdown is the briefing an agent gets at SessionStart",
+    )
+    _memory_options(p)
+
+    p = command("show", "Show a session's latest snapshot, or a past one.", "memory:show")
+    p.add_argument("session_id", metavar="SESSION")
+    p.add_argument("--version", metavar="N", help="replay this version")
+    p.add_argument("--snapshot-id", help="replay this snapshot")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    _memory_options(p)
+
+    p = command("history", "List a session's snapshots, newest first.", "memory:history")
+    p.add_argument("session_id", metavar="SESSION")
+    p.add_argument("--limit", type=_count, default=50, help="entries per page (default 50)")
+    p.add_argument("--cursor", help="next_cursor of the page before")
+    _memory_options(p)
+
+    p = command(
+        "diff", "What changed between two snapshots (default: previous -> latest).", "memory:diff"
+    )
+    p.add_argument("session_id", metavar="SESSION")
+    p.add_argument("from_", metavar="FROM", nargs="?", help="version or snapshot id")
+    p.add_argument("to", metavar="TO", nargs="?", help="version or snapshot id (default: latest)")
+    _memory_options(p)
+
+    p = command("sessions", "List your sessions, newest first.", "memory:sessions")
+    _filter_options(p)
+    p.add_argument("--limit", type=_count, default=50, help="sessions per page (default 50)")
+    p.add_argument("--cursor", help="next_cursor of the page before")
+    _memory_options(p)
+
+    p = command(
+        "delete",
+        "Hide a session from every read (a tombstone; nothing is erased).",
+        "memory:delete",
+    )
+    p.add_argument("session_id", metavar="SESSION")
+    _memory_options(p, json=False)
+
+    # --- the folder, the server, the agents -----------------------------------------------------
+    p = command(
+        "init", "Create .memory/ with its README, .gitattributes and .gitignore.", "admin:init"
+    )
+    _root_option(p)
+
+    p = command("serve", "Serve the memory folder over HTTP (FastAPI on uvicorn).", "admin:serve")
+    _root_option(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=os.environ.get("SESSIONMEM_PORT") or "8765",
+        help="port (default 8765, or SESSIONMEM_PORT)",
+    )
+    p.add_argument("--workers", type=_count, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--durability",
+        choices=("durable", "fast"),
+        default=None,
+        help="durable: fsync before answering (default); fast: no fsync",
+    )
+    p.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="watch the logs for other writers (default on)",
+    )
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="log every request (default off: see docs/decisions.md)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+    )
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="start it detached, wait until it answers, say where it listens and how to stop it "
+        "(its log: .memory/.local/serve.log)",
+    )
+    p.add_argument("--stop", action="store_true", help="stop the server --background started")
+
+    keys = command("keys", "Create, list and revoke API keys.", "admin:keys_help")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
+    p = ksub.add_parser("create", help="create a key for USER and print it (shown only once)")
+    p.add_argument("user", metavar="USER")
+    p.set_defaults(run="admin:keys_create")
+    _root_option(p)
+    p = ksub.add_parser("list", help="list keys (ids and users; keys themselves are not stored)")
+    p.set_defaults(run="admin:keys_list")
+    _root_option(p)
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    p = ksub.add_parser("revoke", help="revoke a key by its id (or a prefix of 8+), or the key")
+    p.add_argument("key_id", metavar="ID")
+    p.set_defaults(run="admin:keys_revoke")
+    _root_option(p)
+
+    p = command(
+        "verify",
+        "Check every log; exit 1 on damage. Changes nothing unless --repair.",
+        "admin:verify",
+    )
+    _root_option(p)
+    p.add_argument("--repair", action="store_true", help="set damage aside into quarantine")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    p = command(
+        "hook", "Run as an agent's lifecycle hook (reads its JSON on stdin; exits 0).", "admin:hook"
+    )
+    p.add_argument("agent", metavar="AGENT", help="claude-code")
+
+    p = command(
+        "install", "Add (or remove) sessionmem's hooks in an agent's settings.", "admin:install"
+    )
+    p.add_argument("agent", metavar="AGENT", choices=("claude-code",), help="claude-code")
+    p.add_argument(
+        "--scope",
+        choices=("project", "local", "user"),
+        default="project",
+        help="project: .claude/settings.json (default); local: settings.local.json; "
+        "user: ~/.claude/settings.json",
+    )
+    p.add_argument("--uninstall", action="store_true", help="remove what was added")
+    p.add_argument("--stop", action="store_true", help="also save a checkpoint on every Stop")
+    p.add_argument(
+        "--command",
+        dest="hook_command",
+        help="the hook command; default: this sessionmem's absolute path + ' hook claude-code'",
+    )
+    p.add_argument("--project-dir", help="default: CLAUDE_PROJECT_DIR, else the git top level")
+    return parser
+
+
+def _run(spec: str) -> Callable[[argparse.Namespace], int | None]:
+    module, name = spec.split(":")
+    if module == "memory":
+        from . import memory as mod
+    else:
+        from . import admin as mod  # type: ignore[no-redef]
+    fn: Callable[[argparse.Namespace], int | None] = getattr(mod, name)
+    return fn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `sessionmem ARGV...`; returns the exit code."""
+    from ..errors import SessionmemError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        if getattr(args, "run", None) is None:
+            parser.print_help()
+            return 0 if not (argv if argv is not None else sys.argv[1:]) else 2
+        return _run(args.run)(args) or 0
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except Failure as exc:
+        _error(str(exc))
+        return 1
+    except SessionmemError as exc:
+        from .text import describe
+
+        _error(describe(exc, args))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `sessionmem history s | head`
+        with _quiet():
+            sys.stdout.close()
+        return 0
+
+
+def _error(message: str) -> None:
+    red, plain = ("\033[31m", "\033[0m") if sys.stderr.isatty() else ("", "")
+    sys.stderr.write(f"{red}Error: {message}{plain}\n")
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return True

@@ -1,0 +1,329 @@
+"""The commands around the memory: init, serve, keys, verify, hook, install."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import NotFound, StorageError
+from . import Failure, build_parser
+from .memory import open_root, root_of
+from .text import out, out_json, plural
+
+
+def _ensure(folder: Path) -> list[str]:
+    from ..layout import Layout
+
+    try:
+        return Layout(folder).ensure()
+    except OSError as exc:
+        raise Failure(f"Cannot set up the memory folder {folder}: {exc.strerror}.") from None
+
+
+def init(args: argparse.Namespace) -> None:
+    folder = root_of(args)
+    made = _ensure(folder)
+    if made:
+        out(f"Initialised {folder}: made {', '.join(made)}\n")
+    else:
+        out(f"{folder} is already set up; nothing to do.\n")
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int | None:
+    folder = root_of(args).resolve()
+    if args.stop:
+        return _stop(folder)
+    _ensure(folder)
+    _first_key(folder)
+    if args.background:
+        return _background(folder, args)
+    import uvicorn
+
+    os.environ["SESSIONMEM_ROOT"] = str(folder)
+    os.environ["SESSIONMEM_FOLLOW"] = "1" if args.follow else "0"
+    if args.durability:
+        os.environ["SESSIONMEM_DURABILITY"] = args.durability
+    sys.stderr.write(
+        f"Serving {folder} on http://{args.host}:{args.port} (API docs at /docs); "
+        "stop it with Ctrl-C.\n"
+    )
+    if args.workers > 1:
+        _accepted_sockets_without_delay()
+    uvicorn.run(
+        "sessionmem.api:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+
+
+def _first_key(folder: Path) -> None:
+    """A server started with no key makes one for the local user and says so, once."""
+    from ..keys import KeyRing
+    from ..layout import Layout, default_user
+
+    ring = KeyRing(Layout(folder))
+    if not ring.list():
+        user = default_user(None, folder.parent)
+        info, key = ring.create(user)
+        out(f"No API key was configured: created one for user {user!r} (id {info.id}).\n")
+        out("It is shown only this once; more with `sessionmem keys create USER`:\n")
+        out(key + "\n")
+        sys.stdout.flush()  # uvicorn runs until stopped: show the key now, not at exit
+
+
+def _background(folder: Path, args: argparse.Namespace) -> int:
+    """Start `sessionmem serve` detached, its output in .local/serve.log; return once it
+    answers /healthz (or say why it did not)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from ..codec import dumps
+
+    state = folder / ".local" / "serve.json"
+    running = _running(state)
+    if running is not None:
+        raise Failure(
+            f"A server started with --background already serves {folder} (process "
+            f"{running['pid']}, port {running['port']}). Stop it with `sessionmem serve --stop`."
+        )
+    argv = [sys.executable, "-m", "sessionmem", "serve", "--root", str(folder), "--host",
+            args.host, "--port", str(args.port), "--workers", str(args.workers),
+            "--log-level", args.log_level, "--follow" if args.follow else "--no-follow",
+            "--access-log" if args.access_log else "--no-access-log"]  # fmt: skip
+    if args.durability:
+        argv += ["--durability", args.durability]
+    log_path = folder / ".local" / "serve.log"
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    state.write_bytes(dumps({"pid": child.pid, "host": args.host, "port": args.port}))
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{host}:{args.port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            state.unlink(missing_ok=True)
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise Failure(f"The server stopped at once: {' / '.join(tail)} (log: {log_path}).")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise Failure(f"The server did not answer at {url} within 60 s (log: {log_path}).")
+    out(f"Serving {folder} on {url} (process {child.pid}); its log is {log_path}.\n")
+    out("Stop it with: sessionmem serve --stop (or scripts/serve --stop)\n")
+    return 0
+
+
+def _running(state: Path) -> dict[str, int] | None:
+    from ..codec import loads
+
+    try:
+        info = loads(state.read_bytes())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _stop(folder: Path) -> int:
+    import signal
+    import time
+
+    state = folder / ".local" / "serve.json"
+    info = _running(state)
+    if info is None:
+        state.unlink(missing_ok=True)
+        raise Failure(f"No server started with --background is running for {folder}.")
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+    state.unlink(missing_ok=True)
+    out(f"Stopped the server on port {info['port']} (process {pid}).\n")
+    return 0
+
+
+def _accepted_sockets_without_delay() -> None:
+    """With several workers uvicorn binds the listening socket itself, with protocol 0; asyncio
+    sets TCP_NODELAY only on sockets whose protocol is TCP, so every answer written in two parts
+    then waits for a delayed ACK (~40 ms): 360 requests/s in all, measured here, even for an
+    empty app. Give the socket its protocol back (same descriptor, nothing else changes)."""
+    import socket
+
+    import uvicorn.config
+
+    bind = uvicorn.config.Config.bind_socket
+    if getattr(bind, "sessionmem", False):
+        return
+
+    def bind_socket(self: uvicorn.config.Config) -> socket.socket:
+        sock = bind(self)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        return sock
+
+    bind_socket.sessionmem = True  # type: ignore[attr-defined]
+    uvicorn.config.Config.bind_socket = bind_socket  # type: ignore[method-assign]
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def _ring(args: argparse.Namespace):  # noqa: ANN202 - a KeyRing, imported late
+    from ..keys import KeyRing
+    from ..layout import Layout
+
+    return KeyRing(Layout(root_of(args)))
+
+
+def keys_help(args: argparse.Namespace) -> int:
+    build_parser().parse_args(["keys", "--help"])
+    return 0
+
+
+def keys_create(args: argparse.Namespace) -> None:
+    try:
+        info, key = _ring(args).create(args.user)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot write the key file under {root_of(args)}: {exc.strerror}."
+        ) from None
+    sys.stderr.write(
+        f"Created key {info.id} for user {info.user!r}. It is not stored; keep it now:\n"
+    )
+    out(key + "\n")
+
+
+def keys_list(args: argparse.Namespace) -> None:
+    keys = _ring(args).list()
+    if args.json:
+        out_json([k.__dict__ for k in keys])
+    elif not keys:
+        out("No API keys yet; `sessionmem keys create USER` makes one.\n")
+    else:
+        for k in keys:
+            out(f"{k.id}  {k.user}  {k.created_at}\n")
+
+
+def keys_revoke(args: argparse.Namespace) -> None:
+    try:
+        revoked = _ring(args).revoke(args.key_id)
+    except NotFound as exc:
+        exc.what = "key"
+        raise
+    for k in revoked:
+        out(f"Revoked key {k.id} of user {k.user!r}.\n")
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+
+def verify(args: argparse.Namespace) -> int:
+    from ..verify import verify as run_verify
+
+    folder = open_root(args)
+    report = run_verify(folder, repair=args.repair)
+    if args.json:
+        out_json(report.view())
+    else:
+        for f in report.findings:
+            where = f"{f.path}" + (f" @{f.offset}" if f.offset is not None else "")
+            out(f"{f.level:<8} {f.kind:<22} {where}: {f.message}\n")
+        for line in report.moved:
+            out(f"repaired {line}\n")
+        if args.repair:
+            for line in report.unresolved:
+                out(f"left     {line}\n")
+        errors = sum(f.level == "error" for f in report.findings)
+        warnings = sum(f.level == "warning" for f in report.findings)
+        state = "damaged" if report.damaged else "clean"
+        out(
+            f"{folder}: {plural(report.files, 'file')}, {plural(report.events, 'event')}, "
+            f"{plural(errors, 'error')}, {plural(warnings, 'warning')}: {state}"
+            + (" (before repair)" if args.repair and report.moved else "")
+            + "\n"
+        )
+    failed = report.damaged and not (
+        args.repair and report.moved and not run_verify(folder).damaged
+    )
+    return (
+        1 if failed or (args.strict and any(f.level == "warning" for f in report.findings)) else 0
+    )
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+AGENTS = ("claude-code",)
+
+
+def hook(args: argparse.Namespace) -> int:
+    if args.agent not in AGENTS:
+        sys.stderr.write(
+            f"sessionmem: unknown agent {args.agent!r}; supported: {', '.join(AGENTS)}\n"
+        )
+        return 0  # a hook never fails the agent
+    from ..integrations.claude_code import main as hook_main
+
+    return hook_main([])
+
+
+def hook_command(agent: str) -> str:
+    """A command that runs our hook whatever PATH the agent gives it: this very executable's
+    absolute path (the console script in its virtualenv), else the one on PATH, else this
+    interpreter running the package."""
+    exe = sys.argv[0]
+    if os.path.basename(exe) == "sessionmem" and os.path.isfile(exe) and os.access(exe, os.X_OK):
+        return f"{shlex.quote(os.path.abspath(exe))} hook {agent}"
+    found = shutil.which("sessionmem")
+    if found:
+        return f"{shlex.quote(os.path.abspath(found))} hook {agent}"
+    return f"{shlex.quote(sys.executable)} -m sessionmem hook {agent}"
+
+
+def install(args: argparse.Namespace) -> None:
+    from ..integrations import install as inst
+    from ..layout import project_root
+
+    project = Path(
+        args.project_dir or os.environ.get("CLAUDE_PROJECT_DIR") or project_root(Path.cwd())
+    )
+    path = inst.settings_path(args.scope, project)
+    command = args.hook_command or hook_command(args.agent)
+    if args.uninstall:
+        removed = inst.uninstall(path)
+        out(
+            f"Removed from {path}: {', '.join(removed)}\n"
+            if removed
+            else f"Nothing of sessionmem's in {path}.\n"
+        )
+        return
+    added = inst.install(path, command=command, stop=args.stop)
+    out(
+        f"Added to {path}: {', '.join(added)} (running {command})\n"
+        if added
+        else f"{path} already has sessionmem's hooks; nothing to do.\n"
+    )
+    cli = command.rsplit(" hook ", 1)[0]
+    out("Add this line to CLAUDE.md so the agent records its decisions:\n")
+    out(inst.claude_md_line(cli) + "\n")

@@ -1,0 +1,312 @@
+"""The commands that save and read memory: save, latest, show, history, diff, sessions, delete."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFound
+from . import Failure
+from .text import colour, out, out_json, plural, table
+
+
+def root_of(args: argparse.Namespace) -> Path:
+    """`--root` (or SESSIONMEM_ROOT), else the nearest .memory/ upward, else the git top
+    level's .memory/, else ./.memory (docs/decisions.md, "The command line")."""
+    from ..layout import find_root
+
+    return Path(args.root) if args.root else find_root()
+
+
+def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
+    """The memory folder a command works on. Reads never create it; a save makes it (and only
+    it: its parent must exist) and says so."""
+    root = root_of(args)
+    args._folder = root
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise Failure(f"{root} is not a folder; pass --root with the memory folder.")
+    if not write:
+        how = (
+            "--root"
+            if args.root
+            else "SESSIONMEM_ROOT"
+            if os.environ.get("SESSIONMEM_ROOT")
+            else None
+        )
+        where = f"named by {how}" if how else f"found upward from {Path.cwd()}"
+        raise Failure(
+            f"No memory folder at {root} ({where}). `sessionmem init` makes one, `sessionmem "
+            "save` makes it with the first snapshot; --root names another."
+        )
+    if not root.parent.is_dir():
+        raise Failure(f"Cannot make the memory folder {root}: {root.parent} does not exist.")
+    from ..layout import Layout
+
+    try:
+        Layout(root).ensure()
+    except OSError as exc:
+        raise Failure(f"Cannot make the memory folder {root}: {exc.strerror}.") from None
+    sys.stderr.write(f"sessionmem: made the memory folder {root} (commit it to share memory).\n")
+    return root
+
+
+class Local:
+    """The Client's vocabulary over a Store and one user, so commands do not care which they
+    hold."""
+
+    def __init__(self, root: Path, user: str):
+        from ..store import Store
+
+        self.store = Store(root)
+        self.user = user
+
+    def save(self, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        return self.store.append(self.user, body, idempotency_key=idempotency_key)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+        return lambda *a, **kw: method(self.user, *a, **kw)
+
+
+def backend(args: argparse.Namespace, *, write: bool = False) -> Any:
+    if args.url:
+        if not args.api_key:
+            raise Failure(
+                "--url needs an API key: pass --api-key KEY or set SESSIONMEM_API_KEY "
+                "(`sessionmem keys create USER` on the server makes one)."
+            )
+        from ..client import Client
+
+        return Client(args.url, args.api_key)
+    root = open_root(args, write=write)
+    from ..layout import default_user
+
+    return Local(root, default_user(args.user))
+
+
+# --- save ----------------------------------------------------------------------------------------
+
+
+def save(args: argparse.Namespace) -> None:
+    body = _from_json(args.from_json) if args.from_json else {}
+    if args.session_id:
+        body["session_id"] = args.session_id
+    if not body.get("session_id"):
+        body["session_id"] = _current_session(args)
+    if not body.get("session_id"):
+        raise Failure(
+            "--session-id is required (or a session_id in --from-json); inside a Claude Code "
+            "session with sessionmem's hooks it defaults to that session."
+        )
+    be = backend(args, write=True)
+    if args.merge:
+        try:
+            base = dict(be.get(body["session_id"]).session_data)
+        except NotFound:
+            base = {}
+        base.pop("event", None)  # this save is its own event
+        body = {**base, **body}
+    lists = {
+        "files_modified": args.file,
+        "commands_run": args.command,
+        "key_decisions": args.decision,
+        "open_tasks": args.task,
+    }
+    for name, items in lists.items():
+        if items:
+            existing = list(body.get(name) or []) if args.merge or args.from_json else []
+            body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
+    if args.done:
+        body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in args.done]
+    if args.event:
+        body["event"] = args.event
+    _where_and_when(body, args)
+    snap = be.save(body, idempotency_key=args.idempotency_key)
+    if args.json:
+        out_json(snap.view())
+    else:
+        out(f"Saved {snap.session_id} version {snap.version} ({snap.snapshot_id}).\n")
+
+
+def _from_json(source: str) -> dict[str, Any]:
+    from ..codec import loads
+
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise Failure(f"--from-json: cannot read {source} ({exc.strerror}).") from None
+    try:
+        body = loads(raw)
+    except ValueError as exc:
+        raise Failure(f"--from-json: {source} is not valid JSON ({exc}).") from None
+    if not isinstance(body, dict):
+        raise Failure(f"--from-json: {source} must hold a JSON object.")
+    return body
+
+
+def _where_and_when(body: dict[str, Any], args: argparse.Namespace) -> None:
+    """The project (the git top level, as the hooks record it), branch and commit of this save,
+    unless given: so a CLI save is found by the next session's briefing like a hook's."""
+    from ..layout import project_root
+
+    given = {
+        "project_path": args.project_path,
+        "git_branch": args.git_branch,
+        "git_commit": args.git_commit,
+    }
+    for name, value in given.items():
+        if value is not None:
+            body[name] = value
+    if args.from_json and all(name in body for name in given):
+        return
+    here = project_root(Path.cwd())
+    branch = commit = None
+    if (here / ".git").exists():
+        from ..integrations.gitinfo import branch_and_commit
+
+        branch, commit = branch_and_commit(str(Path.cwd()))
+    current = {"project_path": str(here), "git_branch": branch, "git_commit": commit}
+    for name, value in current.items():
+        if given[name] is None and (not args.from_json or name not in body):
+            body[name] = value if value is not None else body.get(name)
+
+
+def _current_session(args: argparse.Namespace) -> str | None:
+    """The session the SessionStart hook recorded last in this memory folder, if any."""
+    from ..codec import loads
+
+    try:
+        record = loads((root_of(args) / ".local" / "current-session.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    value = record.get("session_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _print_snapshot(snap: Any, fmt: str) -> None:
+    from ..render import briefing, plain
+
+    if fmt == "json":
+        out_json(snap.view())
+    elif fmt == "markdown":
+        out(briefing(snap))
+    else:
+        out(plain(snap))
+
+
+def latest(args: argparse.Namespace) -> None:
+    be = backend(args)
+    filters = {
+        "project_path": args.project_path,
+        "git_branch": args.git_branch,
+        "event": args.event,
+    }
+    if args.format == "markdown" and not args.json:
+        # The very briefing SessionStart gives an agent in this project.
+        from ..integrations.restore import best_snapshot, restore_text
+        from ..layout import project_root
+
+        project = str(project_root(Path.cwd()))
+        if any(v is not None for v in filters.values()):
+            snap = be.latest(**filters)
+        else:
+            snap = best_snapshot(be, project)
+            if snap is None:
+                raise NotFound(f"No snapshot for the project {project}.", what="snapshot")
+        out(restore_text(snap, project))
+        return
+    _print_snapshot(be.latest(**filters), "json" if args.json else args.format)
+
+
+def show(args: argparse.Namespace) -> None:
+    be = backend(args)
+    snap = be.get(args.session_id, version=args.version, snapshot_id=args.snapshot_id)
+    _print_snapshot(snap, "json" if args.json else args.format)
+
+
+def history(args: argparse.Namespace) -> None:
+    page = backend(args).history(args.session_id, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        out_json(page.view())
+        return
+    if not page.items:
+        out("No more snapshots.\n")
+        return
+    headers = ("version", "created_at", "event", "tasks", "decisions", "files", "commands",
+               "snapshot_id")  # fmt: skip
+    rows = []
+    for e in page.items:
+        c = e.counts
+        rows.append((str(e.version), e.created_at, e.event, str(c["open_tasks"]),
+                     str(c["key_decisions"]), str(c["files_modified"]), str(c["commands_run"]),
+                     e.snapshot_id))  # fmt: skip
+    out(table(headers, rows))
+    if page.next_cursor:
+        out(f"more: --cursor {page.next_cursor}\n")
+
+
+def diff(args: argparse.Namespace) -> None:
+    d = backend(args).diff(args.session_id, args.from_, args.to)
+    if args.json:
+        out_json(d.view())
+        return
+    lines = [
+        f"{d.session_id}: version {d.from_version} ({d.from_created_at}) -> "
+        f"version {d.to_version} ({d.to_created_at})"
+    ]
+    for name in d.added:
+        if d.added[name] or d.removed[name]:
+            lines.append(f"{name}:")
+            lines += [colour(f"  - {item}", "31") for item in d.removed[name]]
+            lines += [colour(f"  + {item}", "32") for item in d.added[name]]
+    for name, change in d.changed.items():
+        lines.append(f"{name}: {change['from']!r} -> {change['to']!r}")
+    if d.empty:
+        lines.append("no changes")
+    out("".join(line + "\n" for line in lines))
+
+
+def sessions(args: argparse.Namespace) -> None:
+    page = backend(args).sessions(
+        project_path=args.project_path,
+        git_branch=args.git_branch,
+        event=args.event,
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+    if args.json:
+        out_json(page.view())
+        return
+    if not page.items:
+        filtered = args.project_path or args.git_branch or args.event
+        out("No sessions match these filters.\n" if filtered else "No sessions yet.\n")
+        return
+    headers = ("session_id", "version", "created_at", "event", "tasks", "branch", "project")
+    rows = [
+        (
+            s.session_id,
+            str(s.version),
+            s.created_at,
+            s.event,
+            str(s.counts["open_tasks"]),
+            s.git_branch or "",
+            s.project_path or "",
+        )  # fmt: skip
+        for s in page.items
+    ]
+    out(table(headers, rows))
+    if page.next_cursor:
+        out(f"more: --cursor {page.next_cursor}\n")
+
+
+def delete(args: argparse.Namespace) -> None:
+    hidden = backend(args).delete(args.session_id)
+    out(f"Deleted session {args.session_id} ({plural(hidden, 'version')} hidden).\n")
