@@ -122,7 +122,8 @@ def test_the_readme_runs_verbatim_in_a_fresh_clone(tmp_path: Path) -> None:
                 expected.append((cmd, want))
         else:
             marker = f"PY{len(expected)}"
-            script.append(f"printf '\\n@@@ {len(expected)}\\n'\npython3 - <<'{marker}'\n{text}{marker}\n")
+            script.append(f"printf '\\n@@@ {len(expected)}\\n'\n")
+            script.append(f"python3 - <<'{marker}'\n{text}{marker}\n")
             want = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
             expected.append(("(the Python block)", want))
             python_outputs.append(want)

@@ -59,7 +59,7 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def project_root(start: Path) -> Path:
-    """"This project": the git top level of `start` (the nearest folder upward holding `.git`,
+    """ "This project": the git top level of `start` (the nearest folder upward holding `.git`,
     a folder or a worktree's file), else the nearest folder upward holding a `.memory/`, else
     `start` itself. Hooks and the CLI record it as a snapshot's `project_path`, so each finds
     what the other saved."""
