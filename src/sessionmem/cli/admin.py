@@ -65,6 +65,7 @@ def serve(args: argparse.Namespace) -> int | None:
         log_level=args.log_level,
         access_log=args.access_log,
     )
+    return None
 
 
 def _first_key(folder: Path) -> None:
