@@ -218,10 +218,12 @@ def test_the_fast_path_accepts_exactly_what_the_decoder_accepts(
         view._fold_lines(part, fd, FoldResult())
     finally:
         os.close(fd)
-    accepted = _accepted(mutated[0].rstrip(b"\n"))
-    assert len(part.ts) == 1 + accepted
-    assert part.problem_count == (0 if accepted or mutated[0].isspace() else 1)
-    if accepted:
+    pieces = mutated[0].split(b"\n")[:-1]  # a flipped byte may have made a newline
+    accepted = [p for p in pieces if _accepted(p)]
+    refused = [p for p in pieces if p.strip() and not _accepted(p)]
+    assert len(part.ts) == 1 + len(accepted)
+    assert part.problem_count == len(refused)
+    if len(pieces) == 1 and accepted:
         ev = decode(mutated[0])
         assert (part.seq[1], part.ts[1], part.idh[1]) == (ev.seq, ev.ts_ms, id_hash(ev.id))
         assert view.writer_names[part.widx[1]] == ev.writer

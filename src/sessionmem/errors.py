@@ -119,6 +119,27 @@ def client_error(status: int, detail: Any, url: str | None = None) -> ClientErro
     return _BY_STATUS.get(status, ClientError)(status, detail, url)
 
 
+def storage_error(doing: str, exc: OSError) -> StorageError:
+    """The one error for a file system that failed us (read-only, no permission, no space, out
+    of descriptors, I/O error...): what was being done, why, and that nothing was stored."""
+    import errno
+    import os
+
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    advice = {
+        errno.ENOSPC: " Free some space, then retry.",
+        errno.EDQUOT: " Free some space, then retry.",
+        errno.EROFS: " The file system is read-only.",
+        errno.EACCES: " Check the folder's owner and mode.",
+        errno.EPERM: " Check the folder's owner and mode.",
+        errno.EMFILE: " Too many open files: retry shortly.",
+        errno.ENFILE: " Too many open files: retry shortly.",
+    }.get(exc.errno or 0, "")
+    failure = StorageError(f"Could not {doing}: {reason}. Nothing was stored.{advice}")
+    failure.__cause__ = exc
+    return failure
+
+
 def hint(exc: BaseException, hints: dict[str, str]) -> str:
     """The error's message with the hint a surface gives for what was missing."""
     extra = hints.get(getattr(exc, "what", None) or "")

@@ -31,7 +31,7 @@ from .codec import (
 )
 from .config import read_config
 from .diff import diff_data
-from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
+from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, storage_error
 from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender, GroupSync
 from .model import (
@@ -285,8 +285,12 @@ class Store:
         snapshot and JSON (None for a delete) or the error it met, whether it was written (not
         found already stored), and the append still to be synced (None if nothing was)."""
         if not self._scaffolded:
-            if not self.layout.scaffolded():
-                self.layout.ensure()
+            try:
+                if not self.layout.scaffolded():
+                    self.layout.ensure()
+                self.writer  # noqa: B018 - made (and written down) once, before the lock
+            except OSError as exc:
+                raise storage_error(f"set up the memory folder {self.root}", exc) from exc
             self._scaffolded = True
         writer = self.writer
         view = self._view(user)
