@@ -106,8 +106,13 @@ def test_each_mistake_gets_one_error_line(
 def test_the_same_as_real_processes(where: dict[str, str]) -> None:
     """A few of them through the installed command, the way an agent's shell runs it."""
     env = {**os.environ, "SESSIONMEM_USER": "alice", "SESSIONMEM_ROOT": where["root"]}
-    for args in (["show", "s1", "--snapshot-id", "xyz"], ["diff", "s1", "\u00b2"],
-                 ["serve", "--port", "99999"], ["save", "--from-json", "/nonexistent.json"]):  # fmt: skip
+    cases = [
+        ["show", "s1", "--snapshot-id", "xyz"],
+        ["diff", "s1", "\u00b2"],
+        ["serve", "--port", "99999"],
+        ["save", "--from-json", "/nonexistent.json"],
+    ]
+    for args in cases:
         ran = subprocess.run([*sessionmem_cmd(), *args], env=env, capture_output=True, text=True)
         assert ran.returncode in (1, 2) and ran.stdout == ""
         assert len(ran.stderr.splitlines()) == 1 and ran.stderr.startswith("Error: "), ran.stderr
