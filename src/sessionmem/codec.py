@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -47,8 +45,7 @@ class DecodeError(ValueError):
     """A log line that is not a valid event; the reader skips and reports it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     id: str
     type: str
     user: str
@@ -239,12 +236,17 @@ def uuid7(ms: int | None = None) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_ANY_UUID_RE = re.compile(
+    r"(?:urn:uuid:)?\{?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})\}?\Z",
+    re.IGNORECASE | re.ASCII,
+)
+
+
 def normalize_uuid(value: str) -> str | None:
-    """The canonical lowercase form of a UUID string, or None if it is not one."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        return None
+    """The canonical lowercase form of a UUID string (the forms Python's `uuid.UUID` reads), or
+    None if it is not one. (A regular expression: the `uuid` module costs ~20 ms to import.)"""
+    match = _ANY_UUID_RE.match(value) if isinstance(value, str) else None
+    return "-".join(match.groups()).lower() if match else None
 
 
 def id_hash(event_id: str) -> int:

@@ -11,7 +11,6 @@ patterns = ["ACME-[0-9]{8}"]  # extra regular expressions
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,14 @@ def read_config(root: Path | str) -> dict[str, Any]:
     path = Path(root) / "config.toml"
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
+            raw = f.read()
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except OSError as exc:
+        raise InvalidInput(FieldError("config.toml", f"cannot be read ({exc.strerror}).")) from None
+    import tomllib  # only when there is a file to read: most folders have none
+
+    try:
+        return tomllib.loads(raw.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(FieldError("config.toml", f"is not valid TOML ({exc}).")) from None

@@ -19,16 +19,14 @@ adds its own hint of what to do (an endpoint over HTTP, a command or flag in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SessionmemError(Exception):
     """The root of every sessionmem error."""
 
 
-@dataclass(frozen=True)
-class FieldError:
+class FieldError(NamedTuple):
     field: str
     message: str
 

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import getpass
 import os
 import re
-import secrets
-import socket
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -100,6 +95,9 @@ def default_user(explicit: str | None = None, cwd: Path | None = None) -> str:
     env = os.environ.get("SESSIONMEM_USER")
     if env:
         return check_user(env)
+    import getpass
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "config", "user.email"],
@@ -143,6 +141,8 @@ class Layout:
         for name, text in SCAFFOLD.items():
             path = self.root / name
             if not path.exists():
+                import secrets
+
                 # Several threads or processes may set up one folder at once: unique temp names.
                 tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
                 tmp.write_text(text, encoding="utf-8")
@@ -164,6 +164,10 @@ class Layout:
             info = orjson.loads(self.writer_file.read_bytes())
             if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
                 return str(info["writer"])
+        import fcntl
+        import secrets
+        import socket
+
         self.ensure()
         with open(self.locks / "writer.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -17,8 +17,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -150,8 +150,7 @@ class SyncThread:
                     done(failure)
 
 
-@dataclass(frozen=True)
-class Appended:
+class Appended(NamedTuple):
     path: str
     offset: int
     line: bytes

@@ -1,4 +1,4 @@
-"""Domain values (frozen dataclasses) and the rules a snapshot must follow (SPEC §1).
+"""Domain values (immutable records) and the rules a snapshot must follow (docs/http.md).
 
 The rules live here, in the library, so every surface — HTTP, CLI, hooks, Python — refuses the
 same input with the same message naming the field.
@@ -7,8 +7,7 @@ same input with the same message naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -138,16 +137,52 @@ def _encode(value: Any, name: str, errors: list[FieldError]) -> bytes:
         return b""
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """One stored snapshot as every surface returns it (SPEC §1 response shape)."""
+    """One stored snapshot as every surface returns it (docs/http.md: the response shape).
 
+    Immutable. A plain class, not a dataclass: the CLI starts in tens of milliseconds, and the
+    dataclasses module alone costs ~10 ms to import."""
+
+    __slots__ = ("session_id", "version", "snapshot_id", "event", "created_at", "session_data")
     session_id: str
     version: int
     snapshot_id: str
     event: str
     created_at: str
     session_data: dict[str, Any]
+
+    def __init__(
+        self,
+        session_id: str,
+        version: int,
+        snapshot_id: str,
+        event: str,
+        created_at: str,
+        session_data: dict[str, Any],
+    ):
+        setter = object.__setattr__
+        setter(self, "session_id", session_id)
+        setter(self, "version", version)
+        setter(self, "snapshot_id", snapshot_id)
+        setter(self, "event", event)
+        setter(self, "created_at", created_at)
+        setter(self, "session_data", session_data)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Snapshot is immutable; cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and self.view() == other.view()
+
+    def __hash__(self) -> int:
+        return hash((self.session_id, self.snapshot_id, self.version))
+
+    def __repr__(self) -> str:
+        return (
+            f"Snapshot(session_id={self.session_id!r}, version={self.version!r}, "
+            f"snapshot_id={self.snapshot_id!r}, event={self.event!r}, "
+            f"created_at={self.created_at!r}, session_data={self.session_data!r})"
+        )
 
     @property
     def open_tasks(self) -> list[str]:
@@ -183,8 +218,7 @@ def counts(data: Mapping[str, Any]) -> dict[str, int]:
     return {name: len(data.get(name) or []) for name in LIST_FIELDS}
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(NamedTuple):
     version: int
     snapshot_id: str
     event: str
@@ -201,8 +235,7 @@ class HistoryEntry:
         }
 
 
-@dataclass(frozen=True)
-class SessionSummary:
+class SessionSummary(NamedTuple):
     session_id: str
     version: int
     snapshot_id: str
@@ -225,8 +258,7 @@ class SessionSummary:
         }
 
 
-@dataclass(frozen=True)
-class Page:
+class Page(NamedTuple):
     """One page of a listing; pass `next_cursor` back as `cursor` for the next page."""
 
     items: list[Any]
@@ -236,8 +268,7 @@ class Page:
         return {"items": [i.view() for i in self.items], "next_cursor": self.next_cursor}
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """A log line that was skipped while reading, and why."""
 
     path: str
@@ -245,8 +276,7 @@ class Problem:
     reason: str
 
 
-@dataclass(frozen=True)
-class Filters:
+class Filters(NamedTuple):
     project_path: str | None = None
     git_branch: str | None = None
     event: str | None = None
@@ -262,8 +292,7 @@ class Filters:
         return any(v is not None for v in (self.project_path, self.git_branch, self.event))
 
 
-@dataclass(frozen=True)
-class Diff:
+class Diff(NamedTuple):
     session_id: str
     from_version: int
     to_version: int
@@ -271,9 +300,9 @@ class Diff:
     to_snapshot_id: str
     from_created_at: str
     to_created_at: str
-    added: dict[str, list[str]] = field(default_factory=dict)
-    removed: dict[str, list[str]] = field(default_factory=dict)
-    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    added: dict[str, list[str]]
+    removed: dict[str, list[str]]
+    changed: dict[str, dict[str, Any]]
 
     def view(self) -> dict[str, Any]:
         return {

@@ -29,9 +29,8 @@ import time
 import zlib
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -120,13 +119,15 @@ class Part:
             self.problems.append(Problem(str(self.path), offset, reason))
 
 
-@dataclass
 class History:
     """A session's merged, de-duplicated rows; `refs[start:]` is the live history."""
 
-    refs: array[int]
-    last_key: tuple[Any, ...]
-    start: int
+    __slots__ = ("refs", "last_key", "start")
+
+    def __init__(self, refs: array[int], last_key: tuple[Any, ...], start: int):
+        self.refs = refs
+        self.last_key = last_key
+        self.start = start
 
     @property
     def deleted(self) -> bool:
@@ -148,18 +149,21 @@ class History:
 Head = tuple[tuple[Any, ...], int, int]
 
 
-@dataclass
-class Summary:
+class Summary(NamedTuple):
     """Fields of a session's newest snapshot, cached for filtering and listing."""
 
     ref: int
     event: Event
 
 
-@dataclass
 class FoldResult:
-    touched: set[int] = field(default_factory=set)
-    rebuilt: bool = False
+    """What a fold changed: the sessions it touched, and whether a file was read anew."""
+
+    __slots__ = ("touched", "rebuilt")
+
+    def __init__(self) -> None:
+        self.touched: set[int] = set()
+        self.rebuilt = False
 
 
 class UserView:

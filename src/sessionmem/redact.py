@@ -17,6 +17,7 @@ what merely mentions them (`max_tokens=100`, `password: str`, `$TOKEN`, `<your-k
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -49,34 +50,32 @@ _PRIVATE_KEY = (
     r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*\Z)"
 )
 # `Authorization: Bearer abc`, `-H "Authorization: token abc"`: keep the header name.
-_AUTH_HEADER = re.compile(
+_AUTH_HEADER = (
     r"(?i)\b((?:proxy-)?authorization\s*:\s*)(?:(?:bearer|basic|token|digest)\s+)?[^\s'\"]+"
 )
-_API_KEY_HEADER = re.compile(r"(?i)\b((?:x-api-key|x-auth-token|api-key)\s*:\s*)[^\s'\"]{6,}")
+_API_KEY_HEADER = r"(?i)\b((?:x-api-key|x-auth-token|api-key)\s*:\s*)[^\s'\"]{6,}"
 # scheme://user:password@host — keep the user, hide the password.
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)")
+_URL_CREDENTIALS = r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)"
 _SECRET_NAMES = (
     r"(?:[A-Za-z0-9_]*?_)?(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|"
     r"access[_-]?key|private[_-]?key|client[_-]?secret|auth[_-]?token|credentials?|"
     r"(?:secret|signing|encryption|master)[_-]?key)"
 )
 # NAME=value / NAME = "value" / --name value / --name=value
-_ASSIGNMENT = re.compile(
+_ASSIGNMENT = (
     rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}[\"']?\s*(?:=|:=)\s*)([\"']?)([^\s\"'`,;)]+)(\2)"
 )
-_COLON_ASSIGNMENT = re.compile(
-    rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}[\"']?\s*:\s*)([\"'])([^\"'\n]+)(\2)"
-)
-_FLAG = re.compile(
+_COLON_ASSIGNMENT = rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}[\"']?\s*:\s*)([\"'])([^\"'\n]+)(\2)"
+_FLAG = (
     r"(?i)(--(?:password|passwd|token|secret|api-key|apikey|access-key|client-secret)(?:=|\s+))"
     r"([\"']?)([^\s\"']+)(\2)"
 )
 # `aws configure set aws_secret_access_key VALUE`: a secret's name, a space, a long random value.
-_SPACED = re.compile(
+_SPACED = (
     rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAMES}\s+)()((?=[A-Za-z/+=_-]*[0-9])(?=[0-9/+=_-]*[A-Za-z])"
     r"[A-Za-z0-9/+=_-]{20,})()"
 )
-_PLACEHOLDER = re.compile(
+_PLACEHOLDER = (
     r"(?i)^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^>]*>|\*+|x+|\.\.\.|…|none|null|nil|true|false|"
     r"changeme|redacted|\[redacted\]|os\.environ.*|getenv.*|env\..*|process\.env.*|"
     r"[A-Za-z_][A-Za-z0-9_.]*\(.*|\{\{.*\}\}|\d{1,3})$"
@@ -85,7 +84,7 @@ _PLACEHOLDER = re.compile(
 
 def _keep_placeholders(match: re.Match[str]) -> str:
     prefix, quote, value, end = match.group(1), match.group(2), match.group(3), match.group(4)
-    if _PLACEHOLDER.match(value) or len(value) < 4:
+    if _rules()["placeholder"].match(value) or len(value) < 4:
         return match.group(0)
     return f"{prefix}{quote}{MASK}{end}"
 
@@ -115,13 +114,31 @@ def _alternation(words: list[str]) -> str:
 
 
 _SCREEN = re.compile(_alternation(sorted(set(_TRIGGERS))))
+
+
+@functools.cache
+def _rules() -> dict[str, re.Pattern[str]]:
+    """The rules, compiled the first time a string gets past the screen: a process that saves
+    one clean snapshot (the CLI, a hook) never pays for compiling them (~8 ms)."""
+    return {
+        "whole": re.compile("|".join([*_TOKENS, _PRIVATE_KEY])),
+        "auth": re.compile(_AUTH_HEADER),
+        "api_key": re.compile(_API_KEY_HEADER),
+        "url": re.compile(_URL_CREDENTIALS),
+        "assignment": re.compile(_ASSIGNMENT),
+        "colon": re.compile(_COLON_ASSIGNMENT),
+        "flag": re.compile(_FLAG),
+        "spaced": re.compile(_SPACED),
+        "placeholder": re.compile(_PLACEHOLDER),
+    }
+
+
 _CLEAN_MAX = 16_384  # strings remembered as clean (snapshots of a session repeat most of theirs)
 _CLEAN_CHARS = 1_024  # longer strings are screened every time
 
 
 class Redactor:
     def __init__(self, extra: list[str] | None = None):
-        self._whole = re.compile("|".join([*_TOKENS, _PRIVATE_KEY]))
         self._extra = [re.compile(p) for p in extra or []]
         self._clean: set[str] = set()
 
@@ -130,14 +147,15 @@ class Redactor:
             return value
         if not self._extra and not _SCREEN.search(value.lower()):
             return value
-        out = self._whole.sub(MASK, value)
-        out = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, out)
-        out = _API_KEY_HEADER.sub(lambda m: m.group(1) + MASK, out)
-        out = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + m.group(3), out)
-        out = _ASSIGNMENT.sub(_keep_placeholders, out)
-        out = _COLON_ASSIGNMENT.sub(_keep_placeholders, out)
-        out = _FLAG.sub(_keep_placeholders, out)
-        out = _SPACED.sub(_keep_placeholders, out)
+        rules = _rules()
+        out = rules["whole"].sub(MASK, value)
+        out = rules["auth"].sub(lambda m: m.group(1) + MASK, out)
+        out = rules["api_key"].sub(lambda m: m.group(1) + MASK, out)
+        out = rules["url"].sub(lambda m: m.group(1) + MASK + m.group(3), out)
+        out = rules["assignment"].sub(_keep_placeholders, out)
+        out = rules["colon"].sub(_keep_placeholders, out)
+        out = rules["flag"].sub(_keep_placeholders, out)
+        out = rules["spaced"].sub(_keep_placeholders, out)
         for pattern in self._extra:
             out = pattern.sub(MASK, out)
         return out

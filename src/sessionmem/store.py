@@ -6,18 +6,19 @@ splitting it would split one vocabulary across modules.)
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import cache
-from .batch import Job, LoopBatches, Outcome, ThreadBatches, unacknowledged
+from .batch import Job, Outcome, unacknowledged
+
+if TYPE_CHECKING:
+    from .batch import LoopBatches, ThreadBatches
 from .codec import (
     Event,
     dumps,
@@ -30,7 +31,6 @@ from .codec import (
     uuid7,
 )
 from .config import read_config
-from .diff import diff_data
 from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, storage_error
 from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender, GroupSync
@@ -48,7 +48,6 @@ from .model import (
     normalize_snapshot,
 )
 from .projection import Stale, UserView
-from .redact import redactor_from_config
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -57,6 +56,8 @@ HISTORY_CACHE_ENTRIES = 20_000  # history entries kept ready to list, over all s
 
 
 def _sha256(raw: bytes | str) -> str:
+    import hashlib
+
     if isinstance(raw, str):
         raw = raw.encode()
     return hashlib.sha256(raw).hexdigest()
@@ -83,8 +84,8 @@ class Store:
         self.layout = Layout(root)
         self.root = self.layout.root
         config = read_config(self.root)
-        if redactor == "config":
-            redactor = redactor_from_config(config.get("redact", {}))
+        # The redactor is built on the first write (reads need none, and it compiles patterns).
+        self._redact_section: Any = config.get("redact", {}) if redactor == "config" else None
         durability = (
             durability
             or os.environ.get("SESSIONMEM_DURABILITY")
@@ -96,7 +97,9 @@ class Store:
                 FieldError("durability", f"must be one of {', '.join(DURABILITY_MODES)}.")
             )
         self.durability = durability
-        self._redactor = redactor if callable(redactor) else None
+        self._redactor: Callable[[dict[str, Any]], dict[str, Any]] | None = (
+            redactor if callable(redactor) else None
+        )
         if cache is None:
             cache = os.environ.get("SESSIONMEM_CACHE", "1") != "0"
         self.cache = cache
@@ -105,12 +108,7 @@ class Store:
         self._lock = threading.Lock()
         self._sync = GroupSync()
         self._appender = Appender(self.layout, self._sync)
-        self._threads = ThreadBatches(self._write_many)  # group commit of threads' appends
-        self._loops = LoopBatches(
-            partial(self._begin_many, blocking=False),
-            self._write_many,
-            lambda: self.durability == "durable",
-        )
+        self._batches: tuple[ThreadBatches, LoopBatches] | None = None  # made on the first write
         self._scaffolded = False
         # (user, session index) -> (its History, live start, entries of versions 1..n)
         self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
@@ -118,6 +116,33 @@ class Store:
         self._entry_count = 0
 
     # --- plumbing ------------------------------------------------------------------------
+
+    def _made_batches(self) -> tuple[ThreadBatches, LoopBatches]:
+        """The group commit of threads' appends and of an event loop's, made on first use."""
+        if self._batches is None:
+            from .batch import LoopBatches, ThreadBatches
+
+            with self._lock:
+                if self._batches is None:
+                    self._batches = (
+                        ThreadBatches(self._write_many),
+                        LoopBatches(
+                            partial(self._begin_many, blocking=False),
+                            self._write_many,
+                            lambda: self.durability == "durable",
+                        ),
+                    )
+        return self._batches
+
+    def _redact(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self._redact_section is not None:
+            from .redact import redactor_from_config
+
+            with self._lock:  # several threads may make their first write at once
+                if self._redact_section is not None:
+                    self._redactor = redactor_from_config(self._redact_section)
+                    self._redact_section = None
+        return self._redactor(data) if self._redactor is not None else data
 
     @property
     def writer(self) -> str:
@@ -174,7 +199,8 @@ class Store:
         holds (it stays usable)."""
         self.save_cache()
         self._appender.close()
-        self._loops.close()
+        if self._batches is not None:
+            self._batches[1].close()
 
     def _retry(self, user: str, fn: Callable[[UserView], T]) -> T:
         """Run a read; if a file changed under it (git checkout), fold that file again and run
@@ -233,20 +259,19 @@ class Store:
         return (await self._append_async(self._prepare(user, body, idempotency_key)))[1]
 
     async def _append_async(self, job: Job) -> tuple[Snapshot, bytes]:
-        written = await self._loops.write(job)
+        written = await self._made_batches()[1].write(job)
         assert written is not None  # only deletes answer none, and they are not made here
         return written
 
     def _write(self, job: Job) -> tuple[Snapshot, bytes] | None:
         """Write one event and make it durable (together with other threads' writes: group
         commit); its snapshot and JSON (None for a delete)."""
-        return self._threads.write(job)
+        return self._made_batches()[0].write(job)
 
     def _prepare(self, user: str, body: Mapping[str, Any], idempotency_key: str | None) -> Job:
         check_user(user)
         session_id, snapshot_id, data = normalize_snapshot(body)
-        if self._redactor is not None:
-            data = self._redactor(data)
+        data = self._redact(data)
         idem = body_hash = None
         if idempotency_key is not None:
             if not idempotency_key or len(idempotency_key) > 255:
@@ -604,6 +629,8 @@ class Store:
                 older = self.get(user, session_id, version=newer.version - 1)
         else:
             older = self._resolve(user, session_id, from_, "from")
+        from .diff import diff_data
+
         return diff_data(older, newer)
 
     def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
@@ -782,6 +809,8 @@ def _cursor_value_ok(kind: str, value: Any) -> bool:
 
 
 def _encode_cursor(kind: str, value: Any) -> str:
+    import base64
+
     raw = dumps([kind, list(value) if isinstance(value, tuple) else value])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -789,6 +818,8 @@ def _encode_cursor(kind: str, value: Any) -> str:
 def _decode_cursor(cursor: str | None, kind: str) -> Any:
     if cursor is None:
         return None
+    import base64
+
     try:
         got, value = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if got != kind or not _cursor_value_ok(kind, value):
