@@ -350,9 +350,11 @@ def wait_up(port: int, path: str = "/docs") -> None:
 
 
 class Served:
-    def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None):
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str] | None = None,
+                 log: Path | None = None):
         self.port = port
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the server's
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out,
                                      env={**os.environ, **(env or {})})
         wait_up(port)
 
@@ -530,6 +532,65 @@ def bench_hook(tmp: Path, quick: bool) -> None:
     record("import time of the hook path", us / 1000, 0.0, "ms", "(python -X importtime)", None)
 
 
+def bench_access_log(tmp: Path, quick: bool) -> None:
+    """What uvicorn's access log costs a durable POST (a line per request to a log file), to
+    choose `serve`'s default: the same server with and without it, taking turns."""
+    seconds, rounds = (3, 1) if quick else (4, 3)
+    body = orjson.dumps(payload(1))
+    root = tmp / "accesslog" / ".memory"
+    key = KeyRing(Store(root).layout).create("u")[1]
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for on in (False, True):
+            port = free_port()
+            flag = "--access-log" if on else "--no-access-log"
+            srv = Served([*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(port),
+                          "--log-level", "info", flag], port, log=tmp / f"serve-{on}.log")
+            try:
+                url = f"http://127.0.0.1:{port}{API}/session"
+                rates[on].append(load(url, seconds, 16, "POST", body, [f"x-api-key: {key}"]))
+            finally:
+                srv.stop()
+    with_log, without = max(rates[True]), max(rates[False])
+    record("durable POST with the access log (to a file)", with_log, without, "req/s",
+           "(without it as baseline)", None,
+           "rounds: " + ", ".join(f"{a:.0f}/{b:.0f}"
+                                  for a, b in zip(rates[True], rates[False], strict=True)))
+
+
+def bench_cli(tmp: Path, quick: bool) -> None:
+    """Agents run the CLI through their shell mid-task: each command's time from process start
+    to exit against a bare interpreter's, taking turns (median of each). Run as an install runs
+    it: bytecode compiled, PYTHONDONTWRITEBYTECODE unset."""
+    project = tmp / "cliproj"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "SESSIONMEM_ROOT", "SESSIONMEM_URL")}
+    env["SESSIONMEM_USER"] = "u"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "sessionmem")],
+                   env=env, capture_output=True)
+    cmd = sessionmem_cmd()
+    runs = {
+        "latest": [*cmd, "latest"],
+        "save": [*cmd, "save", "--session-id", "s1", "--task", "write the parser"],
+        "--help": [*cmd, "--help"],
+        "bare": [sys.executable, "-c", "pass"],
+    }
+    subprocess.run(runs["save"], cwd=project, env=env, check=True, capture_output=True)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(10 if quick else 30):
+        for name, argv in runs.items():
+            start = time.perf_counter()
+            subprocess.run(argv, cwd=project, env=env, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    bare = 1000 * statistics.median(times["bare"])
+    for name, limit in (("latest", 6), ("save", 6), ("--help", 8)):
+        ms = 1000 * statistics.median(times[name])
+        record(f"sessionmem {name} (process start to exit)", ms, bare, "ms",
+               f"<= {limit}x bare python start", ms <= limit * bare)
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -538,6 +599,8 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "http": bench_http,
     "follow": bench_follow,
     "hook": bench_hook,
+    "cli": bench_cli,
+    "accesslog": bench_access_log,
 }
 
 
