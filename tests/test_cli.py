@@ -236,3 +236,107 @@ def test_init_is_idempotent_and_repairs(root: Path) -> None:
     assert out == f"Initialised {root}: made .gitattributes\n"
     assert (root / "README.md").read_text() == "our own notes\n"  # never overwritten
     assert (root / ".gitattributes").read_text() == "log/**/*.jsonl text eol=lf merge=union\n"
+
+
+def _git_repo(path: Path) -> Path:
+    from test_git import commit_all, git
+
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "src" / "pkg").mkdir(parents=True)
+    (path / "src" / "pkg" / "m.py").write_text("x = 1\n")
+    commit_all(path, "code")
+    return path
+
+
+@pytest.mark.parametrize("initialised", [False, True])
+def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initialised: bool) -> None:
+    repo = _git_repo(tmp_path / "repo")
+    env = {**os.environ, "SESSIONMEM_USER": "dev"}
+    env.pop("SESSIONMEM_ROOT", None)
+    if initialised:
+        subprocess.run([*sessionmem_cmd(), "init"], cwd=repo, env=env, check=True)
+    deep = repo / "src" / "pkg"
+    before = subprocess.run(
+        [*sessionmem_cmd(), "latest"], cwd=deep, env=env, capture_output=True, text=True
+    )
+    if not initialised:  # a read never creates it, and says where it looked
+        assert before.returncode == 1
+        assert f"No memory folder at {repo / '.memory'} (found upward from {deep})" in before.stderr
+        assert not (repo / ".memory").exists()
+    saved = subprocess.run(
+        [*sessionmem_cmd(), "save", "--session-id", "s", "--decision", "Use tomllib"],
+        cwd=deep,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert saved.returncode == 0, saved.stderr
+    assert ("made the memory folder" in saved.stderr) is not initialised
+    assert (repo / ".memory" / "log" / "dev").is_dir() and not (deep / ".memory").exists()
+    # a .memory/ nearer than the top level wins, as the nearest .git would
+    nested = deep / ".memory"
+    subprocess.run(
+        [*sessionmem_cmd(), "init"], cwd=deep, env={**env, "SESSIONMEM_ROOT": str(nested)}
+    )
+    shown = subprocess.run(
+        [*sessionmem_cmd(), "latest"], cwd=deep, env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 1 and str(nested) in shown.stderr
+
+
+def test_a_cli_save_reaches_the_sessionstart_briefing(tmp_path: Path) -> None:
+    """`save` records the project (git top level), branch and commit as the hooks do, so the
+    next SessionStart finds it; `latest --format markdown` prints that very briefing."""
+    from test_git import git
+
+    repo = _git_repo(tmp_path / "repo")
+    env = {**os.environ, "SESSIONMEM_USER": "dev", "CLAUDE_PROJECT_DIR": str(repo)}
+    env.pop("SESSIONMEM_ROOT", None)
+    subprocess.run(
+        [*sessionmem_cmd(), "save", "--session-id", "s1", "--task", "Write the parser",
+         "--decision", "Use tomllib"],
+        cwd=repo / "src", env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    data = Store(repo / ".memory").get("dev", "s1").session_data
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert (data["project_path"], data["git_branch"], data["git_commit"]) == (
+        str(repo),
+        "main",
+        head,
+    )
+    payload = '{"hook_event_name": "SessionStart", "source": "startup", "session_id": "s2"}'
+    hook = subprocess.run(
+        [*sessionmem_cmd(), "hook", "claude-code"],
+        input=payload, cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert hook.stdout.startswith("# Session memory: s1 (version 1)\n")
+    assert "## Open tasks\n- Write the parser\n" in hook.stdout
+    assert "## Key decisions\n- Use tomllib\n" in hook.stdout
+    cli = subprocess.run(
+        [*sessionmem_cmd(), "latest", "--format", "markdown"],
+        cwd=repo / "src" / "pkg", env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.stdout == hook.stdout
+
+
+def test_the_client_raises_what_the_store_raises(store: Store, keys: dict[str, str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from sessionmem import Client, ClientError, InvalidInput, NotFound, Unauthorized
+    from sessionmem.api import create_app
+
+    with TestClient(create_app(store)) as http:
+        client = Client(str(http.base_url), keys["alice"], http=http)
+        with pytest.raises(NotFound) as missing:
+            client.get("nope")
+        assert isinstance(missing.value, ClientError) and missing.value.status == 404
+        assert missing.value.url is not None and missing.value.url.endswith("/session/nope")
+        with pytest.raises(InvalidInput) as bad:
+            client.save({"session_id": "bad id"})
+        assert bad.value.errors[0].field == "session_id"
+        with pytest.raises(NotFound):
+            store.get("alice", "nope")  # the same class from the library itself
+        anonymous = Client(str(http.base_url), "smk_wrong", http=http)
+        with pytest.raises(Unauthorized):
+            anonymous.latest()
