@@ -165,7 +165,8 @@ def create_app(
     async def library_error(request: Request, exc: SessionmemError) -> Response:
         where = "query" if request.method in ("GET", "DELETE") else "body"
         status, raw = error_body(exc, where)
-        return Response(raw, status_code=status, media_type="application/json")
+        headers = {"retry-after": "1"} if status == 503 else None
+        return Response(raw, status_code=status, media_type="application/json", headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

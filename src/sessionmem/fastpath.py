@@ -35,6 +35,9 @@ UNAUTHORIZED = (
 _SESSION_RE = re.compile(SESSION_PATTERN)
 _STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
 _JSON = (b"content-type", b"application/json")
+# Every 503 (a storage failure, too many open files, the log changing under a read) says when to
+# try again: most such conditions pass within a second.
+RETRY_AFTER = (b"retry-after", b"1")
 
 
 # What an HTTP client can do about a miss: the library's messages name no endpoint.
@@ -113,10 +116,10 @@ class HotPaths:
         session_id = scope["path"][len(self.session_prefix) :]
         if not _SESSION_RE.match(session_id):
             return None
-        user = self._user(scope)
-        if user is None:
-            return None
         try:
+            user = self._user(scope)
+            if user is None:
+                return None
             if session_id == "latest":
                 return self.store.latest_json(user)
             return self.store.get_json(user, session_id)
@@ -124,7 +127,10 @@ class HotPaths:
             return None  # the FastAPI route answers with the proper error
 
     async def _post(self, scope: Any, receive: Any) -> tuple[int, bytes]:
-        user = self._user(scope)
+        try:
+            user = self._user(scope)
+        except StorageError as exc:  # the key file cannot be read, and none was read before
+            return error_body(exc)
         if user is None:
             return 401, dumps_view({"detail": UNAUTHORIZED})
         length = _header(scope, b"content-length")
@@ -158,11 +164,8 @@ def _header(scope: Any, name: bytes) -> str | None:
 
 
 async def _respond(send: Any, status: int, raw: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-length", str(len(raw)).encode()), _JSON],
-        }
-    )
+    headers = [(b"content-length", str(len(raw)).encode()), _JSON]
+    if status == 503:
+        headers.append(RETRY_AFTER)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})

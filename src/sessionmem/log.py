@@ -23,7 +23,7 @@ from typing import NamedTuple
 import orjson
 
 from .codec import MAX_SEQ, DecodeError, decode, now_ms
-from .errors import StorageError
+from .errors import StorageError, storage_error
 from .layout import Layout
 
 DURABILITY_MODES = ("durable", "fast")
@@ -298,6 +298,24 @@ class Appender:
         raise `WouldBlock` rather than wait for the lock."""
         folder = os.path.join(self.layout.log, user)
         path = os.path.join(folder, f"{writer}.jsonl")
+        try:
+            return self._append_many(
+                user, writer, items, folder, path, min_ts_ms, written, blocking
+            )
+        except OSError as exc:  # a lock file, a folder, a stat: the one storage error
+            raise storage_error(f"append to {path}", exc) from exc
+
+    def _append_many(
+        self,
+        user: str,
+        writer: str,
+        items: Sequence[tuple[Callable[[int, int], bytes], Callable[[], bool] | None]],
+        folder: str,
+        path: str,
+        min_ts_ms: int,
+        written: Callable[[int, Appended], None] | None,
+        blocking: bool,
+    ) -> list[Appended | BaseException | None]:
         new_dir = self._check_folders(folder)
         tlock, lock_fd = self._lock(user, writer)
         results: list[Appended | BaseException | None] = [None] * len(items)

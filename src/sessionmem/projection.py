@@ -22,6 +22,7 @@ inline for speed — issue 6 — beside the general `_add` it mirrors.)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -51,7 +52,8 @@ from .codec import (
     ts_to_ms,
 )
 from .errors import StorageError
-from .model import Problem
+from .lru import ByteLRU
+from .model import LIST_FIELDS, Problem
 
 if TYPE_CHECKING:
     from .log import Appended
@@ -67,6 +69,7 @@ SETTLE_NS = 20_000_000
 # A cold fold of more than this many bytes is shared with a child process (two cores, two
 # halves); smaller ones are not worth its start-up (~0.15 s).
 PARALLEL_FOLD_BYTES = 64 << 20  # a cold fold at least this big is shared with a child process
+SUMMARY_BYTES = 16 << 20  # session-head summaries kept for filtered listings, per store
 
 
 class Stale(StorageError):
@@ -150,10 +153,27 @@ Head = tuple[tuple[Any, ...], int, int]
 
 
 class Summary(NamedTuple):
-    """Fields of a session's newest snapshot, cached for filtering and listing."""
+    """What filtering and listing need of a session's newest snapshot — a few short fields, not
+    its data (a snapshot may hold a megabyte of values; a listing must not hold them all)."""
 
     ref: int
-    event: Event
+    session_id: str
+    snapshot_id: str
+    ts: str
+    fields: dict[str, Any]  # event, project_path, git_branch: what `Filters` looks at
+    counts: dict[str, int]
+
+    @property
+    def size(self) -> int:
+        """About what it costs to keep (bytes)."""
+        return 600 + sum(len(v) for v in self.fields.values() if isinstance(v, str))
+
+
+def summarize(ref: int, ev: Event) -> Summary:
+    data = ev.data
+    fields = {name: data.get(name) for name in ("event", "project_path", "git_branch")}
+    counts = {name: len(data.get(name) or []) for name in LIST_FIELDS}
+    return Summary(ref, ev.session_id, ev.id, ev.ts, fields, counts)
 
 
 class FoldResult:
@@ -182,7 +202,9 @@ class UserView:
         self.writer_index: dict[str, int] = {}
         self.heads: dict[int, Head] = {}
         self.histories: dict[int, History] = {}
-        self.summaries: dict[int, Summary] = {}
+        # Summaries of session heads, in a cache bounded in bytes that the store may share
+        # between users (`attach_caches`).
+        self.summaries = ByteLRU(SUMMARY_BYTES)
         self.idem: dict[str, int] = {}
         self.generation = 0  # bumped whenever anything changed; caches key on it
         self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
@@ -194,7 +216,6 @@ class UserView:
         self.rebuilt = False  # a file was dropped since: the cache describes files gone
         # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
         self._latest: tuple[tuple[Any, ...], int, int] | None = None
-        self.rendered: dict[int, tuple[int, int, Any, bytes]] = {}  # sidx -> (ref, n, snap, JSON)
 
     # --- folding -----------------------------------------------------------------------
 
@@ -228,12 +249,17 @@ class UserView:
             self._full_at = now
             entries = {}
             if stamp is not None and _real_dir(self.folder.parent):
-                with contextlib.suppress(OSError):
+                try:
                     entries = {
                         e.name: e.stat(follow_symlinks=False)
                         for e in os.scandir(self.folder)
                         if e.name.endswith(".jsonl") and e.is_file(follow_symlinks=False)
                     }
+                except (FileNotFoundError, NotADirectoryError):
+                    entries = {}
+                except OSError as exc:  # out of descriptors, an I/O error: not "no files"
+                    self._stamp = None
+                    raise _unreadable(self.folder, exc) from exc
             changed = False
             touched: set[int] = set()
             for name in [n for n in self.parts if n not in entries]:
@@ -283,9 +309,7 @@ class UserView:
             self._changed(touched)
 
     def _changed(self, touched: set[int]) -> None:
-        self.generation += 1
-        for sidx in touched:
-            self.summaries.pop(sidx, None)
+        self.generation += 1  # (cached summaries are keyed by ref: a new head is a new key)
 
     def note_append(self, a: Appended, ev: Event) -> int | None:
         """Fold a line this process just appended without reading it back, when nothing else
@@ -334,8 +358,11 @@ class UserView:
         result = FoldResult()
         try:
             fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:  # gone, a link, unreadable: it is read when it can be
-            return result
+        except OSError as exc:
+            if exc.errno in _PASSING:
+                self._stamp = None
+                raise _unreadable(part.path, exc) from exc
+            return result  # gone, a link, not readable by us: skipped (`verify` reports it)
         try:
             st = os.fstat(fd)
             if part.ino == -1:
@@ -852,7 +879,9 @@ class UserView:
             items.sort()
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _PASSING:
+                    raise _unreadable(path, exc) from exc
                 raise Stale(no << 32, no) from None
             try:
                 if os.fstat(fd).st_ino != ino:
@@ -878,15 +907,15 @@ class UserView:
                 out[i] = record
         return out
 
-    def summary(self, sidx: int, ref: int) -> Event:
-        with self.lock:
-            cached = self.summaries.get(sidx)
-            if cached is not None and cached.ref == ref:
-                return cached.event
-        ev = self.read(ref)
-        with self.lock:
-            self.summaries[sidx] = Summary(ref, ev)
-        return ev
+    def summary(self, sidx: int, ref: int) -> Summary:
+        """The head's summary (read from the log, kept in the bounded cache)."""
+        key = (self.user, ref)
+        cached: Summary | None = self.summaries.get(key)
+        if cached is not None:
+            return cached
+        found = summarize(ref, self.read(ref))
+        self.summaries.put(key, found, found.size)
+        return found
 
     def find_id(self, event_id: str) -> Iterable[int]:
         """Refs of rows whose id hash matches `event_id` (confirm by reading)."""
@@ -1009,6 +1038,16 @@ def prefix_crc(fd: int, end: int, crc: int = 0, at: int = 0) -> int:
         crc = zlib.crc32(chunk, crc)
         at += len(chunk)
     return crc
+
+
+# Failures that pass (or that a person must fix) rather than say anything about the files: a
+# read meeting one answers "storage unavailable, retry" and changes nothing it holds.
+_PASSING = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EIO, errno.EAGAIN, errno.EINTR}
+
+
+def _unreadable(path: Path, exc: OSError) -> StorageError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(f"Could not read {path}: {reason}. Nothing was changed; retry shortly.")
 
 
 def _real_dir(path: Path) -> bool:

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import cache
 from .batch import Job, Outcome, unacknowledged
-
-if TYPE_CHECKING:
-    from .batch import LoopBatches, ThreadBatches
 from .codec import (
     Event,
     dumps,
@@ -34,6 +31,7 @@ from .config import read_config
 from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, storage_error
 from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender, GroupSync
+from .lru import ByteLRU
 from .model import (
     SNAPSHOT_EVENTS,
     Diff,
@@ -47,12 +45,17 @@ from .model import (
     counts,
     normalize_snapshot,
 )
-from .projection import Stale, UserView
+from .projection import SUMMARY_BYTES, Stale, UserView
+
+if TYPE_CHECKING:
+    from .batch import LoopBatches, ThreadBatches
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
 CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again
 HISTORY_CACHE_ENTRIES = 20_000  # history entries kept ready to list, over all sessions (~10 MB)
+ANSWER_BYTES = 32 << 20  # newest answers kept ready to send, over all users and sessions
+SMALL_ANSWER = 16 << 10  # an answer up to this size keeps its parsed snapshot too
 
 
 def _sha256(raw: bytes | str) -> str:
@@ -114,6 +117,10 @@ class Store:
         self._entries: OrderedDict[tuple[str, int], tuple[Any, int, list[HistoryEntry]]]
         self._entries = OrderedDict()
         self._entry_count = 0
+        # Each session's newest answer, ready to send (GET latest / by id), and the heads'
+        # summaries for filtered listings: bounded in bytes, whatever the snapshots hold.
+        self._answers = ByteLRU(ANSWER_BYTES)
+        self._summaries = ByteLRU(SUMMARY_BYTES)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -158,6 +165,7 @@ class Store:
                 view = self._views.get(user)
                 if view is None:
                     view = UserView(self.layout.log / user, user)
+                    view.summaries = self._summaries  # one byte budget for every user
                     if self.cache and cache.load(view, cache.cache_path(self.root, user)):
                         view.saved_rows = view.loaded_rows
                         view.saved_generation = view.generation
@@ -441,10 +449,12 @@ class Store:
         total = len(hist.refs) - hist.start
         sidx = view.session_index[session_id]
         newest = total > 0 and hist.refs[-1] == ref
+        key = (view.user, sidx)
         if newest:
-            cached = view.rendered.get(sidx)
+            cached = self._answers.get(key)
             if cached is not None and cached[0] == ref and cached[1] == total:
-                return cached[2], cached[3]
+                snap = cached[2] or Snapshot.from_view(loads(cached[3]))
+                return snap, cached[3]
         version = _version_of(view, hist, ref)
         if version == 0:
             raise NotFound(f"That snapshot is no longer in session {session_id!r} (deleted).")
@@ -452,7 +462,12 @@ class Store:
         snap = _snapshot(ev if ev is not None else view.read(ref), version)
         raw = dumps_view(snap.view())
         if newest:
-            view.rendered[sidx] = (ref, total, snap, raw)
+            # A small answer keeps its parsed snapshot too (the library's reads); a big one only
+            # its JSON, a fraction of the parsed form.
+            small = len(raw) <= SMALL_ANSWER
+            self._answers.put(
+                key, (ref, total, snap if small else None, raw), len(raw) * (4 if small else 1)
+            )
         return snap, raw
 
     # --- reading -------------------------------------------------------------------------
@@ -480,9 +495,9 @@ class Store:
                     return self._render(view, view.session_names[head[0]], head[1])
             else:
                 for _key, sidx, ref in view.live_heads():
-                    ev = view.summary(sidx, ref)
-                    if filters.match(ev.data):
-                        return self._render(view, ev.session_id, ref)
+                    summary = view.summary(sidx, ref)
+                    if filters.match(summary.fields):
+                        return self._render(view, summary.session_id, ref)
             if filters.any():
                 raise NotFound("No snapshot matches these filters.", what="filters")
             raise NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
@@ -665,24 +680,24 @@ class Store:
             for key, sidx, ref in view.live_heads():
                 if before is not None and list(key) >= before:
                     continue
-                ev = view.summary(sidx, ref)
-                if not filters.match(ev.data):
+                head = view.summary(sidx, ref)
+                if not filters.match(head.fields):
                     continue
                 if len(items) == limit:
                     nxt = _encode_cursor("s", last_key)
                     break
-                hist = view.history(ev.session_id)
+                hist = view.history(head.session_id)
                 assert hist is not None
                 items.append(
                     SessionSummary(
-                        ev.session_id,
+                        head.session_id,
                         len(hist.refs) - hist.start,
-                        ev.id,
-                        ev.data.get("event", ""),
-                        ev.ts,
-                        ev.data.get("project_path"),
-                        ev.data.get("git_branch"),
-                        counts(ev.data),
+                        head.snapshot_id,
+                        head.fields.get("event") or "",
+                        head.ts,
+                        head.fields.get("project_path"),
+                        head.fields.get("git_branch"),
+                        head.counts,
                     )
                 )
                 last_key = key
