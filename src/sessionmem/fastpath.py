@@ -60,6 +60,25 @@ def error_body(exc: Exception, where: str = "body") -> tuple[int, bytes]:
     return status, dumps_view({"detail": detail})
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# A JSON string, or an integer literal (not the start of a fraction or an exponent).
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|(?<![0-9.eE+-])(-?[0-9]+)(?![0-9.eE])')
+
+
+def _big_integer(raw: bytes) -> bytes | None:
+    """An integer literal of the body outside the signed 64-bit range, if any (only called
+    when the body holds 19 digits in a row somewhere)."""
+    for match in _TOKENS.finditer(raw):
+        digits = match.group(1)
+        if (
+            digits is not None
+            and len(digits) >= 19
+            and not -(1 << 63) <= int(digits[:30]) <= (1 << 63) - 1
+        ):
+            return digits
+    return None
+
+
 async def post_snapshot(
     store: Store, user: str | None, idempotency_key: str | None, raw: bytes
 ) -> tuple[int, bytes]:
@@ -73,6 +92,18 @@ async def post_snapshot(
         body = loads(raw)
     except ValueError as exc:
         return error_body(InvalidInput(FieldError("body", f"is not valid JSON ({exc}).")))
+    if _LONG_DIGITS.search(raw):
+        big = _big_integer(raw)
+        if big is not None:  # orjson read it as a float: it would come back changed
+            return error_body(
+                InvalidInput(
+                    FieldError(
+                        "body",
+                        f"holds the integer {big[:40].decode()}{'...' if len(big) > 40 else ''}, "
+                        "outside the signed 64-bit range; send it as a string.",
+                    )
+                )
+            )
     try:
         answer = await store.append_json_async(user, body, idempotency_key=idempotency_key)
     except (InvalidInput, NotFound, Conflict, Unauthorized, StorageError, Stale) as exc:

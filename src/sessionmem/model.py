@@ -20,6 +20,11 @@ MAX_LIST_ITEMS = 10_000
 MAX_ITEM_CHARS = 65_536
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DATA_BYTES = 1024 * 1024
+# metadata and the fields we do not know are kept as sent, within these bounds: what a stored
+# snapshot may cost to parse, hold and answer stays small whatever it contains.
+MAX_EXTRA_VALUES = 10_000  # JSON values (objects, arrays, strings, numbers...) in all of them
+MAX_DEPTH = 32
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1  # integers round-trip exactly within these
 
 
 def check_session_id(value: Any, field_name: str = "session_id") -> str:
@@ -65,6 +70,7 @@ def normalize_snapshot(body: Any) -> tuple[str, str | None, dict[str, Any]]:
             errors.append(FieldError("snapshot_id", "must be a UUID, e.g. from uuid.uuid7()."))
         snapshot_id = norm
     data: dict[str, Any] = {}
+    budget = [MAX_EXTRA_VALUES]
     for name, value in body.items():
         if not isinstance(name, str):
             errors.append(FieldError("body", "field names must be strings."))
@@ -90,13 +96,19 @@ def normalize_snapshot(body: Any) -> tuple[str, str | None, dict[str, Any]]:
         elif name == "metadata":
             if value is not None and not isinstance(value, Mapping):
                 errors.append(FieldError("metadata", "must be a JSON object or null."))
-            elif value is not None and len(_encode(value, name, errors)) > MAX_METADATA_BYTES:
+            elif (
+                value is not None
+                and _measure(value, name, errors, budget) is not None
+                and len(_encode(value, name, errors)) > MAX_METADATA_BYTES
+            ):
                 errors.append(
                     FieldError("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes.")
                 )
             data[name] = value
         else:
-            _encode(value, name, errors)  # kept as sent, but it must be storable JSON
+            # kept as sent, but it must be storable JSON within the bounds
+            if _measure(value, name, errors, budget) is not None:
+                _encode(value, name, errors)
             data[name] = value
     for name in LIST_FIELDS:
         data.setdefault(name, [])
@@ -126,6 +138,41 @@ def _check_list(name: str, value: Any, errors: list[FieldError]) -> list[str]:
                 FieldError(f"{name}.{i}", f"must be at most {MAX_ITEM_CHARS} characters.")
             )
             break
+    return value
+
+
+def _measure(value: Any, name: str, errors: list[FieldError], budget: list[int]) -> Any:
+    """Walk a kept-as-sent value within the bounds: at most MAX_EXTRA_VALUES values in all (the
+    walk stops there, so a hostile body costs a bounded time), nested at most MAX_DEPTH deep,
+    integers within the signed 64-bit range. Returns None (and names the rule) if it breaks one."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            errors.append(
+                FieldError(
+                    name,
+                    f"is over the limit of {MAX_EXTRA_VALUES} JSON values in metadata and extra "
+                    "fields together.",
+                )
+            )
+            return None
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth >= MAX_DEPTH:
+                errors.append(FieldError(name, f"is nested deeper than {MAX_DEPTH} levels."))
+                return None
+            stack.extend((v, depth + 1) for v in (item.values() if kind is dict else item))
+        elif kind is int and not INT_MIN <= item <= INT_MAX:
+            errors.append(
+                FieldError(
+                    name,
+                    f"holds the integer {item}, outside the signed 64-bit range ({INT_MIN} to "
+                    f"{INT_MAX}); send it as a string.",
+                )
+            )
+            return None
     return value
 
 
