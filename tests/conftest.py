@@ -94,7 +94,7 @@ def sessionmem_cmd() -> list[str]:
 
 
 class Server:
-    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None, preexec_fn=None):  # type: ignore[no-untyped-def]
         self.root = root
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -117,6 +117,7 @@ class Server:
                 stderr=err,
                 env={**os.environ, **(env or {})},
                 text=True,
+                preexec_fn=preexec_fn,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

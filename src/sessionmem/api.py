@@ -137,6 +137,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from .guard import quiet_repeats
+
+        quiet_repeats()  # a flood of identical failures is logged once, then counted
         watcher = None
         if follow:
             from .watch import Follower

@@ -48,9 +48,17 @@ def find_root(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / ".memory"
-        if candidate.is_dir():
+        if _is_dir(candidate):
             return candidate
     return project_root(here) / ".memory"
+
+
+def _is_dir(path: Path) -> bool:
+    """`path.is_dir()`, but a folder we may not look into is not ours (no PermissionError)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def project_root(start: Path) -> Path:
@@ -61,10 +69,11 @@ def project_root(start: Path) -> Path:
     here = Path(start).resolve()
     chain = (here, *here.parents)
     for folder in chain:
-        if (folder / ".git").exists():
-            return folder
+        with contextlib.suppress(OSError):
+            if (folder / ".git").exists():
+                return folder
     for folder in chain:
-        if (folder / ".memory").is_dir():
+        if _is_dir(folder / ".memory"):
             return folder
     return here
 

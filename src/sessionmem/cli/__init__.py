@@ -77,6 +77,18 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds from 0 to 3600, not {text!r}"
+        )
+    return value
+
+
 def _memory_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
     g = p.add_argument_group("where the memory is")
     g.add_argument(
@@ -252,6 +264,31 @@ def build_parser(only: str | None = None) -> _Parser:
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
+    )
+    g = p.add_argument_group('connections (docs/decisions.md, "Connections")')
+    g.add_argument(
+        "--max-connections",
+        type=_count,
+        help="connections served at once; more get a quick 503 (default: the descriptor limit "
+        "less 48, at most 10,000)",
+    )
+    g.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a request's headers may take to arrive (default 10)",
+    )
+    g.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds a request body may stall between two chunks (default 30)",
+    )
+    g.add_argument(
+        "--keep-alive-timeout",
+        type=_count,
+        default=5,
+        help="seconds an idle keep-alive connection stays open (default 5)",
     )
     p.add_argument(
         "--background",

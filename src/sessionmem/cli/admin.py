@@ -46,8 +46,17 @@ def serve(args: argparse.Namespace) -> int | None:
         return _background(folder, args)
     import uvicorn
 
+    from ..guard import (
+        BODY_TIMEOUT_ENV,
+        HEADER_TIMEOUT_ENV,
+        PROTOCOL,
+        default_max_connections,
+    )
+
     os.environ["SESSIONMEM_ROOT"] = str(folder)
     os.environ["SESSIONMEM_FOLLOW"] = "1" if args.follow else "0"
+    os.environ[HEADER_TIMEOUT_ENV] = str(args.header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = str(args.body_timeout)
     if args.durability:
         os.environ["SESSIONMEM_DURABILITY"] = args.durability
     sys.stderr.write(
@@ -64,6 +73,9 @@ def serve(args: argparse.Namespace) -> int | None:
         workers=args.workers,
         log_level=args.log_level,
         access_log=args.access_log,
+        http=PROTOCOL,
+        limit_concurrency=args.max_connections or default_max_connections(),
+        timeout_keep_alive=args.keep_alive_timeout,
     )
     return None
 
@@ -102,7 +114,12 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "sessionmem", "serve", "--root", str(folder), "--host",
             args.host, "--port", str(args.port), "--workers", str(args.workers),
             "--log-level", args.log_level, "--follow" if args.follow else "--no-follow",
-            "--access-log" if args.access_log else "--no-access-log"]  # fmt: skip
+            "--access-log" if args.access_log else "--no-access-log",
+            "--header-timeout", str(args.header_timeout),
+            "--body-timeout", str(args.body_timeout),
+            "--keep-alive-timeout", str(args.keep_alive_timeout)]  # fmt: skip
+    if args.max_connections:
+        argv += ["--max-connections", str(args.max_connections)]
     if args.durability:
         argv += ["--durability", args.durability]
     log_path = folder / ".local" / "serve.log"

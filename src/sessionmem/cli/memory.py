@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,15 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
     it: its parent must exist) and says so."""
     root = root_of(args)
     args._folder = root
-    if root.is_dir():
+    try:
+        mode = root.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:
+        raise Failure(f"Cannot look at the memory folder {root}: {exc.strerror}.") from None
+    if mode is not None and stat.S_ISDIR(mode):
         return root
-    if root.exists():
+    if mode is not None:
         raise Failure(f"{root} is not a folder; pass --root with the memory folder.")
     if not write:
         how = (
