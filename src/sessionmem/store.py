@@ -464,9 +464,12 @@ class Store:
         if newest:
             # A small answer keeps its parsed snapshot too (the library's reads); a big one only
             # its JSON, a fraction of the parsed form.
+            # (orjson's result keeps its growth buffer — up to 4x its length — so a big one is
+            # kept as an exact copy.)
             small = len(raw) <= SMALL_ANSWER
+            kept = raw if small else bytes(memoryview(raw))
             self._answers.put(
-                key, (ref, total, snap if small else None, raw), len(raw) * (4 if small else 1)
+                key, (ref, total, snap if small else None, kept), len(raw) * (4 if small else 1)
             )
         return snap, raw
 
