@@ -259,13 +259,15 @@ def test_nothing_is_written_through_links(tmp_path: Path, serve) -> None:  # typ
     assert ("outside-layout", "log/mallory") in kinds and ("outside-layout", "log/carol") in kinds
     assert ("outside-layout", f"log/{USER}/{own.name}") in kinds
     assert verify(root, repair=True).unresolved  # says what a person should do
+    assert after_restarts(root, serve, alice) == {}  # the linked file is read by nobody
 
 
 # --- 6. verify is scoped as the store is ---
 
 
-def test_verify_scopes_ids_per_user_and_repair_resolves_its_errors(tmp_path: Path) -> None:
+def test_verify_scopes_ids_per_user_and_repair_resolves_its_errors(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / ".memory"
+    key = _key(root)
     store = Store(root)
     shared = "01a2fe00-0000-7000-8000-000000000001"
     for user in (USER, "bob"):
@@ -282,6 +284,7 @@ def test_verify_scopes_ids_per_user_and_repair_resolves_its_errors(tmp_path: Pat
     assert not verify(root).damaged
     assert Store(root).get(USER, "s").open_tasks == ["alice"]
     assert own.read_bytes().count(b"\n") == 1
+    assert after_restarts(root, serve, key) == {"s": [shared]}
 
 
 # --- the cache matrix ---
