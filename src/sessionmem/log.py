@@ -251,6 +251,7 @@ class Appender:
         self.syncer = syncer or GroupSync()
         self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._guard = threading.Lock()
+        self._checked: dict[str, tuple[int, int]] = {}  # user folder -> (dev, ino) found real
 
     def _lock(self, user: str, writer: str) -> tuple[threading.Lock, int]:
         key = (user, writer)
@@ -435,7 +436,24 @@ class Appender:
     def _check_folders(self, folder: str) -> bool:
         """Make sure `log/` and `log/<user>/` are real folders inside the memory folder, not
         links (nothing is written through a link: docs/storage.md); create them if missing.
-        Returns whether the user's folder is new (its entry is synced with the first line)."""
+        Returns whether the user's folder is new (its entry is synced with the first line).
+
+        One `lstat` per append once a folder was checked: the user's folder as `log/` leads to
+        it must still be the very folder (device and inode) found real last time; anything else
+        (a link put in place, `log/` replaced) is checked again from the top."""
+        try:
+            st = os.lstat(folder)
+            if self._checked.get(folder) == (st.st_dev, st.st_ino) and stat.S_ISDIR(st.st_mode):
+                return False
+        except OSError:
+            pass
+        new_dir = self._check_path(folder)
+        with contextlib.suppress(OSError):
+            st = os.lstat(folder)
+            self._checked[folder] = (st.st_dev, st.st_ino)
+        return new_dir
+
+    def _check_path(self, folder: str) -> bool:
         new_dir = False
         for path in (str(self.layout.log), folder):
             try:
