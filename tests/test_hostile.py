@@ -22,7 +22,7 @@ from sessionmem import Store
 from sessionmem.keys import KeyRing
 from sessionmem.layout import Layout
 
-from conftest import run_cli, sessionmem_cmd, url
+from conftest import free_port, run_cli, sessionmem_cmd, url
 
 USER = "alice"
 
@@ -36,6 +36,20 @@ def rss_mb(pid: int) -> float:
 
 def _key(root: Path) -> str:
     return KeyRing(Layout(root)).create(USER)[1]
+
+
+def _started(cmd: list[str], **popen) -> tuple[subprocess.Popen, str]:  # type: ignore[no-untyped-def,type-arg]
+    """`sessionmem serve ...` on a free port, once it answers: (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen([*cmd, "--port", str(port)], **popen)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(base + "/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc, base
 
 
 # --- memory ----------------------------------------------------------------------------------
@@ -158,27 +172,16 @@ def test_out_of_descriptors_answers_503_and_recovers(tmp_path: Path, cap: str) -
     root = tmp_path / ".memory"
     key = _key(root)
     Store(root).append(USER, {"session_id": "before"})
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    number = port.getsockname()[1]
-    port.close()
     log = tmp_path / "serve.log"
-    cmd = [*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(number),
-           "--header-timeout", "3", "--keep-alive-timeout", "60",
-           "--log-level", "info"]  # fmt: skip
+    cmd = [*sessionmem_cmd(), "serve", "--root", str(root), "--header-timeout", "3",
+           "--keep-alive-timeout", "60", "--log-level", "info"]  # fmt: skip
     if cap != "default":
         cmd += ["--max-connections", "500"]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, preexec_fn=_limit_descriptors(64))
-    base = f"http://127.0.0.1:{number}"
+        proc, base = _started(cmd, stdout=out, stderr=out, preexec_fn=_limit_descriptors(64))
+    number = int(base.rsplit(":", 1)[1])
     flood: list[socket.socket] = []
     try:
-        for _ in range(100):
-            try:
-                httpx.get(base + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         h = {"x-api-key": key}
         with httpx.Client(base_url=base, headers=h, timeout=10) as good:  # one kept-alive
             assert good.post(url("/session"), json={"session_id": "s0"}).status_code == 201
@@ -283,23 +286,11 @@ def test_a_folder_that_cannot_be_written() -> None:
     local = root / ".local"
     for path in [local, *local.rglob("*")]:
         os.chown(path, 65534, 65534)
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    number = port.getsockname()[1]
-    port.close()
-    server = subprocess.Popen(
-        [*as_nobody, *sessionmem_cmd(), "serve", "--root", str(root), "--port", str(number),
-         "--log-level", "warning"],
+    server, base = _started(
+        [*as_nobody, *sessionmem_cmd(), "serve", "--root", str(root), "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{number}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(base + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         h = {"x-api-key": key}
         assert httpx.get(base + url("/session/kept"), headers=h).status_code == 200
         r = httpx.post(base + url("/session"), json={"session_id": "y"}, headers=h)
