@@ -1,6 +1,6 @@
-"""The HTTP surface (SPEC §1–2): a thin FastAPI adapter over `Store`.
+"""The HTTP surface (docs/http.md): a thin FastAPI adapter over `Store`.
 
-`create_app(store)` builds an app; there is no module-level app (STYLE habit 5). `sessionmem
+`create_app(store)` builds an app; there is no module-level app. `sessionmem
 serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
 """
 

@@ -1,6 +1,6 @@
-"""Group commit of whole appends (issue 6): writes made at the same time — by threads, or by the
-requests one event loop serves — go to the log together: one writer lock, one `write` of all
-their lines, one fsync. Each waiter is answered only once its line is durable.
+"""Group commit of whole appends (docs/decisions.md, "Speed"): writes made at the same time — by
+threads, or by the requests one event loop serves — go to the log together: one writer lock, one
+`write` of all their lines, one fsync. Each waiter is answered only once its line is durable.
 
 Within one batch an `Idempotency-Key` or `snapshot_id` appears once: a second copy waits for the
 next batch, where it finds the first one stored.

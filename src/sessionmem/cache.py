@@ -1,4 +1,4 @@
-"""The projection cache in `.memory/.local/cache/` (issue 6): a restart does not replay history.
+"""The projection cache in `.memory/.local/cache/` : a restart does not replay history.
 
 One file per user: a JSON header followed by the raw bytes of each log file's columns. On load
 every file is checked against what the cache says of it: a file whose device, inode, size, mtime

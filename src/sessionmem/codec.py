@@ -1,4 +1,4 @@
-"""The one place that turns events into bytes and back (docs/storage.md, STYLE habit 2).
+"""The one place that turns events into bytes and back (docs/storage.md, "The line format").
 
 A line is orjson with sorted keys, compact, UTF-8, `\\n`-terminated; orjson refuses NaN and
 Infinity on the way in, so no such value can be stored.
@@ -114,7 +114,7 @@ def event_from_record(raw: Any) -> Event:
         raise DecodeError("not a JSON object")
     v = raw.get("v")
     if v != SCHEMA_VERSION:
-        # Future schema versions are upgraded here at read time (STYLE: eventsourcing's upcasting).
+        # Future schema versions are upgraded here at read time ("upcasting", as event stores do).
         raise DecodeError(f"unsupported schema version {v!r}")
     try:
         ev = Event(

@@ -1,4 +1,4 @@
-"""What changed between two snapshots of a session (SPEC §2, issue 3).
+"""What changed between two snapshots of a session (docs/http.md: `GET /session/{id}/diff`).
 
 List fields are compared as multisets in order: an item present in both is neither added nor
 removed wherever it moved; a repeated item counts as often as it appears. Every other field is

@@ -1,4 +1,5 @@
-"""The hottest HTTP paths, answered below FastAPI's per-request machinery (issue 6).
+"""The hottest HTTP paths, answered below FastAPI's per-request machinery (docs/decisions.md,
+"Speed").
 
 `GET /session/latest` and `GET /session/{id}` (no query) come straight from the store's cached
 JSON; `POST /session` is read, checked and written on the event loop (its fsync awaited from the

@@ -1,4 +1,4 @@
-"""Where things live in a memory folder (SPEC §3), and how the folder is found and set up."""
+"""Where things live in a memory folder (docs/storage.md), and how it is found and set up."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def sanitize_user(raw: str) -> str:
 
 
 def default_user(explicit: str | None = None, cwd: Path | None = None) -> str:
-    """`--user`, else SESSIONMEM_USER, else git's user.email, else the OS user (issue 5)."""
+    """`--user`, else SESSIONMEM_USER, else git's user.email, else the OS user."""
     if explicit:
         return check_user(explicit)
     env = os.environ.get("SESSIONMEM_USER")
@@ -163,7 +163,8 @@ class Layout:
         return all((self.root / name).exists() for name in SCAFFOLD) and self.locks.is_dir()
 
     def writer_id(self) -> str:
-        """This root's writer id, made once per root (SPEC §3: one writer per clone or data dir).
+        """This root's writer id, made once per root (docs/storage.md: one writer per clone or
+        data folder).
 
         The file also records the root's real path: a copied folder (cp -r of a clone) would
         otherwise append to the same `<writer>.jsonl` as its original, so a copy gets a new id.

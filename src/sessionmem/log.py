@@ -1,10 +1,10 @@
 """The append-only log files: how one event is appended durably, and how lines are read back.
 
-Append protocol (SPEC §3): open by path with O_APPEND (never keep a descriptor across appends: git
-replaces files on checkout), take an exclusive `flock` on this writer's lock file under `.local/`,
-set aside a torn tail left by a crashed writer, write the whole line with one `write`, release the
-lock, then `fsync` — shared by every thread that appended meanwhile (group commit) — before
-acknowledging.
+Append protocol (docs/storage.md, "Writing"): open by path with O_APPEND (never keep a descriptor
+across appends: git replaces files on checkout), take an exclusive `flock` on this writer's lock
+file under `.local/`, set aside a torn tail left by a crashed writer, write the whole line with one
+`write`, release the lock, then `fsync` — shared by every thread that appended meanwhile (group
+commit) — before acknowledging.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 
 class GroupSync:
-    """Concurrent durable appends share one fsync (issue 6).
+    """Concurrent durable appends share one fsync (docs/decisions.md, "Speed").
 
     A thread that finds a sync in flight waits for the next one, which covers its write too; so
     each acknowledged write was followed by an fsync that began after it.
@@ -91,7 +91,7 @@ class WouldBlock(Exception):
 
 
 class SyncThread:
-    """One thread that fsyncs appends in batches for an asyncio server (issue 6).
+    """One thread that fsyncs appends in batches for an asyncio server.
 
     The event loop writes lines itself (no thread convoy on the GIL around the writer lock) and
     `submit`s each append; this thread takes every append submitted so far, syncs each file
@@ -284,7 +284,7 @@ class Appender:
     ) -> list[Appended | BaseException | None]:
         """Append the lines `build(seq, ts_ms)` of several (build, precheck) items to
         `log/<user>/<writer>.jsonl` at once: one lock, one open and one `write` of all their
-        lines (a group commit of whole appends, issue 6), seqs in item order.
+        lines (a group commit of whole appends), seqs in item order.
 
         `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
         nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
@@ -381,7 +381,7 @@ class Appender:
                 blob = lines[0][1] if len(lines) == 1 else b"".join(line for _, line in lines)
                 error = _write_all(fd, blob)
                 if error is not None:
-                    # Disk full or a file size limit: leave no partial line behind (issue 4).
+                    # Disk full or a file size limit: leave no partial line behind.
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, size)
                     os.close(fd)
@@ -501,7 +501,7 @@ def _open_error(path: str, exc: OSError) -> StorageError:
 
 def touch_folder(folder: str) -> tuple[int, int]:
     """Move the folder's mtime strictly forward, so a reader learns of an append with one stat
-    of the folder (issue 6). Called under the writer lock; returns (mtime before, after)."""
+    of the folder. Called under the writer lock; returns (mtime before, after)."""
     old = os.stat(folder).st_mtime_ns
     new = max(time.time_ns(), old + 1)
     os.utime(folder, ns=(new, new))

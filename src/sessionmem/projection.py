@@ -1,8 +1,8 @@
 """Projections: one user's logs folded into "latest per session" and each session's history.
 
-Everything here is derived from the log files alone and can be thrown away (SPEC §3). Memory is
-kept small: a stored event costs one row of fixed-width numbers per column (`array`), not a
-Python object — the history is positions in the log, read back on demand.
+Everything here is derived from the log files alone and can be thrown away (docs/storage.md).
+Memory is kept small: a stored event costs one row of fixed-width numbers per column (`array`), not
+a Python object — the history is positions in the log, read back on demand.
 
 A row is addressed by a *ref*: `part_no << 32 | row`. Each log file is a *part*, folded
 incrementally from the offset where the last fold stopped. A file is taken as appended to only
@@ -16,7 +16,7 @@ damaged input); duplicate ids (union merges, cherry-picks) count once: identical
 identical keys, so after sorting a duplicate sits next to its twin.
 
 (Longer than our ~500-line habit because the cold-start loop in `_fold_lines` is written out
-inline for speed — issue 6 — beside the general `_add` it mirrors.)
+inline for speed — docs/decisions.md, "Speed" — beside the general `_add` it mirrors.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Credentials never reach the log (issue 5): before a snapshot is stored, every string in it is
+"""Credentials never reach the log: before a snapshot is stored, every string in it is
 scanned and values that look like credentials are replaced by `[REDACTED]`.
 
 It lives in the library (`Store.append`), so every surface — HTTP, CLI, hooks — is covered.

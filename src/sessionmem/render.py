@@ -1,4 +1,4 @@
-"""Text renderings of snapshots: the restore briefing (Markdown) and plain text (issue 5).
+"""Text renderings of snapshots: the restore briefing (Markdown) and plain text.
 
 The briefing always fits in `limit` characters (Claude Code cuts SessionStart output over 10,000
 to a preview): long lists are cut and say how many items were left out.

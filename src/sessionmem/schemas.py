@@ -1,4 +1,4 @@
-"""Pydantic models of the HTTP edge, used for the OpenAPI document (STYLE habit 6).
+"""Pydantic models of the HTTP edge (pydantic lives at the edges only), for the OpenAPI document.
 
 Requests are checked by the library's own rules (`model.normalize_snapshot`), so every surface
 refuses the same input with the same message; these models describe the shapes for `/docs`.

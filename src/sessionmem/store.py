@@ -1,4 +1,4 @@
-"""`Store(root)`: the one implementation every surface calls (SPEC §4, STYLE habit 3).
+"""`Store(root)`: the one implementation every surface calls (docs/http.md and README).
 
 (Past our ~500-line habit: it is the library's whole public API — writes, reads, listings — and
 splitting it would split one vocabulary across modules.)
@@ -442,7 +442,7 @@ class Store:
         self, view: UserView, session_id: str, ref: int, ev: Event | None = None
     ) -> tuple[Snapshot, bytes]:
         """The snapshot at `ref` and its JSON, cached for the newest snapshot of each session
-        (issue 6: GET latest and by id answer without re-serializing)."""
+        (GET latest and by id answer without re-serializing)."""
         hist = view.history(session_id)
         if hist is None:
             raise Stale(ref)

@@ -1,4 +1,4 @@
-"""Following the log folder while serving (SPEC §3 "Following", issue 4).
+"""Following the log folder while serving (docs/storage.md, "Reading").
 
 Reads are correct without this — every read first stats the user's log files and folds what is
 new — but a watcher folds appends from other processes (other workers, the CLI, hooks) and git's

@@ -1,7 +1,7 @@
 """The `sessionmem` command: a thin edge over `Store` (or over a server with `--url`).
 
 Every command opens the store (or a client), calls one library function, and turns library errors
-into one `Error:` line and a non-zero exit here, at the edge only (STYLE: sqlite-utils). Agents
+into one `Error:` line and a non-zero exit here, at the edge only. Agents
 call it through their shell in the middle of their work, so it starts fast: the parser is the
 standard library's `argparse`, and each command imports only what it uses (docs/decisions.md,
 "The command line").

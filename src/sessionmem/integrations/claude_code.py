@@ -1,4 +1,4 @@
-"""`sessionmem hook claude-code`: Claude Code's lifecycle hooks (shared/AGENT_HOOKS.md).
+"""`sessionmem hook claude-code`: Claude Code's lifecycle hooks (docs/decisions.md, "Agent hooks").
 
 - PreCompact / SessionEnd (and Stop, when installed with `--stop`): read the transcript and save
   a snapshot (`pre_compact`, `session_end`, `checkpoint`).

@@ -83,7 +83,7 @@ def _packed(common: Path, ref: str) -> str | None:
 
 
 def staleness(data: dict[str, Any], cwd: str) -> list[str]:
-    """Why a snapshot may no longer describe the working tree (issue 5)."""
+    """Why a snapshot may no longer describe the working tree."""
     warnings: list[str] = []
     branch, commit = branch_and_commit(cwd)
     then_branch = data.get("git_branch")

@@ -1,6 +1,6 @@
 """Reading a Claude Code transcript (`transcript_path`) into snapshot fields, deterministically and
-with no LLM call (issue 5; format in shared/AGENT_HOOKS.md — not officially documented, so every
-line is read defensively: a line that is not understood is skipped, never fatal).
+with no LLM call. The format is not officially documented, so every line is read defensively: a
+line that is not understood is skipped, never fatal.
 """
 
 from __future__ import annotations
