@@ -146,6 +146,9 @@ def test_history_show_diff_sessions_exact(root: Path, seeded: Store) -> None:
 
 
 def test_delete_and_errors(root: Path, seeded: Store) -> None:
+    code, out, err = run("show", "s1", "--version", "9", "--root", str(root))
+    assert code == 1 and out == ""
+    assert err.startswith("Error: Session 's1' has versions 1 to 2; there is no version 9.")
     assert (
         run("delete", "s1", "--root", str(root))[1] == "Deleted session s1 (2 versions hidden).\n"
     )
@@ -155,8 +158,6 @@ def test_delete_and_errors(root: Path, seeded: Store) -> None:
         "Error: No session 's1' for user 'alice'. `sessionmem sessions` lists them. "
         f"(memory folder: {root})\n"
     )
-    code, _, err = run("show", "s1", "--version", "9", "--root", str(root))
-    assert code == 1
 
 
 def test_save_and_latest(root: Path) -> None:
