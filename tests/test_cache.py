@@ -10,8 +10,8 @@ import pytest
 
 from sessionmem import Store
 from sessionmem.cache import cache_path
-from test_projection import state
 
+from helpers import state
 from oracle import assert_matches, projected
 
 N = 60
@@ -114,7 +114,8 @@ def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
     root: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
 ) -> None:
     import sessionmem.projection as projection
-    from test_projection import ev, write_logs
+
+    from helpers import ev, write_logs
 
     lines = []
     for i in range(1, 400):

@@ -15,7 +15,7 @@ from sessionmem.integrations.install import install, uninstall
 from sessionmem.integrations.transcript import parse_transcript
 
 from conftest import DATA, sessionmem_cmd
-from test_git import commit_all, git, new_repo
+from helpers import commit_all, git, new_repo
 
 TODO = DATA / "claude" / "todowrite.jsonl"
 TASKS = DATA / "claude" / "tasks.jsonl"

@@ -240,7 +240,7 @@ def test_init_is_idempotent_and_repairs(root: Path) -> None:
 
 
 def _git_repo(path: Path) -> Path:
-    from test_git import commit_all, git
+    from helpers import commit_all, git
 
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
@@ -289,7 +289,7 @@ def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initial
 def test_a_cli_save_reaches_the_sessionstart_briefing(tmp_path: Path) -> None:
     """`save` records the project (git top level), branch and commit as the hooks do, so the
     next SessionStart finds it; `latest --format markdown` prints that very briefing."""
-    from test_git import git
+    from helpers import git
 
     repo = _git_repo(tmp_path / "repo")
     env = {**os.environ, "SESSIONMEM_USER": "dev", "CLAUDE_PROJECT_DIR": str(repo)}

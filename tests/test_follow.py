@@ -15,7 +15,7 @@ from sessionmem.keys import KeyRing
 from sessionmem.layout import Layout
 
 from conftest import sessionmem_cmd
-from test_git import commit_all, git, new_repo
+from helpers import commit_all, git, new_repo
 
 API = "/api/v1/public/memory/v2"
 

@@ -3,49 +3,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from sessionmem import Store
-from sessionmem.layout import Layout
 
+from helpers import commit_all, git, new_repo
 from oracle import assert_matches
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV, "HOME": str(cwd)},
-    )
-    assert out.returncode == 0, f"git {' '.join(args)}: {out.stdout}{out.stderr}"
-    return out.stdout
-
-
-def commit_all(repo: Path, message: str) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-
-
-def new_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    Layout(path / ".memory").ensure()
-    commit_all(path, "init memory")
-    return path
 
 
 def save(repo: Path, session: str, *tasks: str) -> None:

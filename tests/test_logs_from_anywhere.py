@@ -19,11 +19,10 @@ from sessionmem.codec import BOM, ms_to_ts, now_ms
 from sessionmem.keys import KeyRing
 from sessionmem.layout import Layout
 from sessionmem.verify import verify
-from test_projection import state
 
 from conftest import sessionmem_cmd, url
+from helpers import commit_all, git, new_repo, state
 from oracle import assert_matches, reference
-from test_git import commit_all, git, new_repo
 
 USER = "alice"
 

@@ -11,82 +11,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessionmem import NotFound, Store
-from sessionmem.codec import Event, encode, ms_to_ts, uuid7
+from sessionmem import Store
 from sessionmem.log import touch_folder
 from sessionmem.projection import FULL_CHECK_SECONDS
 
+from helpers import BASE_MS, ev, state, write_logs
 from oracle import assert_matches
-
-BASE_MS = 1_790_000_000_000
-
-
-def ev(
-    session: str,
-    writer: str,
-    seq: int,
-    ms: int,
-    tasks: list[str],
-    kind: str = "snapshot",
-    user: str = "alice",
-) -> bytes:
-    data = (
-        {}
-        if kind == "delete"
-        else {
-            "project_path": None,
-            "files_modified": [],
-            "commands_run": [],
-            "key_decisions": [],
-            "open_tasks": tasks,
-            "event": "checkpoint",
-        }
-    )
-    return encode(
-        Event(
-            id=uuid7(ms),
-            type=kind,
-            user=user,
-            session_id=session,
-            writer=writer,
-            seq=seq,
-            ts=ms_to_ts(ms),
-            data=data,
-        )
-    )
-
-
-def state(store: Store, user: str = "alice") -> dict:
-    """Everything a client can read, as plain data."""
-    out: dict = {"sessions": [], "latest": None}
-    page = store.sessions(user, limit=1000)
-    for s in page.items:
-        hist = store.history(user, s.session_id, limit=1000).items
-        out["sessions"].append(
-            (
-                s.session_id,
-                [
-                    (
-                        h.version,
-                        h.snapshot_id,
-                        store.get(user, s.session_id, version=h.version).open_tasks,
-                    )
-                    for h in hist
-                ],
-            )
-        )
-    try:
-        out["latest"] = store.latest(user).snapshot_id
-    except NotFound:  # nothing stored: any other error fails the test
-        out["latest"] = None
-    return out
-
-
-def write_logs(root: Path, files: dict[str, list[bytes]]) -> None:
-    folder = root / "log" / "alice"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, lines in files.items():
-        (folder / f"{name}.jsonl").write_bytes(b"".join(lines))
 
 
 def make_events(rng: random.Random, n: int) -> dict[str, list[bytes]]:
