@@ -113,7 +113,8 @@ def test_a_deleted_log_disappears(filled: Path) -> None:
 def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
     root: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
 ) -> None:
-    import sessionmem.projection as projection
+    import sessionmem.childfold as childfold
+    import sessionmem.fold as fold
 
     from helpers import ev, write_logs
 
@@ -137,15 +138,15 @@ def test_a_big_cold_fold_shared_with_a_child_gives_the_same_answers(
     sequential = Store(root, cache=False)
     expected = state(sequential)
     merged: list[int] = []
-    real_merge = projection.UserView._merge_range
+    real_merge = childfold.merge_range
 
-    def merge(self, part, got, result):  # type: ignore[no-untyped-def]
+    def merge(view, part, got, result):  # type: ignore[no-untyped-def]
         merged.append(len(got["columns"]["ts"]))
-        return real_merge(self, part, got, result)
+        return real_merge(view, part, got, result)
 
-    monkeypatch.setattr(projection.UserView, "_merge_range", merge)
-    monkeypatch.setattr(projection, "PARALLEL_FOLD_BYTES", 1)  # every fold: two halves
-    monkeypatch.setattr(projection, "_can_fork", lambda: fork)
+    monkeypatch.setattr(childfold, "merge_range", merge)
+    monkeypatch.setattr(fold, "PARALLEL_FOLD_BYTES", 1)  # every fold: two halves
+    monkeypatch.setattr(childfold, "can_fork", lambda: fork)
     import tempfile
 
     scratch = root.parent / "scratch"

@@ -178,3 +178,13 @@ def test_a_change_in_the_same_clock_tick_as_the_last_read_is_seen(root: Path) ->
     os.replace(tmp, path)
     os.utime(folder, ns=(stamp, stamp))  # the same tick: the folder looks unchanged
     assert store.get("alice", "s").version == 2
+
+
+def test_a_part_has_exactly_the_columns_the_cache_and_the_child_write(tmp_path: Path) -> None:
+    from array import array
+
+    from sessionmem.rows import COLUMNS, Part
+
+    part = Part(1, tmp_path / "w.jsonl")
+    arrays = {k: v.typecode for k, v in vars(part).items() if isinstance(v, array)}
+    assert arrays == dict(COLUMNS)

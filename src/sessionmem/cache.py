@@ -1,4 +1,4 @@
-"""The projection cache in `.memory/.local/cache/` : a restart does not replay history.
+"""The projection cache in `.memory/.local/cache/`: a restart does not replay history.
 
 One file per user: a JSON header followed by the raw bytes of each log file's columns. On load
 every file is checked against what the cache says of it: a file whose device, inode, size, mtime
@@ -27,12 +27,11 @@ from typing import Any
 
 import orjson
 
-from .projection import Part, UserView, prefix_crc
+from .filecheck import prefix_crc
+from .projection import UserView
+from .rows import COLUMNS, Part
 
 MAGIC = b"SMCACHE3\n"
-# (attribute, typecode) of each column, in file order
-COLUMNS = (("ts", "q"), ("seq", "q"), ("widx", "i"), ("off", "q"), ("ln", "i"), ("kind", "b"),
-           ("idh", "q"))  # fmt: skip
 ITEMSIZES = {code: array(code).itemsize for _, code in COLUMNS}
 
 

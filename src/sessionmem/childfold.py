@@ -1,0 +1,204 @@
+"""The cold fold of a big log shared with a child process: two cores, two halves. The child folds
+the second half of the file into a fresh view and hands its rows back through an unnamed
+temporary file; this process folds the first half meanwhile, then appends the child's rows in its
+own numbering. Any trouble with the child and the caller folds the rest itself, as usual."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from array import array
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .rows import COLUMNS, FoldResult, Part, _intern
+
+if TYPE_CHECKING:
+    from .fold import Folding
+
+_CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
+
+
+def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldResult) -> None:
+    """A big cold fold on a machine with several cores: a child process folds the second
+    half of the file while this one folds the first; then its rows are appended. Any
+    trouble with the child and the caller folds the rest itself, as usual.
+
+    A process with one thread (the CLI, a hook, a script) forks: the child starts at once.
+    With other threads running (a server), forking could copy a lock some thread holds, so
+    the child is a plain `python -c` subprocess instead — not multiprocessing, whose
+    spawning would import the caller's main script again in the child."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    if (os.cpu_count() or 1) < 2 or os.environ.get(_CHILD_ENV):
+        return
+    forking = can_fork()
+    # The child pickles its rows at the end, and a subprocess first starts Python (~0.15 s:
+    # what this process folds of ~10 MiB meanwhile): give it a little less than half.
+    todo = size - part.consumed
+    share = todo * 525 // 1000 + (1 << 20) if forking else todo * 515 // 1000 + (10 << 20)
+    middle = part.consumed + min(share, todo * 3 // 4)
+    cut = os.pread(fd, 1 << 20, middle).find(b"\n")
+    if cut < 0:
+        return
+    split = middle + cut + 1
+    # The child writes its rows to a file, not a pipe (it finishes while we still fold,
+    # instead of waiting for us to read) — one with no name, so nothing is left behind
+    # even if both are killed.
+    with tempfile.TemporaryFile() as out:
+        out_fd = out.fileno()
+        child: Any
+        if forking:
+            child = _fork_child(view, part, split, size, out_fd)
+        else:
+            args = [str(view.folder), view.user, part.path.name, str(split), str(size)]
+            env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+            try:
+                child = subprocess.Popen(
+                    [sys.executable, "-c", "from sessionmem.childfold import _child; _child()"]
+                    + [*args, str(out_fd)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    pass_fds=(out_fd,),
+                )
+            except OSError:
+                child = None
+        if child is None:
+            return
+        try:
+            view._fold_lines(part, fd, result, end=split)
+            if _finished(child) and part.consumed == split:
+                out.seek(0)
+                got = pickle.loads(out.read())  # our own child's answer, not repository data
+                merge_range(view, part, got, result)
+        except Exception:  # noqa: BLE001 - the child's half is simply folded here instead
+            _stop(child)
+
+
+def _fork_child(view: Folding, part: Part, split: int, size: int, out_fd: int) -> int | None:
+    """Fork a child that folds [split, size) into `out_fd`; its pid, or None."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the child: fold the second half, write it down, and leave at once
+        code = 1
+        try:
+            _write_rows(
+                fold_range(str(view.folder), view.user, part.path.name, split, size), out_fd
+            )
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def merge_range(view: Folding, part: Part, got: dict[str, Any], result: FoldResult) -> None:
+    """Append the rows a `fold_range` child folded, in this view's numbering."""
+    smap = [_intern(view.session_index, view.session_names, n) for n in got["sessions"]]
+    wmap = [_intern(view.writer_index, view.writer_names, n) for n in got["writers"]]
+    row0 = len(part.ts)
+    base = part.no << 32
+    for attr, raw in got["columns"].items():
+        column = getattr(part, attr)
+        if attr == "widx" and wmap != list(range(len(wmap))):
+            child = array("i")
+            child.frombytes(raw)
+            column.extend([wmap[w] for w in child])
+        else:
+            column.frombytes(raw)
+    for csidx, raw in got["by_session"].items():
+        rows = array("i")
+        rows.frombytes(raw)
+        sidx = smap[csidx]
+        target = part.by_session.get(sidx)
+        if target is None:
+            target = part.by_session[sidx] = array("i")
+        target.extend([row0 + r for r in rows])
+        view.histories.pop(sidx, None)
+        result.touched.add(sidx)
+    for csidx, (ts, writer, seq, idh, row, kind) in got["heads"].items():
+        key = (ts, writer, seq, idh)
+        head = view.heads.get(smap[csidx])
+        if head is None or key > head[0]:
+            view.heads[smap[csidx]] = (key, base | (row0 + row), kind)
+    for key, row in got["idem"].items():
+        view.idem.setdefault(key, base | (row0 + row))
+    for writer, ts in got["max_ts"].items():
+        if ts > part.max_ts.get(writer, -1):
+            part.max_ts[writer] = ts
+    for offset, reason in got["problems"]:
+        part.report(offset, reason)
+    part.problem_count += got["problem_count"] - len(got["problems"])
+    part.consumed = got["consumed"]
+    view._latest = None
+
+
+def can_fork() -> bool:
+    """Only a process with one thread forks its fold child (see `fold_in_halves`)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _child() -> None:
+    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to a descriptor."""
+    import sys
+
+    folder, user, name, start, end, out_fd = sys.argv[1:7]
+    _write_rows(fold_range(folder, user, name, int(start), int(end)), int(out_fd))
+
+
+def _write_rows(got: dict[str, Any], out_fd: int) -> None:
+    import pickle
+
+    with os.fdopen(os.dup(out_fd), "wb") as f:
+        f.write(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _finished(child: Any) -> bool:
+    """Wait for a fold child (a Popen, or a forked pid): did it succeed?"""
+    if isinstance(child, int):
+        return os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+    return bool(child.wait() == 0)
+
+
+def _stop(child: Any) -> None:
+    with contextlib.suppress(OSError, ChildProcessError):
+        if isinstance(child, int):
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+        else:
+            child.kill()
+            child.wait()
+
+
+def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
+    """Fold the lines of `folder/name` from `start` up to `end` in a fresh view (run in a child
+    process by `fold_in_halves`); returns its rows as plain, picklable values."""
+    from .projection import UserView  # (the view imports this module)
+
+    view = UserView(Path(folder), user)
+    part = view._new_part(name)
+    part.consumed = start
+    result = FoldResult()
+    fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        view._fold_lines(part, fd, result, end=end)
+    finally:
+        os.close(fd)
+    return {
+        "sessions": view.session_names,
+        "writers": view.writer_names,
+        "columns": {a: getattr(part, a).tobytes() for a, _ in COLUMNS},
+        "by_session": {s: rows.tobytes() for s, rows in part.by_session.items()},
+        "heads": {s: (*key, ref & 0xFFFF_FFFF, kind) for s, (key, ref, kind) in view.heads.items()},
+        "idem": {k: r & 0xFFFF_FFFF for k, r in view.idem.items()},
+        "max_ts": part.max_ts,
+        "problems": [(p.offset, p.reason) for p in part.problems],
+        "problem_count": part.problem_count,
+        "consumed": part.consumed,
+    }
