@@ -1,4 +1,4 @@
-"""Group commit (issue 6): concurrent durable appends share fsyncs, and every acknowledged one
+"""Group commit: concurrent durable appends share fsyncs, and every acknowledged one
 is on disk even when the process is killed."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_threads_share_fsyncs(root: Path, slow_disk: None) -> None:
     for t in threads:
         t.join()
     assert len(acked) == 640 and set(acked) <= ids_on_disk(root)
-    assert store._sync.syncs < len(acked) // 4, "fsyncs were not shared"
+    assert store._appender.syncs < len(acked) // 4, "fsyncs were not shared"
     for k in range(16):
         assert store.get("u", f"t{k}").version == 40
 

@@ -34,58 +34,6 @@ _TAIL_CHUNK = 64 * 1024
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 
-class GroupSync:
-    """Concurrent durable appends share one fsync (docs/decisions.md, "Speed").
-
-    A thread that finds a sync in flight waits for the next one, which covers its write too; so
-    each acknowledged write was followed by an fsync that began after it.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._pending: dict[int, tuple[str, int]] = {}
-        self._next = 0
-        self._done = 0
-        self._busy = False
-        self._errors: dict[int, OSError] = {}
-        self.syncs = 0  # how many fsync rounds ran; read by tests and benchmarks
-
-    def sync(self, key: str, fd: int) -> None:
-        with self._cond:
-            self._next += 1
-            ticket = self._next
-            self._pending[ticket] = (key, fd)
-            while self._done < ticket:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True
-                batch, self._pending = self._pending, {}
-                top = max(batch)
-                self._cond.release()
-                failure: OSError | None = None
-                try:
-                    seen: set[str] = set()
-                    for path, handle in batch.values():
-                        if path not in seen:
-                            seen.add(path)
-                            os.fsync(handle)
-                except OSError as exc:
-                    failure = exc
-                finally:
-                    self._cond.acquire()
-                    self.syncs += 1
-                    self._busy = False
-                    self._done = max(self._done, top)
-                    if failure is not None:
-                        for t in batch:
-                            self._errors[t] = failure
-                    self._cond.notify_all()
-            failure = self._errors.pop(ticket, None)
-        if failure is not None:
-            raise StorageError(f"Could not sync the log to disk: {failure}.") from failure
-
-
 class WouldBlock(Exception):
     """The writer lock is held by someone else right now (`blocking=False`)."""
 
@@ -246,9 +194,9 @@ class Appender:
     belong to an open file description, so threads of this process also take a threading lock.
     """
 
-    def __init__(self, layout: Layout, syncer: GroupSync | None = None):
+    def __init__(self, layout: Layout):
         self.layout = layout
-        self.syncer = syncer or GroupSync()
+        self.syncs = 0  # fsyncs made by `sync`; read by tests (threads' batches share one)
         self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._guard = threading.Lock()
         self._checked: dict[str, tuple[int, int]] = {}  # user folder -> (dev, ino) found real
@@ -478,10 +426,12 @@ class Appender:
         return new_dir
 
     def sync(self, appended: Appended, durable: bool = True) -> None:
-        """Make an append durable (shared with concurrent ones: group commit), then close it."""
+        """Make an append (a whole batch of lines) durable, then close it."""
         try:
             if durable:
-                self.syncer.sync(appended.path, appended.fd)
+                # One caller at a time: the thread batches' leader, for its whole batch.
+                os.fsync(appended.fd)
+                self.syncs += 1
                 for folder in appended.dirs:
                     _fsync_dir(Path(folder))
         except OSError as exc:

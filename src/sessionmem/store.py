@@ -30,7 +30,7 @@ from .codec import (
 from .config import read_config
 from .errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, storage_error
 from .layout import Layout, check_user
-from .log import DURABILITY_MODES, Appended, Appender, GroupSync
+from .log import DURABILITY_MODES, Appended, Appender
 from .lru import ByteLRU
 from .model import (
     SNAPSHOT_EVENTS,
@@ -109,8 +109,7 @@ class Store:
         self._writer: str | None = None
         self._views: dict[str, UserView] = {}
         self._lock = threading.Lock()
-        self._sync = GroupSync()
-        self._appender = Appender(self.layout, self._sync)
+        self._appender = Appender(self.layout)
         self._batches: tuple[ThreadBatches, LoopBatches] | None = None  # made on the first write
         self._scaffolded = False
         # (user, session index) -> (its History, live start, entries of versions 1..n)
