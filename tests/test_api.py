@@ -231,3 +231,18 @@ def test_a_key_revoked_by_another_process_stops_working(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     time.sleep(RECHECK_SECONDS + 0.1)
     assert client.get(url, headers={"x-api-key": key}).status_code == 401
+
+
+def test_a_parameter_named_with_a_unicode_digit_is_a_422(http) -> None:  # type: ignore[no-untyped-def]
+    # found by the OpenAPI fuzz run: `'²'.isdigit()` is True, and int('²') raised (a 500)
+    r = http.get(url("/session/latest"), params={"\u00b2": ""})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "\u00b2"]
+
+
+def test_a_content_length_of_unicode_digits_is_a_400(http) -> None:  # type: ignore[no-untyped-def]
+    r = http.post(
+        url("/session"),
+        content=b'{"session_id": "s"}',
+        headers={"content-type": "application/json", "content-length": b"\xb2"},
+    )
+    assert r.status_code == 400 and "Content-Length" in r.json()["detail"]

@@ -356,7 +356,7 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
     too_big_answer = Response(too_big(limit), status_code=413, media_type="application/json")
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             return _detail_error(400, "The Content-Length header is not a number.")
         if int(length) > limit:
             return too_big_answer

@@ -7,13 +7,14 @@ of each call (`_Call`), so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from .errors import ClientError, FieldError, InvalidInput, client_error
+from .memory import body_of
 from .model import Diff, HistoryEntry, Page, SessionSummary, Snapshot
 
 PREFIX = "/api/v1/public/memory/v2"
@@ -51,10 +52,9 @@ class _Calls:
 
     @staticmethod
     def save(
-        session_id: str | dict[str, Any], idempotency_key: str | None, fields: dict[str, Any]
+        session_id: str | Mapping[str, Any], idempotency_key: str | None, fields: dict[str, Any]
     ) -> _Call:
-        body = dict(session_id) if isinstance(session_id, dict) else {"session_id": session_id}
-        body.update(fields)
+        body = body_of(session_id, fields)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return _Call(
             "POST", f"{PREFIX}/session", Snapshot.from_view, {"json": body, "headers": headers}
@@ -66,7 +66,7 @@ class _Calls:
         return _Call("GET", f"{PREFIX}/session/latest", Snapshot.from_view, {"params": params})
 
     @staticmethod
-    def get(session_id: str, version: int | None, snapshot_id: str | None) -> _Call:
+    def get(session_id: str, version: int | str | None, snapshot_id: str | None) -> _Call:
         params = _params(version=version, snapshot_id=snapshot_id)
         return _Call(
             "GET", f"{PREFIX}/session/{session_id}", Snapshot.from_view, {"params": params}
@@ -193,7 +193,7 @@ class Client:
 
     def save(
         self,
-        session_id: str | dict[str, Any],
+        session_id: str | Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
         **fields: Any,
@@ -211,7 +211,7 @@ class Client:
         return self._do(_Calls.latest(project_path, git_branch, event))
 
     def get(
-        self, session_id: str, *, version: int | None = None, snapshot_id: str | None = None
+        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
     ) -> Snapshot:
         return self._do(_Calls.get(session_id, version, snapshot_id))
 
@@ -277,7 +277,7 @@ class AsyncClient:
 
     async def save(
         self,
-        session_id: str | dict[str, Any],
+        session_id: str | Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
         **fields: Any,
@@ -294,7 +294,7 @@ class AsyncClient:
         return await self._do(_Calls.latest(project_path, git_branch, event))
 
     async def get(
-        self, session_id: str, *, version: int | None = None, snapshot_id: str | None = None
+        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
     ) -> Snapshot:
         return await self._do(_Calls.get(session_id, version, snapshot_id))
 

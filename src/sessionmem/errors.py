@@ -31,7 +31,8 @@ class FieldError(NamedTuple):
     message: str
 
     def as_dict(self, where: str = "body") -> dict[str, Any]:
-        loc: list[Any] = [where, *(int(p) if p.isdigit() else p for p in self.field.split("."))]
+        parts = self.field.split(".")
+        loc: list[Any] = [where, *(int(p) if p.isascii() and p.isdigit() else p for p in parts)]
         return {"loc": loc, "field": self.field, "msg": f"{self.field} {self.message}"}
 
 

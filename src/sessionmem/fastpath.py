@@ -106,7 +106,7 @@ async def post_snapshot(
                 )
             )
     try:
-        answer = await store.append_json_async(user, body, idempotency_key=idempotency_key)
+        answer = await store.save_json_async(user, body, idempotency_key=idempotency_key)
     except (InvalidInput, NotFound, Conflict, Unauthorized, StorageError, Stale) as exc:
         return error_body(exc)
     return 201, answer
@@ -167,7 +167,7 @@ class HotPaths:
             return 401, dumps_view({"detail": UNAUTHORIZED})
         length = _header(scope, b"content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 return 400, dumps_view({"detail": "The Content-Length header is not a number."})
             if int(length) > self.max_body:
                 return 413, too_big(self.max_body)

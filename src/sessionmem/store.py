@@ -49,6 +49,7 @@ from .projection import SUMMARY_BYTES, Stale, UserView
 
 if TYPE_CHECKING:
     from .batch import LoopBatches, ThreadBatches
+    from .memory import UserMemory
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -236,7 +237,13 @@ class Store:
 
     # --- writing -------------------------------------------------------------------------
 
-    def append(
+    def for_user(self, user: str) -> UserMemory:
+        """This store bound to one user, with the `Client`'s vocabulary (`memory.Memory`)."""
+        from .memory import UserMemory
+
+        return UserMemory(self, check_user(user))
+
+    def save(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Snapshot:
         """Store a full snapshot of a session (it replaces, it does not merge).
@@ -249,7 +256,9 @@ class Store:
         assert written is not None
         return written[0]
 
-    async def append_async(
+    append = save  # the library's first name for it; `save` is every surface's word
+
+    async def save_async(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Snapshot:
         """`append` for an asyncio server. Appends submitted on one event loop during one turn
@@ -258,10 +267,12 @@ class Store:
         thread that syncs concurrent batches together. Answers only once it is durable."""
         return (await self._append_async(self._prepare(user, body, idempotency_key)))[0]
 
-    async def append_json_async(
+    append_async = save_async
+
+    async def save_json_async(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> bytes:
-        """`append_async`, answering with the snapshot's JSON — byte for byte what a later
+        """`save_async`, answering with the snapshot's JSON — byte for byte what a later
         `GET` of it returns (the HTTP server's POST)."""
         return (await self._append_async(self._prepare(user, body, idempotency_key)))[1]
 
@@ -512,7 +523,7 @@ class Store:
         user: str,
         session_id: str,
         *,
-        version: int | None = None,
+        version: int | str | None = None,
         snapshot_id: str | None = None,
     ) -> Snapshot:
         """A session's latest snapshot, or the one at `version` / with `snapshot_id` (replay)."""
@@ -530,7 +541,7 @@ class Store:
         return self._get(user, session_id, version, snapshot_id)[1]
 
     def _get(
-        self, user: str, session_id: str, version: int | None, snapshot_id: str | None
+        self, user: str, session_id: str, version: int | str | None, snapshot_id: str | None
     ) -> tuple[Snapshot, bytes]:
         check_session_id(session_id)
         if version is not None and snapshot_id is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound
+from ..memory import Memory
 from . import Failure
 from .text import colour, out, out_json, plural, table
 
@@ -62,25 +63,8 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
     return root
 
 
-class Local:
-    """The Client's vocabulary over a Store and one user, so commands do not care which they
-    hold."""
-
-    def __init__(self, root: Path, user: str):
-        from ..store import Store
-
-        self.store = Store(root)
-        self.user = user
-
-    def save(self, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
-        return self.store.append(self.user, body, idempotency_key=idempotency_key)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.store, name)
-        return lambda *a, **kw: method(self.user, *a, **kw)
-
-
-def backend(args: argparse.Namespace, *, write: bool = False) -> Any:
+def backend(args: argparse.Namespace, *, write: bool = False) -> Memory:
+    """The user's memory: a server's (`--url`) or the memory folder's."""
     if args.url:
         if not args.api_key:
             raise Failure(
@@ -92,8 +76,9 @@ def backend(args: argparse.Namespace, *, write: bool = False) -> Any:
         return Client(args.url, args.api_key)
     root = open_root(args, write=write)
     from ..layout import default_user
+    from ..store import Store
 
-    return Local(root, default_user(args.user))
+    return Store(root).for_user(default_user(args.user))
 
 
 # --- save ----------------------------------------------------------------------------------------
@@ -222,13 +207,11 @@ def latest(args: argparse.Namespace) -> None:
         from ..layout import project_root
 
         project = str(project_root(Path.cwd()))
-        if any(v is not None for v in filters.values()):
-            snap = be.latest(**filters)
-        else:
-            snap = best_snapshot(be, project)
-            if snap is None:
-                raise NotFound(f"No snapshot for the project {project}.", what="snapshot")
-        out(restore_text(snap, project))
+        best = be.latest(**filters) if any(v is not None for v in filters.values()) else None
+        best = best or best_snapshot(be, project)
+        if best is None:
+            raise NotFound(f"No snapshot for the project {project}.", what="snapshot")
+        out(restore_text(best, project))
         return
     _print_snapshot(be.latest(**filters), "json" if args.json else args.format)
 

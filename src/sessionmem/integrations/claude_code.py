@@ -49,10 +49,10 @@ class Hook:
         if url:
             from ..client import Client
 
-            return _RemoteBackend(Client(url, self.env.get("SESSIONMEM_API_KEY")))
+            return Client(url, self.env.get("SESSIONMEM_API_KEY"))
         from ..store import Store
 
-        return _LocalBackend(Store(self.root), default_user(None, Path(self.cwd)))
+        return Store(self.root).for_user(default_user(None, Path(self.cwd)))
 
     def run(self) -> str:
         event = self.payload.get("hook_event_name")
@@ -180,34 +180,6 @@ class Hook:
                     f.write(line)
         except OSError:
             pass
-
-
-class _LocalBackend:
-    def __init__(self, store: Any, user: str):
-        self.store, self.user = store, user
-
-    def get(self, session_id: str) -> Snapshot:
-        return self.store.get(self.user, session_id)
-
-    def latest(self, **filters: Any) -> Snapshot:
-        return self.store.latest(self.user, **filters)
-
-    def save(self, body: dict[str, Any]) -> Snapshot:
-        return self.store.append(self.user, body)
-
-
-class _RemoteBackend:
-    def __init__(self, client: Any):
-        self.client = client
-
-    def get(self, session_id: str) -> Snapshot:
-        return self.client.get(session_id)
-
-    def latest(self, **filters: Any) -> Snapshot:
-        return self.client.latest(**filters)
-
-    def save(self, body: dict[str, Any]) -> Snapshot:
-        return self.client.save(body)
 
 
 def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]:

@@ -1,0 +1,126 @@
+"""One user's memory, whichever way it is reached: `Store.for_user(user)` on a memory folder, or
+`Client` / `AsyncClient` on a server. The CLI and the agents' hooks hold a `Memory` and do not care
+which — one vocabulary, the same names and arguments everywhere (docs/http.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .model import Diff, Page, Snapshot
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class Memory(Protocol):
+    """What a user-bound memory answers (met by `UserMemory` and `Client`)."""
+
+    def save(
+        self,
+        session_id: str | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Snapshot: ...
+
+    def latest(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+    ) -> Snapshot: ...
+
+    def get(
+        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
+    ) -> Snapshot: ...
+
+    def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page: ...
+
+    def diff(
+        self, session_id: str, from_: int | str | None = None, to: int | str | None = None
+    ) -> Diff: ...
+
+    def sessions(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page: ...
+
+    def delete(self, session_id: str) -> int: ...
+
+
+def body_of(session_id: str | Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`save("s1", open_tasks=[...])` and `save({...body...})` alike, as a request body."""
+    if isinstance(session_id, str):
+        return {"session_id": session_id, **fields}
+    return {**session_id, **fields}
+
+
+class UserMemory:
+    """`Store` bound to one user, with the `Client`'s vocabulary (see `Memory`)."""
+
+    def __init__(self, store: Store, user: str):
+        self.store = store
+        self.user = user
+
+    def save(
+        self,
+        session_id: str | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Snapshot:
+        return self.store.save(
+            self.user, body_of(session_id, fields), idempotency_key=idempotency_key
+        )
+
+    def latest(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+    ) -> Snapshot:
+        return self.store.latest(
+            self.user, project_path=project_path, git_branch=git_branch, event=event
+        )
+
+    def get(
+        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
+    ) -> Snapshot:
+        return self.store.get(self.user, session_id, version=version, snapshot_id=snapshot_id)
+
+    def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+        return self.store.history(self.user, session_id, limit=limit, cursor=cursor)
+
+    def diff(
+        self, session_id: str, from_: int | str | None = None, to: int | str | None = None
+    ) -> Diff:
+        return self.store.diff(self.user, session_id, from_, to)
+
+    def sessions(
+        self,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return self.store.sessions(
+            self.user,
+            project_path=project_path,
+            git_branch=git_branch,
+            event=event,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def delete(self, session_id: str) -> int:
+        return self.store.delete(self.user, session_id)
