@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from . import __version__
-from .codec import dumps_view
+from .codec import SNAPSHOT_EVENTS, dumps_view
 from .errors import (
     FieldError,
     InvalidInput,
@@ -30,7 +30,6 @@ from .errors import (
 )
 from .fastpath import PREFIX, UNAUTHORIZED, HotPaths, error_body, post_snapshot, too_big
 from .keys import KeyRing
-from .model import SNAPSHOT_EVENTS
 from .schemas import (
     SESSION_PATTERN,
     UUID_PATTERN,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -18,6 +18,7 @@ from .memory import body_of
 from .model import Diff, HistoryEntry, Page, SessionSummary, Snapshot
 
 PREFIX = "/api/v1/public/memory/v2"
+T = TypeVar("T")
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -25,10 +26,10 @@ def _params(**values: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Call:
+class _Call(Generic[T]):
     method: str
     path: str
-    parse: Callable[[Any], Any]
+    parse: Callable[[Any], T]
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +54,7 @@ class _Calls:
     @staticmethod
     def save(
         session_id: str | Mapping[str, Any], idempotency_key: str | None, fields: dict[str, Any]
-    ) -> _Call:
+    ) -> _Call[Snapshot]:
         body = body_of(session_id, fields)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return _Call(
@@ -61,19 +62,21 @@ class _Calls:
         )
 
     @staticmethod
-    def latest(project_path: str | None, git_branch: str | None, event: str | None) -> _Call:
+    def latest(
+        project_path: str | None, git_branch: str | None, event: str | None
+    ) -> _Call[Snapshot]:
         params = _params(project_path=project_path, git_branch=git_branch, event=event)
         return _Call("GET", f"{PREFIX}/session/latest", Snapshot.from_view, {"params": params})
 
     @staticmethod
-    def get(session_id: str, version: int | str | None, snapshot_id: str | None) -> _Call:
+    def get(session_id: str, version: int | str | None, snapshot_id: str | None) -> _Call[Snapshot]:
         params = _params(version=version, snapshot_id=snapshot_id)
         return _Call(
             "GET", f"{PREFIX}/session/{session_id}", Snapshot.from_view, {"params": params}
         )
 
     @staticmethod
-    def history(session_id: str, limit: int, cursor: str | None) -> _Call:
+    def history(session_id: str, limit: int, cursor: str | None) -> _Call[Page]:
         return _Call(
             "GET",
             f"{PREFIX}/session/{session_id}/history",
@@ -82,7 +85,7 @@ class _Calls:
         )
 
     @staticmethod
-    def diff(session_id: str, from_: int | str | None, to: int | str | None) -> _Call:
+    def diff(session_id: str, from_: int | str | None, to: int | str | None) -> _Call[Diff]:
         return _Call(
             "GET",
             f"{PREFIX}/session/{session_id}/diff",
@@ -97,7 +100,7 @@ class _Calls:
         event: str | None,
         limit: int,
         cursor: str | None,
-    ) -> _Call:
+    ) -> _Call[Page]:
         params = _params(
             project_path=project_path,
             git_branch=git_branch,
@@ -113,15 +116,15 @@ class _Calls:
         )
 
     @staticmethod
-    def delete(session_id: str) -> _Call:
+    def delete(session_id: str) -> _Call[int]:
         return _Call("DELETE", f"{PREFIX}/session/{session_id}", lambda r: int(r["versions"]))
 
     @staticmethod
-    def health() -> _Call:
-        return _Call("GET", "/healthz", dict)
+    def health() -> _Call[dict[str, Any]]:
+        return _Call("GET", "/healthz", lambda raw: dict(raw))
 
 
-def _answer(response: httpx.Response, call: _Call) -> Any:
+def _answer(response: httpx.Response, call: _Call[T]) -> T:
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)
@@ -184,7 +187,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _do(self, call: _Call) -> Any:
+    def _do(self, call: _Call[T]) -> T:
         try:
             response = self._http.request(call.method, call.path, **call.kwargs)
         except httpx.HTTPError as exc:
@@ -268,7 +271,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _do(self, call: _Call) -> Any:
+    async def _do(self, call: _Call[T]) -> T:
         try:
             response = await self._http.request(call.method, call.path, **call.kwargs)
         except httpx.HTTPError as exc:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .model import LIST_FIELDS, Diff, Snapshot
+from .codec import LIST_FIELDS
+from .model import Diff, Snapshot
 
 
 def list_changes(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]]:

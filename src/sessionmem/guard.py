@@ -143,7 +143,7 @@ async def at_capacity(scope: Any, receive: Any, send: Any) -> None:
 
 # uvicorn answers past its concurrency limit with the ASGI app this module global names (plain
 # text, no Retry-After); ours replaces it, for the h11 protocol this server runs.
-h11_impl.service_unavailable = at_capacity
+setattr(h11_impl, "service_unavailable", at_capacity)  # noqa: B010 - not an exported name
 
 
 class RepeatFilter(logging.Filter):

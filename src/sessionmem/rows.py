@@ -12,8 +12,9 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .codec import LIST_FIELDS
 from .errors import StorageError
-from .model import LIST_FIELDS, Problem
+from .model import Problem
 
 if TYPE_CHECKING:
     from .codec import Event

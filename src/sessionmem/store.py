@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import cache
 from .batch import Job, Outcome, unacknowledged
 from .codec import (
+    SNAPSHOT_EVENTS,
     Event,
     dumps,
     dumps_view,
@@ -33,7 +34,6 @@ from .layout import Layout, check_user
 from .log import DURABILITY_MODES, Appended, Appender
 from .lru import ByteLRU
 from .model import (
-    SNAPSHOT_EVENTS,
     Diff,
     Filters,
     HistoryEntry,
@@ -46,6 +46,7 @@ from .model import (
     normalize_snapshot,
 )
 from .projection import SUMMARY_BYTES, Stale, UserView
+from .rows import History
 
 if TYPE_CHECKING:
     from .batch import LoopBatches, ThreadBatches
@@ -723,7 +724,7 @@ def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) 
     return dumps({"session_id": session_id, "snapshot_id": snapshot_id, "data": data})
 
 
-def _version_of(view: UserView, hist: Any, ref: int) -> int:
+def _version_of(view: UserView, hist: History, ref: int) -> int:
     """The live version of the event at `ref` in `hist` (the row itself, or another copy of
     the same event — a union merge's duplicate), or 0 if it is not live."""
     refs, start = hist.refs, hist.start

@@ -8,8 +8,12 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import NotFound, StorageError
+
+if TYPE_CHECKING:
+    from ..keys import KeyRing
 from . import Failure, build_parser
 from .memory import open_root, root_of
 from .text import out, out_json, plural
@@ -208,7 +212,7 @@ def _accepted_sockets_without_delay() -> None:
 # --- keys ----------------------------------------------------------------------------------------
 
 
-def _ring(args: argparse.Namespace):  # noqa: ANN202 - a KeyRing, imported late
+def _ring(args: argparse.Namespace) -> KeyRing:
     from ..keys import KeyRing
     from ..layout import Layout
 

@@ -24,6 +24,7 @@ import orjson
 from ..codec import ms_to_ts, now_ms
 from ..errors import NotFound, SessionmemError
 from ..layout import default_user, find_root, project_root
+from ..memory import Memory
 from ..model import Snapshot
 from .gitinfo import branch_and_commit
 from .restore import best_snapshot, restore_text
@@ -44,7 +45,7 @@ class Hook:
         self.root = find_root(Path(self.project))
         self.log_path = self.root / ".local" / "hooks.log"
 
-    def backend(self) -> Any:
+    def backend(self) -> Memory:
         url = self.env.get("SESSIONMEM_URL")
         if url:
             from ..client import Client

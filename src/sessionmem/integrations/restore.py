@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SessionmemError
+from ..memory import Memory
 from ..model import Snapshot
 from ..render import briefing
 from .gitinfo import branch_and_commit, staleness
@@ -18,7 +19,7 @@ FOOTER = (
 
 
 def best_snapshot(
-    memory: Any,
+    memory: Memory,
     project: str,
     *,
     session_id: str | None = None,
