@@ -43,9 +43,23 @@ def keys(store: Store) -> dict[str, str]:
     return {user: ring.create(user)[1] for user in ("alice", "bob")}
 
 
-@pytest.fixture
-def http(store: Store, keys: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(store)) as client:
+@pytest.fixture(params=["hot", "mounted"])
+def http(
+    request: pytest.FixtureRequest, store: Store, keys: dict[str, str]
+) -> Iterator[TestClient]:
+    """The app as `serve` runs it (its hot paths answer POST and the two GETs), and mounted
+    under a prefix in another app, where every request takes the FastAPI routes instead: the
+    HTTP suite runs over both doors."""
+    if request.param == "hot":
+        with TestClient(create_app(store)) as client:
+            client.headers["x-api-key"] = keys["alice"]
+            yield client
+        return
+    from fastapi import FastAPI
+
+    parent = FastAPI()
+    parent.mount("/mounted", create_app(store, follow=False))
+    with TestClient(parent, base_url="http://testserver/mounted") as client:
         client.headers["x-api-key"] = keys["alice"]
         yield client
 

@@ -28,7 +28,15 @@ from .errors import (
     SessionmemError,
     Unauthorized,
 )
-from .fastpath import PREFIX, UNAUTHORIZED, HotPaths, error_body, post_snapshot, too_big
+from .fastpath import (
+    PREFIX,
+    UNAUTHORIZED,
+    HotPaths,
+    error_body,
+    extra_headers,
+    post_snapshot,
+    too_big,
+)
 from .keys import KeyRing
 from .schemas import (
     SESSION_PATTERN,
@@ -167,8 +175,9 @@ def create_app(
     async def library_error(request: Request, exc: SessionmemError) -> Response:
         where = "query" if request.method in ("GET", "DELETE") else "body"
         status, raw = error_body(exc, where)
-        headers = {"retry-after": "1"} if status == 503 else None
-        return Response(raw, status_code=status, media_type="application/json", headers=headers)
+        return Response(
+            raw, status_code=status, media_type="application/json", headers=extra_headers(status)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -236,7 +245,9 @@ def create_app(
         if isinstance(raw, Response):
             return raw
         status, answer = await post_snapshot(store, user, idempotency_key, raw)
-        return Response(answer, status_code=status, media_type="application/json")
+        return Response(
+            answer, status_code=status, media_type="application/json", headers=extra_headers(status)
+        )
 
     @app.get(
         PREFIX + "/session/latest",

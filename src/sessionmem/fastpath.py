@@ -41,6 +41,11 @@ _JSON = (b"content-type", b"application/json")
 RETRY_AFTER = (b"retry-after", b"1")
 
 
+def extra_headers(status: int) -> dict[str, str] | None:
+    """The headers an answer of this status carries besides its JSON (both doors use it)."""
+    return {"retry-after": "1"} if status == 503 else None
+
+
 # What an HTTP client can do about a miss: the library's messages name no endpoint.
 HINTS = {
     "session": "GET /sessions lists the ones there are.",

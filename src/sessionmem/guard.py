@@ -156,7 +156,7 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, int], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (str(record.msg), record.levelno)
+        key = (record.getMessage(), record.levelno)  # as written: two files are two problems
         now = time.monotonic()
         last, held = self._seen.get(key, (-1e9, 0))
         if now - last < self.window:
