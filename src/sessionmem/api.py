@@ -35,7 +35,7 @@ from .fastpath import (
     error_body,
     extra_headers,
     post_snapshot,
-    too_big,
+    read_body,
 )
 from .keys import KeyRing
 from .schemas import (
@@ -363,21 +363,10 @@ def _uuid_param(value: str | None, name: str) -> str | None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes | Response:
-    too_big_answer = Response(too_big(limit), status_code=413, media_type="application/json")
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not (length.isascii() and length.isdigit()):
-            return _detail_error(400, "The Content-Length header is not a number.")
-        if int(length) > limit:
-            return too_big_answer
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return too_big_answer
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_body(request.headers.get("content-length"), request.stream(), limit)
+    if isinstance(body, tuple):
+        return Response(body[1], status_code=body[0], media_type="application/json")
+    return body
 
 
 def app_from_env() -> FastAPI:

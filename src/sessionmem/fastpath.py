@@ -11,6 +11,7 @@ bad id) go on to the routes, which answer with the proper error.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .codec import dumps_view, loads
@@ -117,6 +118,40 @@ async def post_snapshot(
     return 201, answer
 
 
+async def read_body(
+    length: str | None, chunks: AsyncIterator[bytes], limit: int
+) -> bytes | tuple[int, bytes]:
+    """A request body within `limit` bytes, or the (status, JSON) to answer instead — the one
+    reader both doors use (`chunks`: the ASGI messages here, Starlette's stream in `api`)."""
+    if length is not None:
+        if not (length.isascii() and length.isdigit()):
+            return 400, dumps_view({"detail": "The Content-Length header is not a number."})
+        if int(length) > limit:
+            return 413, too_big(limit)
+    parts = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return 413, too_big(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+async def _received(receive: Any) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
 def too_big(limit: int) -> bytes:
     detail = f"The body is larger than the limit of {limit} bytes. Send a smaller snapshot."
     return dumps_view({"detail": detail})
@@ -171,26 +206,14 @@ class HotPaths:
         if user is None:
             return 401, dumps_view({"detail": UNAUTHORIZED})
         length = _header(scope, b"content-length")
-        if length is not None:
-            if not (length.isascii() and length.isdigit()):
-                return 400, dumps_view({"detail": "The Content-Length header is not a number."})
-            if int(length) > self.max_body:
-                return 413, too_big(self.max_body)
-        chunks = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return 400, dumps_view({"detail": "The client went away."})
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return 413, too_big(self.max_body)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        try:
+            body = await read_body(length, _received(receive), self.max_body)
+        except _ClientGone:
+            return 400, dumps_view({"detail": "The client went away."})
+        if isinstance(body, tuple):
+            return body
         idem = _header(scope, b"idempotency-key")
-        return await post_snapshot(self.store, user, idem, b"".join(chunks))
+        return await post_snapshot(self.store, user, idem, body)
 
 
 def _header(scope: Any, name: bytes) -> str | None:
