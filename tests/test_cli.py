@@ -341,3 +341,21 @@ def test_the_client_raises_what_the_store_raises(store: Store, keys: dict[str, s
         anonymous = Client(str(http.base_url), "smk_wrong", http=http)
         with pytest.raises(Unauthorized):
             anonymous.latest()
+
+
+def test_serve_stop_never_signals_a_process_that_took_the_pid(tmp_path: Path) -> None:
+    """The pid in .local/serve.json may belong to another process by now: --stop checks that
+    it is still the server it started (pid and start time) before it signals anything."""
+    root = tmp_path / ".memory"
+    (root / ".local").mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (root / ".local" / "serve.json").write_text(
+            json.dumps({"pid": other.pid, "started": "1", "host": "127.0.0.1", "port": 1})
+        )
+        code, _, err = run("serve", "--stop", "--root", str(root))
+        assert code == 1 and "No server started with --background" in err
+        assert other.poll() is None, "an unrelated process was signalled"
+    finally:
+        other.kill()
+        other.wait()

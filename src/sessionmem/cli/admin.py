@@ -8,7 +8,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, StorageError
 
@@ -131,7 +131,16 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
-    state.write_bytes(dumps({"pid": child.pid, "host": args.host, "port": args.port}))
+    state.write_bytes(
+        dumps(
+            {
+                "pid": child.pid,
+                "started": _started_at(child.pid),
+                "host": args.host,
+                "port": args.port,
+            }
+        )
+    )
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{host}:{args.port}"
     deadline = time.monotonic() + 60
@@ -152,15 +161,28 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _running(state: Path) -> dict[str, int] | None:
+def _started_at(pid: int) -> str | None:
+    """When the process started (clock ticks since boot, from /proc), or None where there is no
+    /proc: with the pid it names one process, never another that got the pid later."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _running(state: Path) -> dict[str, Any] | None:
+    """The server `--background` started for this folder, if it is still that process."""
     from ..codec import loads
 
     try:
         info = loads(state.read_bytes())
-        os.kill(int(info["pid"]), 0)
+        pid = int(info["pid"])
+        os.kill(pid, 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if isinstance(info, dict) else None
+    if not isinstance(info, dict) or info.get("started") != _started_at(pid):
+        return None  # the pid now belongs to another process
+    return info
 
 
 def _stop(folder: Path) -> int:
