@@ -17,7 +17,6 @@ code.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import struct
 import zlib
@@ -92,7 +91,7 @@ def _crc(part: Part) -> int | None:
         fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
-    with contextlib.closing(_Fd(fd)):
+    try:
         st = os.fstat(fd)
         same = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
             part.dev, part.ino, part.seen_size, part.seen_mtime, part.seen_ctime
@@ -107,14 +106,8 @@ def _crc(part: Part) -> int | None:
             return None
         part.crc, part.crc_at = crc, part.consumed  # the next save reads only what is new
         return crc
-
-
-class _Fd:
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
+    finally:
+        os.close(fd)
 
 
 def load(view: UserView, path: Path) -> bool:

@@ -133,6 +133,7 @@ def storage_error(doing: str, exc: OSError) -> StorageError:
         errno.EPERM: " Check the folder's owner and mode.",
         errno.EMFILE: " Too many open files: retry shortly.",
         errno.ENFILE: " Too many open files: retry shortly.",
+        errno.ELOOP: " It is a link, and sessionmem never writes through links.",
     }.get(exc.errno or 0, "")
     failure = StorageError(f"Could not {doing}: {reason}. Nothing was stored.{advice}")
     failure.__cause__ = exc

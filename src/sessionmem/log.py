@@ -290,7 +290,7 @@ class Appender:
                 try:
                     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
                 except OSError as exc:
-                    raise _open_error(path, exc) from exc
+                    raise storage_error(f"append to {path}", exc) from exc
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     os.close(fd)
@@ -410,11 +410,11 @@ class Appender:
                 try:
                     os.makedirs(path, exist_ok=True)
                 except OSError as exc:
-                    raise _open_error(path, exc) from exc
+                    raise storage_error(f"append to {path}", exc) from exc
                 new_dir = True
                 continue
             except OSError as exc:
-                raise _open_error(path, exc) from exc
+                raise storage_error(f"append to {path}", exc) from exc
             if stat.S_ISLNK(mode):
                 raise StorageError(
                     f"Refusing to write through the link {path}: sessionmem never follows links "
@@ -438,15 +438,6 @@ class Appender:
             raise StorageError(f"Could not sync {appended.path} to disk: {exc}.") from exc
         finally:
             os.close(appended.fd)
-
-
-def _open_error(path: str, exc: OSError) -> StorageError:
-    """The one storage error for a file or folder that could not be opened or made."""
-    if exc.errno == errno.ELOOP:
-        reason = "it is a link, and sessionmem never writes through links"
-    else:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    return StorageError(f"Could not append to {path}: {reason}. Nothing was stored.")
 
 
 def touch_folder(folder: str) -> tuple[int, int]:
