@@ -80,7 +80,7 @@ def test_the_event_loop_path_shares_fsyncs(root: Path, slow_disk: None) -> None:
 
     acked = asyncio.run(main())
     assert len(set(acked)) == 200 and set(acked) <= ids_on_disk(root)
-    loops = store._made_batches()[1]
+    loops = store._writer._made_batches()[1]
     assert loops.sync_thread is not None and loops.sync_thread.syncs < 50
     store.close()
     assert sorted(v.version for v in (store.get("u", f"s{i}") for i in range(5))) == [40] * 5

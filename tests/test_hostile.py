@@ -166,11 +166,13 @@ def _limit_descriptors(n: int):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("cap", ["default", "above the limit"])
 def test_out_of_descriptors_answers_503_and_recovers(tmp_path: Path, cap: str) -> None:
     """A server limited to 64 descriptors, flooded with connections. With the default cap the
-    flood meets the connection limit; with a cap above the descriptor limit a save meets
-    "too many open files". Either way: JSON 503s with Retry-After, no log flood, and it
+    flood meets the connection limit; with a cap above the descriptor limit a save that must
+    open a log file (another user's) meets "too many open files" — a log already written stays
+    open, so its saves go on. Either way: JSON 503s with Retry-After, no log flood, and it
     recovers once the guard has closed what the flood left open."""
     root = tmp_path / ".memory"
     key = _key(root)
+    other = KeyRing(Layout(root)).create("bob")[1]
     Store(root).append(USER, {"session_id": "before"})
     log = tmp_path / "serve.log"
     cmd = [*sessionmem_cmd(), "serve", "--root", str(root), "--header-timeout", "3",
@@ -192,6 +194,13 @@ def test_out_of_descriptors_answers_503_and_recovers(tmp_path: Path, cap: str) -
                     break
             time.sleep(1.0)
             answers = [good.post(url("/session"), json={"session_id": f"s{i}"}) for i in range(3)]
+            if cap != "default":
+                answers += [
+                    good.post(
+                        url("/session"), json={"session_id": f"b{i}"}, headers={"x-api-key": other}
+                    )
+                    for i in range(3)
+                ]
             refused = [a for a in answers if a.status_code == 503]
             assert refused, [a.status_code for a in answers]
             why = "connection limit" if cap == "default" else "Too many open files"
@@ -229,7 +238,8 @@ def test_every_failure_to_open_is_a_503_naming_it(
     monkeypatch: pytest.MonkeyPatch,
     code: int,  # type: ignore[no-untyped-def]
 ) -> None:
-    assert http.post(url("/session"), json={"session_id": "kept"}).status_code == 201
+    # Stored by another process (the server keeps its log file open once it wrote it).
+    Store(store.root).save("alice", {"session_id": "kept"})
     real_open = os.open
     log = str(store.root / "log")
 

@@ -261,7 +261,9 @@ def create_app(
         event: EventFilter = None,
     ) -> Response:
         _check_event(event)
-        raw = store.latest_json(user, project_path=project_path, git_branch=git_branch, event=event)
+        raw = store.latest(
+            user, project_path=project_path, git_branch=git_branch, event=event
+        ).json()
         return Response(raw, media_type="application/json")
 
     @app.get(
@@ -276,7 +278,7 @@ def create_app(
         snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
         snapshot_id = _uuid_param(snapshot_id, "snapshot_id")
-        raw = store.get_json(user, session_id, version=version, snapshot_id=snapshot_id)
+        raw = store.get(user, session_id, version=version, snapshot_id=snapshot_id).json()
         return Response(raw, media_type="application/json")
 
     @app.get(

@@ -8,18 +8,15 @@ next batch, where it finds the first one stored.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .log import Appended, SyncThread, WouldBlock
 from .model import Snapshot
+from .write import Outcome, unacknowledged
+from .write import WriteJob as Job
 
-# A write to make: (user, session_id, kind, data, snapshot_id, idem hash, body hash).
-Job = tuple[str, str, str, dict[str, Any], str | None, str | None, str | None]
-# What a job came to: its snapshot and JSON, None (a delete), or the error it met.
-Outcome = tuple[Snapshot, bytes] | BaseException | None
 # Write jobs of one user with one append, blocking, and make them durable: their outcomes.
 WriteMany = Callable[[str, list[Job]], list[Outcome]]
 # Write jobs of one user with one append without waiting for the lock (WouldBlock): their
@@ -34,14 +31,14 @@ def split(batch: list[tuple[Job, W]]) -> tuple[dict[str, list[tuple[Job, W]]], l
     later: list[tuple[Job, W]] = []
     keys: set[tuple[str, str]] = set()
     for job, waiter in batch:
-        mine = {("k", job[5])} if job[5] else set()
-        if job[4]:
-            mine.add(("i", job[4]))
+        mine = {("k", job.idem)} if job.idem else set()
+        if job.snapshot_id:
+            mine.add(("i", job.snapshot_id))
         if mine & keys:
             later.append((job, waiter))
             continue
         keys |= mine
-        groups.setdefault(job[0], []).append((job, waiter))
+        groups.setdefault(job.user, []).append((job, waiter))
     return groups, later
 
 
@@ -66,7 +63,7 @@ class ThreadBatches:
         self._cond = threading.Condition(threading.Lock())
         self._leader = False
 
-    def write(self, job: Job) -> tuple[Snapshot, bytes] | None:
+    def write(self, job: Job) -> Snapshot | None:
         done = _Done()
         with self._cond:
             self._queue.append((job, done))
@@ -80,7 +77,10 @@ class ThreadBatches:
                 outcomes: list[tuple[_Done, Outcome]] = []
                 later: list[tuple[Job, _Done]] = []
                 try:
-                    groups, later = split(batch)
+                    if len(batch) == 1:  # the common case: nobody else was writing
+                        groups = {batch[0][0].user: batch}
+                    else:
+                        groups, later = split(batch)
                     for user, group in groups.items():
                         try:
                             results = self._write_many(user, [j for j, _ in group])
@@ -116,11 +116,11 @@ class LoopBatches:
         self._queues: dict[Any, list[tuple[Job, Any]]] = {}  # event loop -> appends to write
         self.sync_thread: SyncThread | None = None
 
-    async def write(self, job: Job) -> tuple[Snapshot, bytes] | None:
+    async def write(self, job: Job) -> Snapshot | None:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Snapshot, bytes] | None] = loop.create_future()
+        future: asyncio.Future[Snapshot | None] = loop.create_future()
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = []
@@ -169,22 +169,12 @@ class LoopBatches:
         if pending is None:
             settle(None)
         elif not self._durable():
-            os.close(pending.fd)
+            pending.done()
             settle(None)
         else:
             if self.sync_thread is None:
                 self.sync_thread = SyncThread()
             self.sync_thread.submit(pending, lambda exc: loop.call_soon_threadsafe(settle, exc))
-
-
-def unacknowledged(
-    outcomes: list[Outcome], written: list[bool], failure: BaseException | None
-) -> list[Outcome]:
-    """Outcomes once the batch's fsync is done: if it failed, every job written by the batch
-    fails with it (written, but not durable: not acknowledged)."""
-    if failure is None:
-        return outcomes
-    return [failure if w else o for o, w in zip(outcomes, written, strict=True)]
 
 
 def _fail(group: list[tuple[Job, Any]], exc: BaseException) -> None:

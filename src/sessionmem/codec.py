@@ -91,6 +91,7 @@ def encode(event: Event) -> bytes:
     }
     if event.idem is not None:
         record["idem"] = event.idem
+    if event.body is not None:
         record["body"] = event.body
     return orjson.dumps(record, option=_DUMP_OPTS | orjson.OPT_APPEND_NEWLINE)
 
@@ -223,10 +224,37 @@ def ts_to_ms(ts: str) -> int:
     return base + int(ts[20:23])
 
 
+class _Random:
+    """80 random bits per id from a generator seeded by the OS once per process (and again in
+    a forked child, which would otherwise repeat its parent's ids): ids need uniqueness, not
+    secrecy, and a system call per id was a measurable part of a save."""
+
+    def __init__(self) -> None:
+        import random
+
+        self._gen = random.Random(os.urandom(32))
+        self.bits = self._gen.getrandbits
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._gen.seed(os.urandom(32))
+
+
+_random: _Random | None = None  # made once a process makes many ids (a CLI save makes one)
+_ids_made = 0
+
+
 def uuid7(ms: int | None = None) -> str:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then randomness."""
+    global _random, _ids_made
     ms = now_ms() if ms is None else ms
-    rand = int.from_bytes(os.urandom(10), "big")
+    if _random is not None:
+        rand = _random.bits(80)
+    else:
+        _ids_made += 1
+        if _ids_made >= 16:
+            _random = _Random()
+        rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

@@ -12,7 +12,7 @@ patterns = ["ACME-[0-9]{8}"]  # extra regular expressions
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import FieldError, InvalidInput
 
@@ -32,3 +32,34 @@ def read_config(root: Path | str) -> dict[str, Any]:
         return tomllib.loads(raw.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(FieldError("config.toml", f"is not valid TOML ({exc}).")) from None
+
+
+class StoreSettings(NamedTuple):
+    durability: str  # "durable" or "fast"
+    cache: bool  # keep the projection cache in .local/cache/
+    redact: Any  # the [redact] section (checked when the redactor is built)
+
+
+def store_settings(
+    root: Path | str, *, durability: str | None = None, cache: bool | None = None
+) -> StoreSettings:
+    """A Store's settings: what the caller passed, else the environment (SESSIONMEM_DURABILITY,
+    SESSIONMEM_CACHE=0), else `config.toml`, else the defaults — read here and nowhere else."""
+    import os
+
+    from .log import DURABILITY_MODES
+
+    config = read_config(root)
+    durability = (
+        durability
+        or os.environ.get("SESSIONMEM_DURABILITY")
+        or config.get("durability")
+        or "durable"
+    )
+    if durability not in DURABILITY_MODES:
+        raise InvalidInput(
+            FieldError("durability", f"must be one of {', '.join(DURABILITY_MODES)}.")
+        )
+    if cache is None:
+        cache = os.environ.get("SESSIONMEM_CACHE", "1") != "0"
+    return StoreSettings(durability, cache, config.get("redact", {}))

@@ -112,7 +112,7 @@ async def post_snapshot(
                 )
             )
     try:
-        answer = await store.save_json_async(user, body, idempotency_key=idempotency_key)
+        answer = (await store.save_async(user, body, idempotency_key=idempotency_key)).json()
     except (InvalidInput, NotFound, Conflict, Unauthorized, StorageError, Stale) as exc:
         return error_body(exc)
     return 201, answer
@@ -193,8 +193,8 @@ class HotPaths:
             if user is None:
                 return None
             if session_id == "latest":
-                return self.store.latest_json(user)
-            return self.store.get_json(user, session_id)
+                return self.store.latest(user).json()
+            return self.store.get(user, session_id).json()
         except (InvalidInput, NotFound, Stale, StorageError):
             return None  # the FastAPI route answers with the proper error
 

@@ -1,10 +1,10 @@
 """The append-only log files: how one event is appended durably, and how lines are read back.
 
-Append protocol (docs/storage.md, "Writing"): open by path with O_APPEND (never keep a descriptor
-across appends: git replaces files on checkout), take an exclusive `flock` on this writer's lock
-file under `.local/`, set aside a torn tail left by a crashed writer, write the whole line with one
-`write`, release the lock, then `fsync` — shared by every thread that appended meanwhile (group
-commit) — before acknowledging.
+Append protocol (docs/storage.md, "Writing"): take an exclusive `flock` on this writer's lock file
+under `.local/`, open the log with O_APPEND | O_NOFOLLOW (a descriptor kept from the last append
+only while the path still names that file: git replaces files on checkout), set aside a torn tail
+left by a crashed writer, write the whole line(s) with one `write`, release the lock, then `fsync`
+— shared by every thread that appended meanwhile (group commit) — before acknowledging.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,17 +85,42 @@ class SyncThread:
                 for appended, _ in batch:
                     if appended.path not in seen:
                         seen.add(appended.path)
-                        os.fsync(appended.fd)
+                        assert appended.file is not None
+                        os.fsync(appended.file.fd)
                     for folder in appended.dirs:
                         _fsync_dir(Path(folder))
             except OSError as exc:
                 failure = StorageError(f"Could not sync the log to disk: {exc}.")
             self.syncs += 1
             for appended, done in batch:
-                with contextlib.suppress(OSError):
-                    os.close(appended.fd)
+                appended.done()
                 with contextlib.suppress(Exception):  # e.g. its event loop is closed by now
                     done(failure)
+
+
+class LogFile:
+    """A writer's log file kept open between appends while its path still names it (one
+    `lstat` under the lock checks that); closed once replaced and every pending sync is done."""
+
+    __slots__ = ("fd", "dev", "ino", "_refs", "_guard")
+
+    def __init__(self, fd: int, dev: int, ino: int):
+        self.fd, self.dev, self.ino = fd, dev, ino
+        self._refs = 1  # the Appender's own; each unsynced batch holds one more
+        self._guard = threading.Lock()
+
+    def hold(self) -> LogFile:
+        with self._guard:
+            self._refs += 1
+        return self
+
+    def release(self) -> None:
+        with self._guard:
+            self._refs -= 1
+            last = self._refs == 0
+        if last:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
 
 
 class Appended(NamedTuple):
@@ -108,8 +133,23 @@ class Appended(NamedTuple):
     ctime_ns: int
     folder_mtime_before: int  # the user's folder mtime before and after `touch_folder`
     folder_mtime_ns: int
-    fd: int = -1  # still open until the write is synced (`Appender.sync` / `SyncThread`)
+    file: LogFile | None = None  # held until the batch is synced (`Appender.sync`, `SyncThread`)
     dirs: tuple[str, ...] = ()  # folders whose entries are new, synced with it
+
+    def done(self) -> None:
+        """Let go of the file once the batch is synced (or will not be)."""
+        if self.file is not None:
+            self.file.release()
+
+
+class _Mark(NamedTuple):
+    """What this process last wrote to a log: if the file is still that inode at that size,
+    nobody appended since, and the lock file's state and the file's tail need no reading."""
+
+    seq: int
+    ts: int
+    ino: int
+    size: int
 
 
 def lock_path(layout: Layout, user: str, writer: str) -> Path:
@@ -187,11 +227,13 @@ def _set_aside_torn_tail(layout: Layout, fd: int, size: int, path: Path) -> int:
 
 
 class Appender:
-    """Appends events to log files; one per Store (it caches lock descriptors and folders).
+    """Appends events to log files; one per Store (it caches lock descriptors, open log files,
+    checked folders and what it last wrote).
 
-    Lock files live in `.local/`, which git never touches, so their descriptors are kept open;
-    log files are opened by path for every append (git replaces them on checkout). flock locks
-    belong to an open file description, so threads of this process also take a threading lock.
+    Lock files live in `.local/`, which git never touches, so their descriptors are kept open.
+    A log file's descriptor is kept too, but used only while its path still names the same
+    file (git replaces files on checkout). flock locks belong to an open file description, so
+    threads of this process also take a threading lock.
     """
 
     def __init__(self, layout: Layout):
@@ -200,6 +242,9 @@ class Appender:
         self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._guard = threading.Lock()
         self._checked: dict[str, tuple[int, int]] = {}  # user folder -> (dev, ino) found real
+        self._files: dict[str, LogFile] = {}  # path -> its open file (under its writer lock)
+        self._marks: dict[str, _Mark] = {}  # path -> what this process last wrote to it
+        self._paths: dict[tuple[str, str], tuple[str, str]] = {}  # (user, writer) -> paths
 
     def _lock(self, user: str, writer: str) -> tuple[threading.Lock, int]:
         key = (user, writer)
@@ -219,167 +264,47 @@ class Appender:
             for _, fd in self._locks.values():
                 os.close(fd)
             self._locks.clear()
+            for file in self._files.values():
+                file.release()
+            self._files.clear()
 
-    def append_many(
-        self,
-        user: str,
-        writer: str,
-        items: Sequence[tuple[Callable[[int, int], bytes], Callable[[], bool] | None]],
-        *,
-        min_ts_ms: int = 0,
-        written: Callable[[int, Appended], None] | None = None,
-        blocking: bool = True,
-    ) -> list[Appended | BaseException | None]:
-        """Append the lines `build(seq, ts_ms)` of several (build, precheck) items to
-        `log/<user>/<writer>.jsonl` at once: one lock, one open and one `write` of all their
-        lines (a group commit of whole appends), seqs in item order.
+    def locked(
+        self, user: str, writer: str, *, min_ts_ms: int = 0, blocking: bool = True
+    ) -> LockedLog:
+        """`with appender.locked(user, writer) as log:` holds `log/<user>/<writer>.jsonl`'s
+        writer lock (the threads' lock, then the lock file's `flock`): what the caller checks
+        and writes inside is serialised with every other writer of this file, in this process
+        and in others. With `blocking=False`, entering raises `WouldBlock` rather than wait."""
+        paths = self._paths.get((user, writer))
+        if paths is None:
+            folder = os.path.join(self.layout.log, user)
+            paths = self._paths[(user, writer)] = (folder, os.path.join(folder, f"{writer}.jsonl"))
+        return LockedLog(self, user, writer, paths[0], paths[1], min_ts_ms, blocking)
 
-        `seq` is dense per writer file and `ts_ms` never goes behind the writer's last event
-        nor below `min_ts_ms` (the newest event this process has seen from other writers, plus
-        one). A `precheck` runs under the lock; when it returns True its item is not written
-        (an idempotent retry found its first result). `written(i, appended)` runs under the
-        lock just after the write (the store folds the lines there, in file order).
-
-        Each item's result is its `Appended`, None (its precheck found it stored) or the
-        exception its precheck or build raised — the others are written all the same. The
-        write is not synced yet: every `Appended` of one call shares one open descriptor, for
-        `sync` (or a `SyncThread`) to make durable and close, once. With `blocking=False`,
-        raise `WouldBlock` rather than wait for the lock."""
-        folder = os.path.join(self.layout.log, user)
-        path = os.path.join(folder, f"{writer}.jsonl")
+    def _open(self, path: str) -> tuple[LogFile, int]:
+        """The open log file at `path` and its size: the kept one if the path still names it."""
+        kept = self._files.get(path)
         try:
-            return self._append_many(
-                user, writer, items, folder, path, min_ts_ms, written, blocking
-            )
-        except OSError as exc:  # a lock file, a folder, a stat: the one storage error
-            raise storage_error(f"append to {path}", exc) from exc
-
-    def _append_many(
-        self,
-        user: str,
-        writer: str,
-        items: Sequence[tuple[Callable[[int, int], bytes], Callable[[], bool] | None]],
-        folder: str,
-        path: str,
-        min_ts_ms: int,
-        written: Callable[[int, Appended], None] | None,
-        blocking: bool,
-    ) -> list[Appended | BaseException | None]:
-        new_dir = self._check_folders(folder)
-        tlock, lock_fd = self._lock(user, writer)
-        results: list[Appended | BaseException | None] = [None] * len(items)
-        fd = -1
-        if not tlock.acquire(blocking=blocking):
-            raise WouldBlock(path)
-        try:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise WouldBlock(path) from None
-            try:
-                todo: list[tuple[int, Callable[[int, int], bytes]]] = []
-                for i, (build, precheck) in enumerate(items):
-                    try:
-                        if precheck is None or not precheck():
-                            todo.append((i, build))
-                    except Exception as exc:  # this item only (e.g. Conflict)
-                        results[i] = exc
-                if not todo:
-                    return results
-                state = _read_state(lock_fd)
-                try:
-                    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-                except OSError as exc:
-                    raise storage_error(f"append to {path}", exc) from exc
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    os.close(fd)
-                    fd = -1
-                    raise StorageError(f"Could not append to {path}: it is not a regular file.")
-                size = st.st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    size = _set_aside_torn_tail(self.layout, fd, size, Path(path))
-                seq, ts = state.get("seq", 0), state.get("ts", 0)
-                if state.get("ino") != st.st_ino or state.get("size") != size:
-                    file_seq, file_ts = last_event_mark(fd, size)
-                    seq, ts = max(seq, file_seq), max(ts, file_ts)
-                lines: list[tuple[int, bytes]] = []
-                # Never behind what this writer and the others wrote, unless that is further
-                # ahead of this machine's clock than the skew allows.
-                clock = now_ms()
-                ts = min(max(ts, min_ts_ms), clock + MAX_CLOCK_SKEW_MS)
-                for i, build in todo:
-                    now = max(now_ms(), ts)
-                    if seq >= MAX_SEQ:
-                        results[i] = StorageError(
-                            f"Could not append to {path}: its seq reached {MAX_SEQ}; "
-                            "give this clone a new writer id (delete .memory/.local/writer.json)."
-                        )
-                        continue
-                    try:
-                        lines.append((i, build(seq + 1, now)))
-                    except Exception as exc:  # this item only
-                        results[i] = exc
-                        continue
-                    seq, ts = seq + 1, now
-                if not lines:
-                    os.close(fd)
-                    fd = -1
-                    return results
-                blob = lines[0][1] if len(lines) == 1 else b"".join(line for _, line in lines)
-                error = _write_all(fd, blob)
-                if error is not None:
-                    # Disk full or a file size limit: leave no partial line behind.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)
-                    os.close(fd)
-                    fd = -1
-                    reason = os.strerror(error.errno) if error.errno else str(error)
-                    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                        reason += " (free some space, then retry: nothing was stored)"
-                    failure = StorageError(f"Could not append to {path}: {reason}.")
-                    failure.__cause__ = error
-                    for i, _ in lines:
-                        results[i] = failure
-                    return results
-                after = os.fstat(fd)
-                folder_before, folder_mtime = touch_folder(folder)
-                _write_state(
-                    lock_fd, {"seq": seq, "ts": ts, "ino": st.st_ino, "size": size + len(blob)}
-                )
-                dirs = (
-                    ((folder, os.path.dirname(folder)) if new_dir else (folder,))
-                    if not size
-                    else ()
-                )
-                offset = size
-                for i, line in lines:
-                    appended = Appended(
-                        path,
-                        offset,
-                        line,
-                        st.st_ino,
-                        after.st_size,
-                        after.st_mtime_ns,
-                        after.st_ctime_ns,
-                        folder_before,
-                        folder_mtime,
-                        fd,
-                        dirs,
-                    )
-                    offset += len(line)
-                    results[i] = appended
-                    if written is not None:
-                        written(i, appended)
-            except BaseException:
-                if fd >= 0:
-                    os.close(fd)
-                raise
-            finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)  # the sync is outside it: group commit
-        finally:
-            tlock.release()
-        return results
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if (
+            kept is not None
+            and st is not None
+            and (st.st_dev, st.st_ino) == (kept.dev, kept.ino)
+            and stat.S_ISREG(st.st_mode)
+        ):
+            return kept, st.st_size
+        if kept is not None:  # replaced (git checkout), moved or gone: let go of it
+            del self._files[path]
+            kept.release()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StorageError(f"Could not append to {path}: it is not a regular file.")
+        file = self._files[path] = LogFile(fd, st.st_dev, st.st_ino)
+        return file, st.st_size
 
     def _check_folders(self, folder: str) -> bool:
         """Make sure `log/` and `log/<user>/` are real folders inside the memory folder, not
@@ -426,18 +351,172 @@ class Appender:
         return new_dir
 
     def sync(self, appended: Appended, durable: bool = True) -> None:
-        """Make an append (a whole batch of lines) durable, then close it."""
+        """Make an append (a whole batch of lines) durable, then let go of its file."""
         try:
             if durable:
                 # One caller at a time: the thread batches' leader, for its whole batch.
-                os.fsync(appended.fd)
+                assert appended.file is not None
+                os.fsync(appended.file.fd)
                 self.syncs += 1
                 for folder in appended.dirs:
                     _fsync_dir(Path(folder))
         except OSError as exc:
             raise StorageError(f"Could not sync {appended.path} to disk: {exc}.") from exc
         finally:
-            os.close(appended.fd)
+            appended.done()
+
+
+class LockedLog:
+    """One writer's log file while its lock is held (`with Appender.locked(...) as log`): the
+    stamp (seq, ts) the next line gets, and the write of whole lines.
+
+    `seq` is dense per writer file and `ts` never goes behind the writer's last event nor below
+    `min_ts_ms` (the newest event this process has seen from other writers, plus one) — unless
+    that is further ahead of this machine's clock than MAX_CLOCK_SKEW_MS allows."""
+
+    def __init__(
+        self,
+        appender: Appender,
+        user: str,
+        writer: str,
+        folder: str,
+        path: str,
+        min_ts: int,
+        blocking: bool,
+    ):
+        self.path = path
+        self._appender, self._user, self._writer = appender, user, writer
+        self._folder, self._min_ts, self._blocking = folder, min_ts, blocking
+        self._file: LogFile | None = None
+        self._tlock: threading.Lock | None = None
+        self._lock_fd = -1
+        self._new_dir = False
+        self._size = self._ino = self._seq = self._ts = 0
+        self._lines: list[bytes] = []
+
+    def __enter__(self) -> LockedLog:
+        appender, path = self._appender, self.path
+        try:
+            self._new_dir = appender._check_folders(self._folder)
+            tlock, lock_fd = appender._lock(self._user, self._writer)
+        except OSError as exc:  # a lock file, a folder, a stat: the one storage error
+            raise storage_error(f"append to {path}", exc) from exc
+        if not tlock.acquire(blocking=self._blocking):
+            raise WouldBlock(path)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX if self._blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException as exc:
+            tlock.release()
+            if isinstance(exc, BlockingIOError):
+                raise WouldBlock(path) from None
+            if isinstance(exc, OSError):
+                raise storage_error(f"append to {path}", exc) from exc
+            raise
+        self._tlock, self._lock_fd = tlock, lock_fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)  # the sync is outside it: group commit
+        finally:
+            assert self._tlock is not None
+            self._tlock.release()
+
+    def _start(self) -> None:
+        """Open the file and learn where its writer stands (first stamp only: a batch whose
+        every job was found stored opens nothing)."""
+        try:
+            file, size = self._appender._open(self.path)
+        except OSError as exc:
+            raise storage_error(f"append to {self.path}", exc) from exc
+        mark = self._appender._marks.get(self.path)
+        if mark is None or (mark.ino, mark.size) != (file.ino, size):
+            # Another process appended, or git changed the file: read the state and the tail.
+            try:
+                if size and os.pread(file.fd, 1, size - 1) != b"\n":
+                    layout = self._appender.layout
+                    size = _set_aside_torn_tail(layout, file.fd, size, Path(self.path))
+                state = _read_state(self._lock_fd)
+                seq, ts = state.get("seq", 0), state.get("ts", 0)
+                if state.get("ino") != file.ino or state.get("size") != size:
+                    file_seq, file_ts = last_event_mark(file.fd, size)
+                    seq, ts = max(seq, file_seq), max(ts, file_ts)
+            except OSError as exc:
+                raise storage_error(f"append to {self.path}", exc) from exc
+            mark = _Mark(seq, ts, file.ino, size)
+        self._file, self._size, self._ino = file, size, file.ino
+        clock = now_ms()
+        self._seq = mark.seq
+        self._ts = min(max(mark.ts, self._min_ts), clock + MAX_CLOCK_SKEW_MS)
+
+    def next_stamp(self) -> tuple[int, int]:
+        """(seq, ts_ms) for the next line; taken only once `add` is given its line."""
+        if self._file is None:
+            self._start()
+        if self._seq >= MAX_SEQ:
+            raise StorageError(
+                f"Could not append to {self.path}: its seq reached {MAX_SEQ}; "
+                "give this clone a new writer id (delete .memory/.local/writer.json)."
+            )
+        return self._seq + 1, max(now_ms(), self._ts)
+
+    def add(self, line: bytes, stamp: tuple[int, int]) -> None:
+        """Queue the line built with `stamp` (the last `next_stamp`); the next stamp follows."""
+        self._seq, self._ts = stamp
+        self._lines.append(line)
+
+    def write(self) -> list[Appended]:
+        """Write every added line with one `write`, not synced yet: their `Appended`, which
+        share one hold on the file for `Appender.sync` (or a `SyncThread`) to sync and let go.
+        Raises StorageError when nothing could be written (and leaves no partial line)."""
+        lines, self._lines = self._lines, []
+        if not lines:
+            return []
+        assert self._file is not None
+        fd, size, path = self._file.fd, self._size, self.path
+        blob = lines[0] if len(lines) == 1 else b"".join(lines)
+        error = _write_all(fd, blob)
+        if error is not None:
+            # Disk full or a file size limit: leave no partial line behind.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                reason += " (free some space, then retry: nothing was stored)"
+            raise StorageError(f"Could not append to {path}: {reason}.") from error
+        try:
+            after = os.fstat(fd)
+            folder_before, folder_mtime = touch_folder(self._folder)
+            end = size + len(blob)
+            _write_state(
+                self._lock_fd, {"seq": self._seq, "ts": self._ts, "ino": self._ino, "size": end}
+            )
+        except OSError as exc:
+            raise storage_error(f"append to {path}", exc) from exc
+        self._appender._marks[path] = _Mark(self._seq, self._ts, self._ino, end)
+        self._size = end
+        dirs = (self._folder, os.path.dirname(self._folder)) if self._new_dir else (self._folder,)
+        file = self._file.hold()
+        out = []
+        offset = size
+        for line in lines:
+            out.append(
+                Appended(
+                    path,
+                    offset,
+                    line,
+                    self._ino,
+                    after.st_size,
+                    after.st_mtime_ns,
+                    after.st_ctime_ns,
+                    folder_before,
+                    folder_mtime,
+                    file,
+                    dirs if not size else (),
+                )
+            )
+            offset += len(line)
+        return out
 
 
 def touch_folder(folder: str) -> tuple[int, int]:

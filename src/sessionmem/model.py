@@ -11,7 +11,15 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .codec import LIST_FIELDS, SCALAR_FIELDS, SESSION_RE, SNAPSHOT_EVENTS, dumps, normalize_uuid
+from .codec import (
+    LIST_FIELDS,
+    SCALAR_FIELDS,
+    SESSION_RE,
+    SNAPSHOT_EVENTS,
+    dumps,
+    dumps_view,
+    normalize_uuid,
+)
 from .errors import FieldError, InvalidInput
 
 DEFAULT_EVENT = "checkpoint"
@@ -187,10 +195,20 @@ def _encode(value: Any, name: str, errors: list[FieldError]) -> bytes:
 class Snapshot:
     """One stored snapshot as every surface returns it (docs/http.md: the response shape).
 
-    Immutable. A plain class, not a dataclass: the CLI starts in tens of milliseconds, and the
-    dataclasses module alone costs ~10 ms to import."""
+    Immutable, and it carries its JSON: `json()` is byte for byte what the HTTP API answers,
+    made once. One read from the store's answer cache holds only that JSON; its fields are
+    parsed on first use. A plain class, not a dataclass: the CLI starts in tens of
+    milliseconds, and the dataclasses module alone costs ~10 ms to import."""
 
-    __slots__ = ("session_id", "version", "snapshot_id", "event", "created_at", "session_data")
+    __slots__ = (
+        "session_id",
+        "version",
+        "snapshot_id",
+        "event",
+        "created_at",
+        "session_data",
+        "_json",
+    )
     session_id: str
     version: int
     snapshot_id: str
@@ -214,6 +232,31 @@ class Snapshot:
         setter(self, "event", event)
         setter(self, "created_at", created_at)
         setter(self, "session_data", session_data)
+        setter(self, "_json", None)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Snapshot:
+        """A snapshot of which only the JSON is known yet (its fields parse on first use)."""
+        snap = cls.__new__(cls)
+        object.__setattr__(snap, "_json", raw)
+        return snap
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a field not set yet: a snapshot made `from_json`.
+        if name in Snapshot.__slots__[:-1]:
+            full = Snapshot.from_view(orjson.loads(object.__getattribute__(self, "_json")))
+            for field in Snapshot.__slots__[:-1]:
+                object.__setattr__(self, field, object.__getattribute__(full, field))
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
+    def json(self) -> bytes:
+        """The snapshot as the HTTP API answers it (made on first use, then kept)."""
+        raw: bytes | None = self._json
+        if raw is None:
+            raw = dumps_view(self.view())
+            object.__setattr__(self, "_json", raw)
+        return raw
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Snapshot is immutable; cannot set {name}")
