@@ -8,20 +8,29 @@ next batch, where it finds the first one stored.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .log import Appended, SyncThread, WouldBlock
+from .errors import StorageError
+from .log import Appended, WouldBlock, fsync_dir
 from .model import Snapshot
-from .write import Outcome, unacknowledged
-from .write import WriteJob as Job
 
-# Write jobs of one user with one append, blocking, and make them durable: their outcomes.
-WriteMany = Callable[[str, list[Job]], list[Outcome]]
-# Write jobs of one user with one append without waiting for the lock (WouldBlock): their
-# outcomes, whether each was written (not found stored), and the append still to sync.
-BeginMany = Callable[[str, list[Job]], tuple[list[Outcome], list[bool], Appended | None]]
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from .write import Outcome
+    from .write import WriteJob as Job
+
+    # Write jobs of one user with one append, blocking, and make them durable: their outcomes.
+    WriteMany: TypeAlias = Callable[[str, list[Job]], list[Outcome]]
+    # Write jobs of one user with one append without waiting for the lock (WouldBlock): their
+    # outcomes, whether each was written (not found stored), and the append still to sync.
+    BeginMany: TypeAlias = Callable[
+        [str, list[Job]], tuple[list[Outcome], list[bool], Appended | None]
+    ]
 W = TypeVar("W")
 
 
@@ -175,6 +184,76 @@ class LoopBatches:
             if self.sync_thread is None:
                 self.sync_thread = SyncThread()
             self.sync_thread.submit(pending, lambda exc: loop.call_soon_threadsafe(settle, exc))
+
+
+class SyncThread:
+    """One thread that fsyncs appends in batches for an asyncio server.
+
+    The event loop writes lines itself (no thread convoy on the GIL around the writer lock) and
+    `submit`s each append; this thread takes every append submitted so far, syncs each file
+    once, closes them and calls their `done`. An append submitted during a sync waits for the
+    next one.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Appended, Callable[[BaseException | None], None]]] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.syncs = 0
+
+    def submit(self, appended: Appended, done: Callable[[BaseException | None], None]) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sessionmem-sync", daemon=True
+                )
+                self._thread.start()
+            self._queue.append((appended, done))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue and self._stopping:
+                    return
+                batch, self._queue = self._queue, []
+            failure: BaseException | None = None
+            try:
+                seen: set[str] = set()
+                for appended, _ in batch:
+                    if appended.path not in seen:
+                        seen.add(appended.path)
+                        assert appended.file is not None
+                        os.fsync(appended.file.fd)
+                    for folder in appended.dirs:
+                        fsync_dir(folder)
+            except OSError as exc:
+                failure = StorageError(f"Could not sync the log to disk: {exc}.")
+            self.syncs += 1
+            for appended, done in batch:
+                appended.done()
+                with contextlib.suppress(Exception):  # e.g. its event loop is closed by now
+                    done(failure)
+
+
+def unacknowledged(
+    outcomes: list[Outcome], written: list[bool], failure: BaseException | None
+) -> list[Outcome]:
+    """Outcomes once the batch's fsync is done: if it failed, every job written by the batch
+    fails with it (written, but not durable: not acknowledged)."""
+    if failure is None:
+        return outcomes
+    return [failure if w else o for o, w in zip(outcomes, written, strict=True)]
 
 
 def _fail(group: list[tuple[Job, Any]], exc: BaseException) -> None:

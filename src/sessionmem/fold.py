@@ -10,8 +10,9 @@ Order is `(ts, writer, seq)` (then the id, so two clones holding the same events
 damaged input); duplicate ids (union merges, cherry-picks) count once: identical events have
 identical keys, so after sorting a duplicate sits next to its twin.
 
-(The cold-start loop in `_fold_lines` is written out inline for speed — docs/decisions.md,
-"Speed" — beside the general `_add` it mirrors; a property test holds the two together.)
+(Past our ~500-line habit on purpose: the cold-start loop in `_fold_lines` is written out inline
+for speed — docs/decisions.md, "Speed" — beside the general `_add` it mirrors, so a change to one
+is seen next to the other; a property test holds the two together.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,66 +36,6 @@ MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 
 class WouldBlock(Exception):
     """The writer lock is held by someone else right now (`blocking=False`)."""
-
-
-class SyncThread:
-    """One thread that fsyncs appends in batches for an asyncio server.
-
-    The event loop writes lines itself (no thread convoy on the GIL around the writer lock) and
-    `submit`s each append; this thread takes every append submitted so far, syncs each file
-    once, closes them and calls their `done`. An append submitted during a sync waits for the
-    next one.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: list[tuple[Appended, Callable[[BaseException | None], None]]] = []
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self.syncs = 0
-
-    def submit(self, appended: Appended, done: Callable[[BaseException | None], None]) -> None:
-        with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sessionmem-sync", daemon=True
-                )
-                self._thread.start()
-            self._queue.append((appended, done))
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue and self._stopping:
-                    return
-                batch, self._queue = self._queue, []
-            failure: BaseException | None = None
-            try:
-                seen: set[str] = set()
-                for appended, _ in batch:
-                    if appended.path not in seen:
-                        seen.add(appended.path)
-                        assert appended.file is not None
-                        os.fsync(appended.file.fd)
-                    for folder in appended.dirs:
-                        _fsync_dir(Path(folder))
-            except OSError as exc:
-                failure = StorageError(f"Could not sync the log to disk: {exc}.")
-            self.syncs += 1
-            for appended, done in batch:
-                appended.done()
-                with contextlib.suppress(Exception):  # e.g. its event loop is closed by now
-                    done(failure)
 
 
 class LogFile:
@@ -133,7 +73,9 @@ class Appended(NamedTuple):
     ctime_ns: int
     folder_mtime_before: int  # the user's folder mtime before and after `touch_folder`
     folder_mtime_ns: int
-    file: LogFile | None = None  # held until the batch is synced (`Appender.sync`, `SyncThread`)
+    file: LogFile | None = (
+        None  # held until the batch is synced (`Appender.sync`, `batch.SyncThread`)
+    )
     dirs: tuple[str, ...] = ()  # folders whose entries are new, synced with it
 
     def done(self) -> None:
@@ -156,7 +98,7 @@ def lock_path(layout: Layout, user: str, writer: str) -> Path:
     return layout.locks / f"{user}~{writer}.lock"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -359,7 +301,7 @@ class Appender:
                 os.fsync(appended.file.fd)
                 self.syncs += 1
                 for folder in appended.dirs:
-                    _fsync_dir(Path(folder))
+                    fsync_dir(folder)
         except OSError as exc:
             raise StorageError(f"Could not sync {appended.path} to disk: {exc}.") from exc
         finally:
@@ -467,7 +409,7 @@ class LockedLog:
 
     def write(self) -> list[Appended]:
         """Write every added line with one `write`, not synced yet: their `Appended`, which
-        share one hold on the file for `Appender.sync` (or a `SyncThread`) to sync and let go.
+        share one hold on the file for `Appender.sync` (or a `batch.SyncThread`) to sync and let go.
         Raises StorageError when nothing could be written (and leaves no partial line)."""
         lines, self._lines = self._lines, []
         if not lines:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .batch import LoopBatches, ThreadBatches, unacknowledged
 from .codec import Event, dumps, encode, loads, ms_to_ts, uuid7
 from .errors import Conflict, FieldError, InvalidInput, StorageError, storage_error
 from .layout import Layout, check_user
@@ -24,7 +25,6 @@ from .projection import Stale, UserView
 
 if TYPE_CHECKING:
     from .answers import Answers
-    from .batch import LoopBatches, ThreadBatches
     from .views import Views
 
 
@@ -253,8 +253,6 @@ class Writer:
         if self._batches is None:
             from functools import partial
 
-            from .batch import LoopBatches, ThreadBatches
-
             with self._lock:
                 if self._batches is None:
                     self._batches = (
@@ -271,16 +269,6 @@ class Writer:
         self.appender.close()
         if self._batches is not None:
             self._batches[1].close()
-
-
-def unacknowledged(
-    outcomes: list[Outcome], written: list[bool], failure: BaseException | None
-) -> list[Outcome]:
-    """Outcomes once the batch's fsync is done: if it failed, every job written by the batch
-    fails with it (written, but not durable: not acknowledged)."""
-    if failure is None:
-        return outcomes
-    return [failure if w else o for o, w in zip(outcomes, written, strict=True)]
 
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:
