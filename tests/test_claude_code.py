@@ -109,12 +109,15 @@ def test_hook_end_to_end(project) -> None:
         "/tmp/scratch.txt",
     ]
     assert snap.open_tasks[0] == "Add tests for the config parser"
-    # the agent's context was compacted; the next SessionStart (source compact) restores
+    # the agent's context was compacted; the next SessionStart (source compact) first stores a
+    # checkpoint of what the transcript now holds, then restores it
     resume = run_hook({**base, "hook_event_name": "SessionStart", "source": "compact"}, repo, env)
     assert resume.returncode == 0
     out = resume.stdout
-    assert out.startswith(f"# Session memory: {SESSION} (version 1)\n")
-    assert "## Open tasks\n- Add tests for the config parser\n- Update the docs\n" in out
+    assert out.startswith(f"# Session memory: {SESSION} (version 2)\n")
+    assert store.get("dev", SESSION).event == "checkpoint"
+    tasks = "## Open tasks\n- **(in progress)** Add tests for the config parser\n- Update the docs"
+    assert tasks in out
     assert "## Key decisions\n- Use tomllib for parsing, no new dependency.\n" in out
     assert len(out) < 10_000 and not out.lstrip().startswith("{")
     assert (repo / ".memory" / ".local" / "last-briefing.md").read_text() == out
@@ -138,12 +141,15 @@ def test_hook_end_to_end(project) -> None:
     assert end.returncode == 0 and end.stdout == ""
     history = store.history("dev", SESSION).items
     assert [(e.version, e.event) for e in history] == [
-        (3, "session_end"),
-        (2, "checkpoint"),
+        (4, "session_end"),
+        (3, "checkpoint"),  # the CLI's save --merge --decision
+        (2, "checkpoint"),  # SessionStart(compact)
         (1, "pre_compact"),
     ]
     final = store.get("dev", SESSION)
     assert "Ship on Friday" in final.session_data["key_decisions"]
+    sources = final.session_data["metadata"]["sources"]["key_decisions"]
+    assert sources[final.session_data["key_decisions"].index("Ship on Friday")] == "save"
     assert final.session_data["key_decisions"][0] == "Use tomllib for parsing, no new dependency."
     log = (repo / ".memory" / ".local" / "hooks.log").read_text()
     assert "saved" in log and "restored" in log

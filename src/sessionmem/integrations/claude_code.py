@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -28,7 +28,7 @@ from ..memory import Memory
 from ..model import Snapshot
 from .gitinfo import branch_and_commit
 from .restore import best_snapshot, restore_text
-from .transcript import MAX_COMMANDS, parse_transcript
+from .transcript import EMPTY, MAX_COMMANDS, Parsed, read_transcript
 
 SAVE_EVENTS = {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"}
 CURRENT_SESSION = "current-session.json"
@@ -67,56 +67,107 @@ class Hook:
 
     # --- saving --------------------------------------------------------------------------
 
-    def save(self, event: str) -> Snapshot:
+    def transcript(self) -> Parsed | None:
+        """What the transcript says, read from where the last hook stopped; None when the
+        payload names no transcript or it cannot be read (then nothing else is read in its
+        place: the newest transcript could be another session's)."""
+        path = self.payload.get("transcript_path")
+        if not isinstance(path, str) or not path:
+            self.log("no transcript_path in the payload: saving what the payload gives")
+            return None
+        try:
+            parsed, how = read_transcript(path, self.project, self.root / ".local" / "transcripts")
+        except OSError as exc:
+            why = exc.strerror or exc
+            self.log(f"cannot read the transcript {path}: {why}; saving what the payload gives")
+            return None
+        self.log(f"read the transcript {how}: {parsed.lines} lines, {parsed.skipped} skipped")
+        return parsed
+
+    def save(self, event: str, parsed: Parsed | None = None) -> Snapshot:
         session_id = str(self.payload.get("session_id") or "")
-        parsed = parse_transcript(str(self.payload.get("transcript_path") or ""), self.project)
+        if parsed is None:
+            parsed = self.transcript() or EMPTY
         backend = self.backend()
         try:
-            previous = backend.get(session_id).session_data
+            before = backend.get(session_id)
         except (SessionmemError, NotFound):
-            previous = {}
+            before = None
+        previous = before.session_data if before is not None else {}
+        meta = _dict(previous.get("metadata"))
+        old_sources = _dict(meta.get("sources"))
         branch, commit = branch_and_commit(self.cwd)
         # The previous snapshot holds its items as stored, credentials masked; compare the
         # transcript's items masked the same way, or each masked item would be added again on
         # every save.
-        parsed_lists = self._redacted(
+        lists = self._redacted(
             {
                 "files_modified": parsed.files_modified,
                 "commands_run": parsed.commands_run,
                 "key_decisions": parsed.key_decisions,
                 "open_tasks": parsed.open_tasks,
+                "in_progress": parsed.in_progress,
+                "text": [parsed.current_work, parsed.next_step],
             }
         )
+        decisions, decision_sources = _with_sources(
+            previous.get("key_decisions"),
+            old_sources.get("key_decisions"),
+            lists["key_decisions"],
+            parsed.decision_sources,
+        )
+        if parsed.tasks_source is not None:
+            tasks = lists["open_tasks"]
+            task_sources = [parsed.tasks_source] * len(tasks)
+            doing = lists["in_progress"]
+        else:  # no task list in the transcript: the previous snapshot's stand
+            tasks = [t for t in previous.get("open_tasks") or [] if isinstance(t, str)]
+            kept = old_sources.get("open_tasks")
+            task_sources = (
+                [str(k) for k in kept] if _aligned(kept, tasks) else ["earlier"] * len(tasks)
+            )
+            doing = [t for t in meta.get("in_progress") or [] if t in tasks]
+        current_work, next_step = lists["text"]
+        metadata: dict[str, Any] = {
+            "agent": "claude-code",
+            "hook": self.payload.get("hook_event_name"),
+            **{
+                k: self.payload[k]
+                for k in ("trigger", "reason", "source")
+                if isinstance(self.payload.get(k), str)
+            },
+            "sources": {"open_tasks": task_sources, "key_decisions": decision_sources},
+        }
+        if doing:
+            metadata["in_progress"] = doing
+        lineage = _lineage(parsed, before, meta)
+        if lineage:
+            metadata["compaction"] = lineage
+        parent = parsed.parent_session or meta.get("parent_session")
+        if isinstance(parent, str) and parent and parent != session_id:
+            metadata["parent_session"] = parent
         body: dict[str, Any] = {
             "session_id": session_id,
             "event": event,
             "project_path": self.project,
-            "files_modified": _union(
-                previous.get("files_modified"), parsed_lists["files_modified"]
-            ),
+            "files_modified": _union(previous.get("files_modified"), lists["files_modified"]),
             "commands_run": _union(
-                previous.get("commands_run"), parsed_lists["commands_run"], keep_repeats=True
+                previous.get("commands_run"), lists["commands_run"], keep_repeats=True
             )[-MAX_COMMANDS:],
-            "key_decisions": _union(previous.get("key_decisions"), parsed_lists["key_decisions"]),
-            "open_tasks": parsed_lists["open_tasks"]
-            if parsed.task_list_seen
-            else list(previous.get("open_tasks") or []),
+            "key_decisions": decisions,
+            "open_tasks": tasks,
             "git_branch": branch or parsed.git_branch,
             "git_commit": commit,
-            "metadata": {
-                "agent": "claude-code",
-                "hook": self.payload.get("hook_event_name"),
-                **{
-                    k: self.payload[k]
-                    for k in ("trigger", "reason", "source")
-                    if isinstance(self.payload.get(k), str)
-                },
-            },
+            "metadata": metadata,
         }
+        for name, text in (("current_work", current_work), ("next_step", next_step)):
+            kept_text = previous.get(name)
+            if text or (isinstance(kept_text, str) and kept_text):
+                body[name] = text or kept_text
         snap = backend.save(body)
         self.log(
-            f"saved {session_id} version {snap.version} ({event}); "
-            f"{parsed.lines} transcript lines, {parsed.skipped} skipped"
+            f"saved {session_id} version {snap.version} ({event}): {len(tasks)} open tasks "
+            f"({parsed.tasks_source or 'kept'}), {len(decisions)} decisions"
         )
         return snap
 
@@ -137,11 +188,23 @@ class Hook:
     def session_start(self) -> str:
         session_id = str(self.payload.get("session_id") or "")
         self._remember_session(session_id)
+        source = self.payload.get("source")
+        parsed = None
+        if source in ("compact", "resume", "clear") and self.payload.get("transcript_path"):
+            parsed = self.transcript()
+        if source == "compact" and session_id:
+            # The transcript now ends with the fresh compaction summary: keep its hand-over in
+            # the store before anything else, in case no later hook of this session fires.
+            try:
+                self.save("checkpoint", parsed or EMPTY)
+            except SessionmemError as exc:
+                self.log(f"could not save the compaction's checkpoint: {exc}")
         snap = best_snapshot(
             self.backend(),
             self.project,
             session_id=session_id,
-            resumed=self.payload.get("source") in ("resume", "compact"),
+            resumed=source in ("resume", "compact"),
+            parent=parsed.parent_session if parsed is not None else None,
             also=(self.cwd,),
         )
         if snap is None:
@@ -193,6 +256,49 @@ def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]
     for x in new:
         seen.setdefault(x, None)
     return list(seen)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _aligned(sources: Any, items: list[str]) -> TypeGuard[list[Any]]:
+    return isinstance(sources, list) and len(sources) == len(items)
+
+
+def _with_sources(
+    old: Any, old_sources: Any, new: list[str], new_sources: list[str]
+) -> tuple[list[str], list[str]]:
+    """The previous snapshot's decisions then the transcript's new ones, each with where it
+    came from (a previous one keeps its own source; "earlier" when it had none)."""
+    items = [x for x in (old or []) if isinstance(x, str)]
+    sources = list(old_sources) if _aligned(old_sources, items) else ["earlier"] * len(items)
+    seen = set(items)
+    for item, source in zip(new, new_sources, strict=False):
+        if item not in seen:
+            seen.add(item)
+            items.append(item)
+            sources.append(source)
+    return items, sources
+
+
+def _lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """Which compaction a snapshot follows: how many the transcript holds, when the newest
+    was, and the `pre_compact` snapshot saved just before it (carried from snapshot to
+    snapshot until the next compaction)."""
+    if not parsed.compactions:
+        return {}
+    out: dict[str, Any] = {"count": parsed.compactions, "at": parsed.compacted_at}
+    earlier = _dict(meta.get("compaction"))
+    if (
+        before is not None
+        and before.event == "pre_compact"
+        and earlier.get("count", 0) < parsed.compactions
+    ):
+        out["after"] = {"snapshot_id": before.snapshot_id, "version": before.version}
+    elif earlier.get("count") == parsed.compactions and isinstance(earlier.get("after"), dict):
+        out["after"] = earlier["after"]
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -24,16 +24,19 @@ def best_snapshot(
     *,
     session_id: str | None = None,
     resumed: bool = False,
+    parent: str | None = None,
     also: tuple[str, ...] = (),
 ) -> Snapshot | None:
     """This session's own snapshot when it resumes (after a compaction, `--resume`), else the
-    latest of this project on this branch, else of this project. `also` names other paths the
-    project was recorded under by older versions (the working directory)."""
-    if resumed and session_id:
-        try:
-            return memory.get(session_id)
-        except SessionmemError:
-            pass
+    latest of the session it continues (`parent`, named by its transcript), else the latest of
+    this project on this branch, else of this project. `also` names other paths the project
+    was recorded under by older versions (the working directory)."""
+    for own, wanted in ((session_id, resumed), (parent, True)):
+        if own and wanted:
+            try:
+                return memory.get(own)
+            except SessionmemError:
+                pass
     branch, _ = branch_and_commit(project)
     attempts: list[dict[str, Any]] = []
     for path in dict.fromkeys((project, *also)):

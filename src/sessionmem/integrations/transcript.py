@@ -1,19 +1,34 @@
 """Reading a Claude Code transcript (`transcript_path`) into snapshot fields, deterministically and
-with no LLM call. The format is not officially documented, so every line is read defensively: a
-line that is not understood is skipped, never fatal.
+with no LLM call (docs/decisions.md, "What the hooks capture"). The format is not officially
+documented, so every line is read defensively: a line that is not understood is skipped, never
+fatal.
+
+The reader's whole state is plain data, so a hook can keep it in `.memory/.local/transcripts/`
+and read only the lines added since its last call (`read_transcript`): a `Stop` hook fires after
+every turn of a session whose transcript may be tens of megabytes.
+
+Where open tasks come from — a TodoWrite list, the task tools (TaskCreate/TaskUpdate), an
+`ExitPlanMode` plan, a compaction summary's Pending Tasks — the newest of them in the transcript
+wins, whole: a todo list written after a summary replaces the summary's tasks, and a summary
+after a todo list replaces the list.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-from dataclasses import dataclass, field
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from .handover import read_plan, read_summary
+
 MAX_COMMANDS = 50  # most recent last
+_KEEP_COMMANDS = 200  # kept in the reader's state (a save keeps the last MAX_COMMANDS)
+_KEEP_SEEN = 2000  # block ids remembered to skip a block written twice
 _FILE_TOOLS = {
     "Edit": "file_path",
     "Write": "file_path",
@@ -25,53 +40,87 @@ _DECISION = re.compile(
     r"^\s*(?:[-*]\s+)?(?:\*\*|__)?Decision:(?:\*\*|__)?\s*(.+?)\s*$", re.MULTILINE
 )
 _TASK_NUMBER = re.compile(r"#(\d+)")
+STATE_VERSION = 1
 
 
-@dataclass
-class _Task:
-    subject: str
-    status: str = "pending"
+class Parsed(NamedTuple):
+    """What a transcript says, ready for a snapshot."""
+
+    files_modified: list[str]
+    commands_run: list[str]
+    key_decisions: list[str]
+    decision_sources: list[str]  # one per decision: "transcript", "save" or "summary"
+    open_tasks: list[str]
+    tasks_source: str | None  # "todo", "tasks", "plan", "summary"; None: no task list seen
+    in_progress: list[str]  # open tasks marked in progress
+    current_work: str
+    next_step: str
+    compactions: int  # compaction boundaries seen
+    compacted_at: str | None  # the newest boundary's time
+    parent_session: str | None  # another session this transcript continues
+    git_branch: str | None
+    cwd: str | None
+    lines: int
+    skipped: int
 
 
-@dataclass
-class Parsed:
-    files_modified: list[str] = field(default_factory=list)
-    commands_run: list[str] = field(default_factory=list)
-    key_decisions: list[str] = field(default_factory=list)
-    open_tasks: list[str] = field(default_factory=list)
-    task_list_seen: bool = False  # a TodoWrite or Task* call was seen (an empty list is news)
-    git_branch: str | None = None
-    cwd: str | None = None
-    lines: int = 0
-    skipped: int = 0
+class Reader:
+    """Reads transcript lines, in order, into a state of plain data (`state`)."""
 
-
-class _Reader:
-    def __init__(self, project_root: str | None):
+    def __init__(self, project_root: str | None, state: dict[str, Any] | None = None):
         self.root = project_root.rstrip("/") + "/" if project_root else None
-        self.out = Parsed()
-        self._files: dict[str, None] = {}
-        self._decisions: dict[str, None] = {}
-        self._seen_blocks: set[str] = set()
-        self._todos: list[dict[str, Any]] | None = None
-        self._tasks: dict[str, _Task] = {}
-        self._pending_creates: dict[str, _Task] = {}  # tool_use_id -> task awaiting its id
-        self._source = "none"  # which tool last described the task list
+        self.s: dict[str, Any] = state or {
+            "v": STATE_VERSION,
+            "at": 0,  # lines read: the position of each source of tasks
+            "lines": 0,
+            "skipped": 0,
+            "files": [],
+            "commands": [],
+            "decisions": {},  # text -> source
+            "seen": [],
+            "todos": None,
+            "todos_at": -1,
+            "tasks": {},  # id -> [subject, status]
+            "tasks_at": -1,
+            "creates": {},  # tool_use id -> the task's provisional id
+            "plan": None,
+            "plan_at": -1,
+            "plan_use": None,
+            "summary": None,  # the newest compaction summary's hand-over
+            "summary_at": -1,
+            "compactions": 0,
+            "compacted_at": None,
+            "session": None,
+            "parent": None,
+            "git_branch": None,
+            "cwd": None,
+        }
+        self._seen = set(self.s["seen"])
+        self._files = dict.fromkeys(self.s["files"])
 
     def line(self, raw: bytes) -> None:
-        self.out.lines += 1
+        s = self.s
+        s["lines"] += 1
+        s["at"] += 1
         try:
             rec = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            self.out.skipped += 1  # e.g. a truncated last line
+            s["skipped"] += 1  # e.g. a truncated last line
             return
-        if not isinstance(rec, dict) or rec.get("isSidechain") or rec.get("isMeta"):
+        if not isinstance(rec, dict) or rec.get("isSidechain"):
             return
-        if isinstance(rec.get("gitBranch"), str) and rec["gitBranch"]:
-            self.out.git_branch = rec["gitBranch"]
-        if isinstance(rec.get("cwd"), str):
-            self.out.cwd = rec["cwd"]
         kind = rec.get("type")
+        if kind == "system" and rec.get("subtype") == "compact_boundary":
+            s["compactions"] += 1
+            if isinstance(rec.get("timestamp"), str):
+                s["compacted_at"] = rec["timestamp"]
+            return
+        if rec.get("isCompactSummary"):
+            self._summary(rec.get("message"))
+            return
+        if rec.get("isMeta"):
+            return
+        self._where(rec)
         message = rec.get("message")
         if not isinstance(message, dict):
             return
@@ -87,26 +136,58 @@ class _Reader:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     self._tool_result(block, rec.get("toolUseResult"))
 
+    def _where(self, rec: dict[str, Any]) -> None:
+        s = self.s
+        if isinstance(rec.get("gitBranch"), str) and rec["gitBranch"]:
+            s["git_branch"] = rec["gitBranch"]
+        if isinstance(rec.get("cwd"), str):
+            s["cwd"] = rec["cwd"]
+        sid = rec.get("sessionId")
+        if isinstance(sid, str) and sid:
+            if s["session"] is None:
+                s["session"] = sid
+            elif sid != s["session"] and s["parent"] is None:
+                # Lines of an earlier session carried into this one (resume, continue): the
+                # first session named is the one continued.
+                s["parent"], s["session"] = s["session"], sid
+
+    def _summary(self, message: Any) -> None:
+        text = message.get("content") if isinstance(message, dict) else None
+        if isinstance(text, list):
+            text = "\n".join(
+                str(b.get("text", ""))
+                for b in text
+                if isinstance(b, dict) and b.get("type") == "text"
+            )
+        if not isinstance(text, str) or not text.strip():
+            return
+        handover = read_summary(text)
+        self.s["summary"] = handover._asdict()
+        self.s["summary_at"] = self.s["at"]
+        for decision in handover.decisions:
+            self.s["decisions"].setdefault(decision, "summary")
+
     def _assistant_block(self, block: dict[str, Any], fallback_key: str) -> None:
         btype = block.get("type")
         if btype == "text":
             text = block.get("text")
-            key = f"text:{fallback_key}:{hash(text)}"
-            if isinstance(text, str) and key not in self._seen_blocks:
-                self._seen_blocks.add(key)
+            if not isinstance(text, str):
+                return
+            key = f"text:{fallback_key}:{zlib.crc32(text.encode())}"
+            if self._first_time(key):
                 for m in _DECISION.finditer(text):
-                    self._decisions.setdefault(m.group(1).rstrip("*_ "), None)
+                    self.s["decisions"].setdefault(m.group(1).rstrip("*_ "), "transcript")
             return
         if btype != "tool_use":
             return
         use_id = str(block.get("id") or fallback_key)
-        if use_id in self._seen_blocks:
+        if not self._first_time(use_id):
             return  # the same block written twice (lines that share message.id)
-        self._seen_blocks.add(use_id)
         name = block.get("name")
         data = block.get("input")
         if not isinstance(data, dict):
             return
+        s = self.s
         if name in _FILE_TOOLS:
             path = data.get(_FILE_TOOLS[str(name)])
             if isinstance(path, str) and path:
@@ -114,33 +195,51 @@ class _Reader:
         elif name in _SHELL_TOOLS:
             command = data.get("command")
             if isinstance(command, str) and command.strip():
-                self.out.commands_run.append(command)
+                s["commands"].append(command)
+                del s["commands"][:-_KEEP_COMMANDS]
                 self._decisions_from_command(command)
         elif name == "TodoWrite":
             todos = data.get("todos")
             if isinstance(todos, list):
-                self._todos = [t for t in todos if isinstance(t, dict)]
-                self._source = "todo"
+                s["todos"] = [
+                    [str(t.get("content")), str(t.get("status") or "pending")]
+                    for t in todos
+                    if isinstance(t, dict) and t.get("content")
+                ]
+                s["todos_at"] = s["at"]
         elif name == "TaskCreate":
             subject = data.get("subject") or data.get("description")
             if isinstance(subject, str) and subject:
-                task = _Task(subject)
                 # Its id arrives with the result; until then, assume the next number.
-                self._tasks[str(len(self._tasks) + 1)] = task
-                self._pending_creates[use_id] = task
-                self._source = "task"
+                key = str(len(s["tasks"]) + 1)
+                while key in s["tasks"]:
+                    key = str(int(key) + 1)
+                s["tasks"][key] = [subject, "pending"]
+                s["creates"][use_id] = key
+                s["tasks_at"] = s["at"]
         elif name == "TaskUpdate":
-            found = self._tasks.get(str(data.get("taskId", "")))
+            found = s["tasks"].get(str(data.get("taskId", "")))
             if found is not None:
                 if isinstance(data.get("status"), str):
-                    found.status = data["status"]
+                    found[1] = data["status"]
                 if isinstance(data.get("subject"), str) and data["subject"]:
-                    found.subject = data["subject"]
-                self._source = "task"
+                    found[0] = data["subject"]
+                s["tasks_at"] = s["at"]
+        elif name == "ExitPlanMode":
+            plan = data.get("plan")
+            if isinstance(plan, str) and plan.strip():
+                steps = read_plan(plan)
+                if steps:
+                    s["plan"], s["plan_at"], s["plan_use"] = steps, s["at"], use_id
 
     def _tool_result(self, block: dict[str, Any], extra: Any) -> None:
-        task = self._pending_creates.pop(str(block.get("tool_use_id")), None)
-        if task is None:
+        s = self.s
+        use_id = str(block.get("tool_use_id"))
+        if use_id == s["plan_use"] and block.get("is_error"):
+            s["plan"], s["plan_at"], s["plan_use"] = None, -1, None  # the user rejected it
+            return
+        key = s["creates"].pop(use_id, None)
+        if key is None or key not in s["tasks"]:
             return
         real_id = None
         if isinstance(extra, dict):
@@ -154,12 +253,8 @@ class _Reader:
                 text = " ".join(str(c.get("text", "")) for c in text if isinstance(c, dict))
             m = _TASK_NUMBER.search(str(text or ""))
             real_id = m.group(1) if m else None
-        if real_id is None:
-            return
-        for key, value in list(self._tasks.items()):
-            if value is task and key != real_id:
-                del self._tasks[key]
-                self._tasks[real_id] = task
+        if real_id is not None and real_id != key:
+            s["tasks"][real_id] = s["tasks"].pop(key)
 
     def _decisions_from_command(self, command: str) -> None:
         if "sessionmem" not in command or "--decision" not in command:
@@ -170,42 +265,184 @@ class _Reader:
             return
         for i, word in enumerate(words):
             if word == "--decision" and i + 1 < len(words):
-                self._decisions.setdefault(words[i + 1], None)
+                self.s["decisions"].setdefault(words[i + 1], "save")
             elif word.startswith("--decision="):
-                self._decisions.setdefault(word.split("=", 1)[1], None)
+                self.s["decisions"].setdefault(word.split("=", 1)[1], "save")
+
+    def _first_time(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self.s["seen"].append(key)
+        if len(self.s["seen"]) > 2 * _KEEP_SEEN:
+            del self.s["seen"][:-_KEEP_SEEN]
+            self._seen = set(self.s["seen"])
+        return True
 
     def _relative(self, path: str) -> str:
         if self.root and path.startswith(self.root):
             return path[len(self.root) :]
         return path
 
+    def state(self) -> dict[str, Any]:
+        self.s["files"] = list(self._files)
+        return self.s
+
     def result(self) -> Parsed:
-        out = self.out
-        out.files_modified = list(self._files)
-        out.commands_run = out.commands_run[-MAX_COMMANDS:]
-        out.key_decisions = list(self._decisions)
-        out.task_list_seen = self._source != "none"
-        if self._source == "todo" and self._todos is not None:
-            out.open_tasks = [
-                str(t.get("content"))
-                for t in self._todos
-                if t.get("status") != "completed" and t.get("content")
-            ]
-        elif self._source == "task":
-            out.open_tasks = [
-                t.subject for t in self._tasks.values() if t.status not in ("completed", "deleted")
-            ]
-        return out
+        s = self.state()
+        sources = [
+            (s["todos_at"], "todo"),
+            (s["tasks_at"], "tasks"),
+            (s["plan_at"], "plan"),
+            (s["summary_at"], "summary"),
+        ]
+        at, newest = max(sources)
+        source: str | None = newest
+        tasks: list[str] = []
+        doing: list[str] = []
+        if at < 0:
+            source = None
+        elif source == "todo":
+            tasks = [c for c, status in s["todos"] if status != "completed"]
+            doing = [c for c, status in s["todos"] if status == "in_progress"]
+        elif source == "tasks":
+            live = [t for t in s["tasks"].values() if t[1] not in ("completed", "deleted")]
+            tasks = [t[0] for t in live]
+            doing = [t[0] for t in live if t[1] == "in_progress"]
+        elif source == "plan":
+            tasks = list(s["plan"])
+        else:
+            tasks = list(s["summary"]["pending"])
+            doing = [t for t in tasks if "in progress" in t.lower().replace("_", " ")]
+        summary = s["summary"] or {}
+        return Parsed(
+            files_modified=list(s["files"]),
+            commands_run=s["commands"][-MAX_COMMANDS:],
+            key_decisions=list(s["decisions"]),
+            decision_sources=list(s["decisions"].values()),
+            open_tasks=tasks,
+            tasks_source=source,
+            in_progress=doing,
+            current_work=summary.get("current_work", ""),
+            next_step=summary.get("next_step", ""),
+            compactions=s["compactions"],
+            compacted_at=s["compacted_at"],
+            parent_session=s["parent"],
+            git_branch=s["git_branch"],
+            cwd=s["cwd"],
+            lines=s["lines"],
+            skipped=s["skipped"],
+        )
 
 
 def parse_transcript(path: str | Path, project_root: str | None = None) -> Parsed:
-    """Read a transcript. A missing or unreadable file gives an empty result."""
-    reader = _Reader(project_root)
+    """Read a whole transcript. A missing or unreadable file gives an empty result."""
+    reader = Reader(project_root)
     try:
         with open(path, "rb") as f:
-            for raw in f:
-                if raw.strip():
-                    reader.line(raw)
+            _read_lines(reader, f.read())
     except OSError:
         pass
     return reader.result()
+
+
+def read_transcript(
+    path: str | Path, project_root: str | None, state_dir: Path
+) -> tuple[Parsed, str]:
+    """Read a transcript from where the last call stopped (its state kept in `state_dir`):
+    (what it says, how it was read — "whole", "from byte N" or "unchanged"). A transcript that
+    shrank, was replaced, or changed before the remembered offset is read again whole. Raises
+    OSError when the transcript cannot be read."""
+    import hashlib
+
+    path = str(path)
+    name = hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
+    saved = state_dir / name
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        kept = _load(saved)
+        offset = 0
+        if (
+            kept is not None
+            and kept.get("ino") == st.st_ino
+            and kept["offset"] <= st.st_size
+            and _fingerprint(f, kept["offset"]) == kept["fingerprint"]
+        ):
+            offset = kept["offset"]
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1  # a line still being written is read next time
+    try:
+        reader = Reader(project_root, kept["state"] if offset and kept else None)
+        _read_lines(reader, data[:end])
+        result = reader.result()
+    except Exception:  # a kept state this version cannot use: read it all again
+        if not offset:
+            raise
+        return _whole(path, project_root, saved, st.st_ino)
+    how = "whole" if offset == 0 else ("unchanged" if not end else f"from byte {offset}")
+    with open(path, "rb") as f:
+        fingerprint = _fingerprint(f, offset + end)  # (of the bytes read, as they are now)
+    _store(
+        saved,
+        {
+            "path": path,
+            "ino": st.st_ino,
+            "offset": offset + end,
+            "fingerprint": fingerprint,
+            "state": reader.state(),
+        },
+    )
+    return result, how
+
+
+def _whole(path: str, project_root: str | None, saved: Path, ino: int) -> tuple[Parsed, str]:
+    saved.unlink(missing_ok=True)
+    parsed, _ = read_transcript(path, project_root, saved.parent)
+    return parsed, "whole"
+
+
+def _read_lines(reader: Reader, data: bytes) -> None:
+    for raw in data.split(b"\n"):
+        if raw.strip():
+            reader.line(raw)
+
+
+def _fingerprint(f: Any, offset: int) -> list[int]:
+    """CRC-32 of the first and of the last 4 KiB before `offset`: an edit before the offset
+    (a rewritten or replaced transcript) is seen without reading it all."""
+    f.seek(0)
+    head = f.read(min(offset, 4096))
+    start = max(0, offset - 4096)
+    f.seek(start)
+    tail = f.read(offset - start)
+    return [offset, zlib.crc32(head), zlib.crc32(tail)]
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        kept = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if (
+        not isinstance(kept, dict)
+        or not isinstance(kept.get("state"), dict)
+        or kept["state"].get("v") != STATE_VERSION
+        or not isinstance(kept.get("offset"), int)
+    ):
+        return None
+    return kept
+
+
+def _store(path: Path, value: dict[str, Any]) -> None:
+    """Atomically: two hooks of one session may run at once, and either state is whole."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(orjson.dumps(value))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # only ever an optimisation: the next call reads the whole transcript
+
+
+EMPTY = Reader(None).result()  # what a save holds when there is no transcript to read
