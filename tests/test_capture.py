@@ -338,8 +338,16 @@ def test_session_start_after_a_compaction_stores_the_hand_over_and_prints_it(
     later = store.get("dev", t.SESSION)
     assert later.session_data["metadata"]["compaction"]["after"]["version"] == 1
     assert later.session_data["commands_run"][-1] == "make docs"
+    # a turn of plain conversation: the next Stop finds nothing new and stores nothing
+    with open(transcript, "a") as f:
+        f.write(json.dumps(t.user("thanks, looks good")) + "\n")
+    assert _hook({**base, "hook_event_name": "Stop"}, repo, env).returncode == 0
+    assert store.get("dev", t.SESSION).version == later.version
     log = (repo / ".memory" / ".local" / "hooks.log").read_text()
     assert "read the transcript from byte" in log
+    assert log.rstrip().endswith(
+        "nothing new in the transcript since the last save: nothing stored"
+    )
 
 
 def test_without_a_transcript_the_hook_saves_what_the_payload_gives_and_says_so(

@@ -492,7 +492,8 @@ def bench_follow(tmp: Path, quick: bool) -> None:
 
 
 def bench_hook(tmp: Path, quick: bool) -> None:
-    """Issue 5: `sessionmem hook claude-code` end to end on a 20 MB transcript."""
+    """Issues 5 and 13: `sessionmem hook claude-code` end to end on a 20 MB transcript — read
+    whole the first time, then only the lines a turn added (its state in .local/transcripts/)."""
     src = (REPO / "data" / "claude" / "todowrite.jsonl").read_bytes().splitlines(keepends=True)
     transcript = tmp / "big.jsonl"
     size = 0
@@ -506,29 +507,58 @@ def bench_hook(tmp: Path, quick: bool) -> None:
     project = tmp / "hookproj"
     project.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    payload_ = json.dumps({"session_id": "big", "transcript_path": str(transcript),
-                           "cwd": str(project), "hook_event_name": "PreCompact",
-                           "trigger": "auto"})
-    env = {**os.environ, "SESSIONMEM_USER": "u", "CLAUDE_PROJECT_DIR": str(project)}
-    env.pop("SESSIONMEM_ROOT", None)
-    runs = []
-    for _ in range(3 if quick else 5):
+    env = installed_env(SESSIONMEM_USER="u", CLAUDE_PROJECT_DIR=str(project))
+    states = project / ".memory" / ".local" / "transcripts"
+
+    def hook(event: str) -> float:
+        payload_ = json.dumps({"session_id": "big", "transcript_path": str(transcript),
+                               "cwd": str(project), "hook_event_name": event, "trigger": "auto"})
         start = time.perf_counter()
         subprocess.run([*sessionmem_cmd(), "hook", "claude-code"], input=payload_.encode(),
                        env=env, capture_output=True, check=True, cwd=project)
-        runs.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "pass"], check=True)
-    bare = time.perf_counter() - start
-    record("hook claude-code on a 20 MB transcript (process start to exit)",
-           1000 * statistics.median(runs), 1000 * bare, "ms", "(bare python start as baseline)",
+        return time.perf_counter() - start
+
+    def turn(k: int, command: bool) -> None:
+        lines = [{"type": "user", "sessionId": "big", "message": {"role": "user",
+                                                                  "content": f"turn {k}"}}]
+        if command:
+            block = {"type": "tool_use", "id": f"toolu_turn_{k}", "name": "Bash",
+                     "input": {"command": f"pytest -k case_{k}"}}
+            lines.append({"type": "assistant", "sessionId": "big",
+                          "message": {"id": f"msg_turn_{k}", "content": [block]}})
+        with open(transcript, "a") as f:
+            f.write("".join(json.dumps(x) + "\n" for x in lines))
+
+    def bare() -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
+        return time.perf_counter() - start
+
+    rounds = 3 if quick else 5
+    whole, stored, nothing, bares = [], [], [], []
+    for k in range(rounds):
+        shutil.rmtree(states, ignore_errors=True)
+        whole.append(hook("PreCompact"))
+        turn(2 * k, command=True)
+        stored.append(hook("Stop"))
+        turn(2 * k + 1, command=False)
+        nothing.append(hook("Stop"))
+        bares.append(bare())
+    base = 1000 * statistics.median(bares)
+    record("hook on a 20 MB transcript, read whole (process start to exit)",
+           1000 * statistics.median(whole), base, "ms", "(bare python start as baseline)",
            None, f"{size / 1e6:.0f} MB, budget 1,500 ms")
+    record("Stop after a turn with a command (reads the turn, saves)",
+           1000 * statistics.median(stored), base, "ms", "(bare python start as baseline)", None)
+    mine = 1000 * statistics.median(nothing)
+    record("Stop after a turn of conversation (reads the turn, nothing to save)", mine, base,
+           "ms", "<= 2x bare python start", mine <= 2 * base)
     imp = subprocess.run([sys.executable, "-X", "importtime", "-c",
                           "import sessionmem.integrations.claude_code"],
                          capture_output=True, text=True)
-    mine = [ln for ln in imp.stderr.splitlines()
-            if ln.split("|")[-1].strip() == "sessionmem.integrations.claude_code"]
-    us = int(mine[-1].split("|")[1]) if mine else 0
+    mine_imp = [ln for ln in imp.stderr.splitlines()
+                if ln.split("|")[-1].strip() == "sessionmem.integrations.claude_code"]
+    us = int(mine_imp[-1].split("|")[1]) if mine_imp else 0
     record("import time of the hook path", us / 1000, 0.0, "ms", "(python -X importtime)", None)
 
 
@@ -558,6 +588,17 @@ def bench_access_log(tmp: Path, quick: bool) -> None:
                                   for a, b in zip(rates[True], rates[False], strict=True)))
 
 
+def installed_env(**extra: str) -> dict[str, str]:
+    """The environment a command runs in once installed: bytecode compiled (and written),
+    no memory folder or server picked by this shell."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "SESSIONMEM_ROOT", "SESSIONMEM_URL")}
+    env.update(extra)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "sessionmem")],
+                   env=env, capture_output=True)
+    return env
+
+
 def bench_cli(tmp: Path, quick: bool) -> None:
     """Agents run the CLI through their shell mid-task: each command's time from process start
     to exit against a bare interpreter's, taking turns (median of each). Run as an install runs
@@ -565,11 +606,7 @@ def bench_cli(tmp: Path, quick: bool) -> None:
     project = tmp / "cliproj"
     project.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONDONTWRITEBYTECODE", "SESSIONMEM_ROOT", "SESSIONMEM_URL")}
-    env["SESSIONMEM_USER"] = "u"
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "sessionmem")],
-                   env=env, capture_output=True)
+    env = installed_env(SESSIONMEM_USER="u")
     cmd = sessionmem_cmd()
     runs = {
         "latest": [*cmd, "latest"],

@@ -20,12 +20,11 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .names import SESSION_RE, USER_RE, WRITER_RE
+
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("snapshot", "delete")
 _DUMP_OPTS = orjson.OPT_SORT_KEYS
-USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
-SESSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
-WRITER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _TS_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
 MS_DIGITS = frozenset(f"{n:03d}" for n in range(1000))  # the fold's fast path checks ts[20:23]

@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .codec import USER_RE, ms_to_ts, now_ms
+from .codec import ms_to_ts, now_ms
 from .errors import NotFound, StorageError, storage_error
 from .layout import Layout, check_user
+from .names import USER_RE
 
 KEY_PREFIX = "smk_"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}\Z")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from pathlib import Path
 
-import orjson
-
-from .codec import USER_RE, WRITER_RE
 from .errors import FieldError, InvalidInput
+from .names import USER_RE, WRITER_RE
 
 ROOT_ENV = "SESSIONMEM_ROOT"
 
@@ -171,7 +170,7 @@ class Layout:
         """
         real = str(self.root.resolve())
         with contextlib.suppress(OSError, ValueError):
-            info = orjson.loads(self.writer_file.read_bytes())
+            info = json.loads(self.writer_file.read_bytes())
             if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
                 return str(info["writer"])
         import fcntl
@@ -182,12 +181,12 @@ class Layout:
         with open(self.locks / "writer.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with contextlib.suppress(OSError, ValueError):
-                info = orjson.loads(self.writer_file.read_bytes())
+                info = json.loads(self.writer_file.read_bytes())
                 if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
                     return str(info["writer"])
             host = re.sub(r"[^a-z0-9]+", "-", socket.gethostname().lower()).strip("-")[:24]
             writer = f"{host or 'host'}-{secrets.token_hex(4)}"
             tmp = self.writer_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(orjson.dumps({"writer": writer, "root": real}))
+            tmp.write_text(json.dumps({"writer": writer, "root": real}))
             os.replace(tmp, self.writer_file)
             return writer

@@ -14,13 +14,13 @@ import orjson
 from .codec import (
     LIST_FIELDS,
     SCALAR_FIELDS,
-    SESSION_RE,
     SNAPSHOT_EVENTS,
     dumps,
     dumps_view,
     normalize_uuid,
 )
 from .errors import FieldError, InvalidInput
+from .names import SESSION_RE
 
 DEFAULT_EVENT = "checkpoint"
 RESERVED_SESSION_ID = "latest"  # GET /session/latest would shadow it

@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .codec import BOM, USER_RE, WRITER_RE, DecodeError, decode, dumps, now_ms
+from .codec import BOM, DecodeError, decode, dumps, now_ms
 from .layout import Layout
 from .log import MAX_CLOCK_SKEW_MS, lock_path
+from .names import USER_RE, WRITER_RE
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,29 @@ no command-line parser.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import orjson
-
-from ..codec import ms_to_ts, now_ms
 from ..errors import NotFound, SessionmemError
 from ..layout import default_user, find_root, project_root
-from ..memory import Memory
-from ..model import Snapshot
 from .gitinfo import branch_and_commit
-from .restore import best_snapshot, restore_text
-from .transcript import EMPTY, MAX_COMMANDS, Parsed, read_transcript
+from .transcript import (
+    EMPTY,
+    MAX_COMMANDS,
+    Parsed,
+    digest,
+    mark_saved,
+    read_transcript,
+    saved_digest,
+)
+
+if TYPE_CHECKING:
+    from ..memory import Memory
+    from ..model import Snapshot
 
 SAVE_EVENTS = {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"}
 CURRENT_SESSION = "current-session.json"
@@ -60,12 +67,28 @@ class Hook:
         if event == "SessionStart":
             return self.session_start()
         if event in SAVE_EVENTS:
-            self.save(SAVE_EVENTS[str(event)])
+            parsed = self.transcript()
+            if event == "Stop" and parsed is not None and self._unchanged(parsed):
+                self.log("nothing new in the transcript since the last save: nothing stored")
+                return ""
+            self.save(SAVE_EVENTS[str(event)], parsed or EMPTY)
+            if parsed is not None:
+                mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             return ""
         self.log(f"ignored event {event!r}")
         return ""
 
     # --- saving --------------------------------------------------------------------------
+
+    @property
+    def _states(self) -> Path:
+        return self.root / ".local" / "transcripts"
+
+    def _unchanged(self, parsed: Parsed) -> bool:
+        """Whether the last snapshot saved from this transcript already holds all it says (a
+        `Stop` after a turn of plain conversation stores nothing)."""
+        path = str(self.payload["transcript_path"])
+        return saved_digest(path, self._states) == digest(parsed)
 
     def transcript(self) -> Parsed | None:
         """What the transcript says, read from where the last hook stopped; None when the
@@ -76,7 +99,7 @@ class Hook:
             self.log("no transcript_path in the payload: saving what the payload gives")
             return None
         try:
-            parsed, how = read_transcript(path, self.project, self.root / ".local" / "transcripts")
+            parsed, how = read_transcript(path, self.project, self._states)
         except OSError as exc:
             why = exc.strerror or exc
             self.log(f"cannot read the transcript {path}: {why}; saving what the payload gives")
@@ -197,8 +220,12 @@ class Hook:
             # the store before anything else, in case no later hook of this session fires.
             try:
                 self.save("checkpoint", parsed or EMPTY)
+                if parsed is not None:
+                    mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             except SessionmemError as exc:
                 self.log(f"could not save the compaction's checkpoint: {exc}")
+        from .restore import best_snapshot, restore_text
+
         snap = best_snapshot(
             self.backend(),
             self.project,
@@ -229,13 +256,13 @@ class Hook:
         try:
             local = self.root / ".local"
             local.mkdir(parents=True, exist_ok=True)
-            record = {"session_id": session_id, "cwd": self.cwd, "at": ms_to_ts(now_ms())}
-            (local / CURRENT_SESSION).write_bytes(orjson.dumps(record))
+            record = {"session_id": session_id, "cwd": self.cwd, "at": _now()}
+            (local / CURRENT_SESSION).write_text(json.dumps(record))
         except OSError as exc:
             self.log(f"could not record the current session: {exc}")
 
     def log(self, message: str) -> None:
-        line = f"{ms_to_ts(now_ms())} {self.payload.get('hook_event_name')} {message}\n"
+        line = f"{_now()} {self.payload.get('hook_event_name')} {message}\n"
         sys.stderr.write(f"sessionmem: {message}\n")
         try:
             if self.root.is_dir():
@@ -256,6 +283,14 @@ def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]
     for x in new:
         seen.setdefault(x, None)
     return list(seen)
+
+
+def _now() -> str:
+    """The time as the logs write it (the codec's format, without importing the codec)."""
+    ns = time.time_ns()
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 10**6 % 1000:03d}Z"
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -307,7 +342,7 @@ def main(argv: list[str]) -> int:
     hook = None
     try:
         raw = sys.stdin.buffer.read()
-        payload = orjson.loads(raw) if raw.strip() else {}
+        payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("the hook input is not a JSON object")
         hook = Hook(payload, os.environ)

@@ -15,16 +15,13 @@ after a todo list replaces the list.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
-
-import orjson
-
-from .handover import read_plan, read_summary
 
 MAX_COMMANDS = 50  # most recent last
 _KEEP_COMMANDS = 200  # kept in the reader's state (a save keeps the last MAX_COMMANDS)
@@ -103,8 +100,8 @@ class Reader:
         s["lines"] += 1
         s["at"] += 1
         try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            rec = json.loads(raw)
+        except ValueError:  # also bytes that are not UTF-8
             s["skipped"] += 1  # e.g. a truncated last line
             return
         if not isinstance(rec, dict) or rec.get("isSidechain"):
@@ -161,6 +158,8 @@ class Reader:
             )
         if not isinstance(text, str) or not text.strip():
             return
+        from .handover import read_summary  # (its patterns compile only when needed)
+
         handover = read_summary(text)
         self.s["summary"] = handover._asdict()
         self.s["summary_at"] = self.s["at"]
@@ -228,6 +227,8 @@ class Reader:
         elif name == "ExitPlanMode":
             plan = data.get("plan")
             if isinstance(plan, str) and plan.strip():
+                from .handover import read_plan
+
                 steps = read_plan(plan)
                 if steps:
                     s["plan"], s["plan_at"], s["plan_use"] = steps, s["at"], use_id
@@ -353,11 +354,8 @@ def read_transcript(
     (what it says, how it was read — "whole", "from byte N" or "unchanged"). A transcript that
     shrank, was replaced, or changed before the remembered offset is read again whole. Raises
     OSError when the transcript cannot be read."""
-    import hashlib
-
     path = str(path)
-    name = hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
-    saved = state_dir / name
+    saved = state_dir / _state_name(path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         kept = _load(saved)
@@ -391,9 +389,39 @@ def read_transcript(
             "offset": offset + end,
             "fingerprint": fingerprint,
             "state": reader.state(),
+            "saved": kept.get("saved") if offset and kept else None,
         },
     )
     return result, how
+
+
+def digest(parsed: Parsed) -> str:
+    """What a snapshot would take from `parsed` (not how many lines it took to say it)."""
+    import hashlib
+
+    fields = parsed._replace(lines=0, skipped=0)
+    return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
+
+
+def mark_saved(path: str | Path, state_dir: Path, parsed: Parsed) -> None:
+    """Remember that a snapshot of `parsed` was stored: a later `Stop` that finds nothing new
+    stores nothing (`saved_digest`)."""
+    saved = state_dir / _state_name(str(path))
+    kept = _load(saved)
+    if kept is not None:
+        kept["saved"] = digest(parsed)
+        _store(saved, kept)
+
+
+def saved_digest(path: str | Path, state_dir: Path) -> str | None:
+    kept = _load(state_dir / _state_name(str(path)))
+    return kept.get("saved") if kept is not None else None
+
+
+def _state_name(path: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
 
 
 def _whole(path: str, project_root: str | None, saved: Path, ino: int) -> tuple[Parsed, str]:
@@ -421,8 +449,8 @@ def _fingerprint(f: Any, offset: int) -> list[int]:
 
 def _load(path: Path) -> dict[str, Any] | None:
     try:
-        kept = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        kept = json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return None
     if (
         not isinstance(kept, dict)
@@ -439,7 +467,7 @@ def _store(path: Path, value: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(orjson.dumps(value))
+        tmp.write_text(json.dumps(value, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError:
         pass  # only ever an optimisation: the next call reads the whole transcript
