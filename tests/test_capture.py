@@ -367,3 +367,23 @@ def test_without_a_transcript_the_hook_saves_what_the_payload_gives_and_says_so(
     assert snap.open_tasks == [] and snap.session_data["files_modified"] == []
     log = (repo / ".memory" / ".local" / "hooks.log").read_text()
     assert "no transcript_path in the payload" in log and "cannot read the transcript" in log
+
+
+def test_history_shows_the_compaction_chain_and_the_continued_session(tmp_path: Path) -> None:
+    root = tmp_path / ".memory"
+    store = Store(root)
+    meta = {"parent_session": "parent-1"}
+    store.save("u", {"session_id": "s", "event": "checkpoint", "metadata": meta})
+    store.save("u", {"session_id": "s", "event": "pre_compact", "metadata": meta})
+    store.save("u", {"session_id": "s", "event": "checkpoint", "metadata": meta})
+    run = subprocess.run(
+        [*sessionmem_cmd(), "history", "s", "--root", str(root), "--user", "u"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    events = [line.split()[2] if line.split()[0].isdigit() else line.strip() for line in lines[1:]]
+    assert events[:4] == ["checkpoint", "── compacted ──", "pre_compact", "checkpoint"]
+    assert lines[-1] == "continues session parent-1 (sessionmem history parent-1)"

@@ -254,15 +254,23 @@ def history(args: argparse.Namespace) -> None:
         return
     headers = ("version", "created_at", "event", "tasks", "decisions", "files", "commands",
                "snapshot_id")  # fmt: skip
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for e in page.items:
         c = e.counts
+        if e.event == "pre_compact" and rows:  # newest first: the compaction came after it
+            rows.append(("", "", "── compacted ──", "", "", "", "", ""))
         rows.append((str(e.version), e.created_at, e.event, str(c["open_tasks"]),
                      str(c["key_decisions"]), str(c["files_modified"]), str(c["commands_run"]),
                      e.snapshot_id))  # fmt: skip
     out(table(headers, rows))
     if page.next_cursor:
         out(f"more: --cursor {page.next_cursor}\n")
+    elif page.items and page.items[-1].version == 1:
+        first = backend(args).get(args.session_id, version=1).session_data
+        meta = first.get("metadata")
+        parent = meta.get("parent_session") if isinstance(meta, dict) else None
+        if isinstance(parent, str) and parent:
+            out(f"continues session {parent} (sessionmem history {parent})\n")
 
 
 def diff(args: argparse.Namespace) -> None:
