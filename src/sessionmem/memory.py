@@ -124,3 +124,35 @@ class UserMemory:
 
     def delete(self, session_id: str) -> int:
         return self.store.delete(self.user, session_id)
+
+
+def merged(
+    base: Mapping[str, Any],
+    add: Mapping[str, list[str] | None],
+    done: list[str] | None = None,
+) -> dict[str, Any]:
+    """A save that starts from a session's latest snapshot (`sessionmem save --merge`, the MCP
+    `save_checkpoint`): the items in `add` appended to their lists where new, the tasks in `done`
+    no longer open, and where each item came from kept (`metadata.sources`: an item added here
+    is "save"; docs/decisions.md, "What the hooks capture")."""
+    body = dict(base)
+    for name, items in add.items():
+        if items:
+            existing = list(body.get(name) or [])
+            body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
+    if done:
+        body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in done]
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("sources"), dict):
+        sources = dict(meta["sources"])
+        for name in ("open_tasks", "key_decisions"):
+            old_items, old = base.get(name) or [], sources.get(name)
+            if isinstance(old, list) and len(old) == len(old_items):
+                known = dict(zip(old_items, old, strict=True))
+                sources[name] = [known.get(x, "save") for x in body.get(name) or []]
+        meta = {**meta, "sources": sources}
+        if isinstance(meta.get("in_progress"), list):
+            still = body.get("open_tasks") or []
+            meta["in_progress"] = [t for t in meta["in_progress"] if t in still]
+        body["metadata"] = meta
+    return body

@@ -232,6 +232,13 @@ def build_parser(only: str | None = None) -> _Parser:
     )
     _root_option(p)
 
+    p = command(
+        "mcp",
+        "Serve this memory to an agent as MCP tools over stdio (its stdin and stdout).",
+        "admin:mcp",
+    )
+    _memory_options(p, json=False)
+
     p = command("serve", "Serve the memory folder over HTTP (FastAPI on uvicorn).", "admin:serve")
     _root_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

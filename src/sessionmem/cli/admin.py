@@ -40,6 +40,25 @@ def init(args: argparse.Namespace) -> None:
 # --- serve ---------------------------------------------------------------------------------------
 
 
+def mcp(args: argparse.Namespace) -> None:
+    """`sessionmem mcp`: the MCP server over stdio, on the memory the other commands use."""
+    from ..integrations.mcp_server import build, current_session
+    from ..layout import project_root
+    from .memory import backend
+
+    made: list[Any] = []
+
+    def memory(write: bool) -> Any:
+        if not made:  # kept once found (its projection too); a missing folder is asked again
+            made.append(backend(args, write=write))
+        return made[0]
+
+    def session() -> str | None:
+        return None if args.url else current_session(root_of(args))
+
+    build(memory, project=str(project_root(Path.cwd())), session=session).run()
+
+
 def serve(args: argparse.Namespace) -> int | None:
     folder = root_of(args).resolve()
     if args.stop:

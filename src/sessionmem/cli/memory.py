@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound
-from ..memory import Memory
+from ..memory import Memory, merged
 from . import Failure
 from .text import colour, out, out_json, plural, table
 
@@ -96,55 +96,34 @@ def save(args: argparse.Namespace) -> None:
             "session with sessionmem's hooks it defaults to that session."
         )
     be = backend(args, write=True)
-    if args.merge:
-        try:
-            base = dict(be.get(body["session_id"]).session_data)
-        except NotFound:
-            base = {}
-        base.pop("event", None)  # this save is its own event
-        body = {**base, **body}
     lists = {
         "files_modified": args.file,
         "commands_run": args.command,
         "key_decisions": args.decision,
         "open_tasks": args.task,
     }
-    for name, items in lists.items():
-        if items:
-            existing = list(body.get(name) or []) if args.merge or args.from_json else []
-            body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
-    if args.done:
-        body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in args.done]
+    if args.merge:
+        try:
+            base = dict(be.get(body["session_id"]).session_data)
+        except NotFound:
+            base = {}
+        base.pop("event", None)  # this save is its own event
+        body = merged({**base, **body}, lists, args.done)
+    else:
+        for name, items in lists.items():
+            if items:
+                existing = list(body.get(name) or []) if args.from_json else []
+                body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
+        if args.done:
+            body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in args.done]
     if args.event:
         body["event"] = args.event
-    if args.merge:
-        _carry_sources(body, base)
     _where_and_when(body, args)
     snap = be.save(body, idempotency_key=args.idempotency_key)
     if args.json:
         out_json(snap.view())
     else:
         out(f"Saved {snap.session_id} version {snap.version} ({snap.snapshot_id}).\n")
-
-
-def _carry_sources(body: dict[str, Any], base: dict[str, Any]) -> None:
-    """A merged save keeps where each item came from (metadata.sources, written by the agents'
-    hooks): an item it adds is marked "save"; a task it closes is no longer in progress."""
-    meta = body.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("sources"), dict):
-        return
-    sources = dict(meta["sources"])
-    for name in ("open_tasks", "key_decisions"):
-        old_items, old = base.get(name) or [], sources.get(name)
-        if isinstance(old, list) and len(old) == len(old_items):
-            known = dict(zip(old_items, old, strict=True))
-            sources[name] = [known.get(x, "save") for x in body.get(name) or []]
-    meta = {**meta, "sources": sources}
-    if isinstance(meta.get("in_progress"), list):
-        meta["in_progress"] = [
-            t for t in meta["in_progress"] if t in (body.get("open_tasks") or [])
-        ]
-    body["metadata"] = meta
 
 
 def _from_json(source: str) -> dict[str, Any]:

@@ -1,0 +1,247 @@
+"""`sessionmem mcp`: the memory as MCP tools and resources (docs/decisions.md, "MCP"), for any
+agent that speaks the Model Context Protocol — over stdio, or over HTTP at `/mcp` of `sessionmem
+serve`. Built on the official SDK (`mcp` 2.x, `MCPServer`).
+
+Every tool calls the same `Memory` the CLI and the hooks use (a memory folder, or a server), so
+the rules, the messages and the redaction are theirs. A failure is a tool error carrying the
+library's message; nothing here writes to stdout (over stdio it is the protocol's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from pydantic import Field
+
+from ..errors import NotFound, SessionmemError
+from ..memory import Memory, merged
+
+if TYPE_CHECKING:
+    from ..model import Snapshot
+
+INSTRUCTIONS = (
+    "Session memory for this project: what earlier sessions did, decided and left open. Call "
+    "`get_briefing` at the start of a task to pick up where the last session stopped. Call "
+    "`save_checkpoint` the moment you make a decision worth keeping or finish or start a task "
+    "(it adds to the session's latest snapshot). `list_sessions`, `get_snapshot`, "
+    "`get_history` and `diff_snapshots` answer questions about earlier work."
+)
+
+# (write?) -> the user's memory; raises with a message for the agent when there is none.
+MemoryFor = Callable[[bool], Memory]
+Items = Annotated[list[str], Field(default_factory=list)]
+
+
+def build(memory: MemoryFor, *, project: str, session: Callable[[], str | None]) -> MCPServer:
+    """The MCP server over `memory`, for an agent working in `project`; `session` names the
+    agent's current session when a tool is not told (the one the hooks recorded)."""
+    from .. import __version__
+
+    server = MCPServer("sessionmem", version=__version__, instructions=INSTRUCTIONS)
+
+    def call(write: bool, fn: Callable[[Memory], Any]) -> Any:
+        try:
+            mem = memory(write)
+        except Exception as exc:  # e.g. no memory folder here: the command line's message
+            raise ToolError(str(exc)) from None
+        try:
+            return fn(mem)
+        except SessionmemError as exc:
+            raise ToolError(str(exc)) from None
+
+    def current(given: str | None) -> str:
+        found = given or session()
+        if not found:
+            raise ToolError(
+                "session_id is required: no current session is recorded here (the agent's "
+                "SessionStart hook records it)."
+            )
+        return found
+
+    @server.tool(
+        description=(
+            "Save a checkpoint of this session's working state. By default it adds to the "
+            "session's latest snapshot: new decisions, open tasks, files modified and commands "
+            "run are appended, tasks in `done` are closed. Call it right after making a "
+            "decision worth keeping or when a task starts or ends. `replace` stores exactly "
+            "the lists given instead."
+        ),
+        structured_output=True,
+    )
+    def save_checkpoint(
+        decisions: Annotated[Items, Field(description="key decisions made, one sentence each")],
+        tasks: Annotated[Items, Field(description="tasks still open, to add")],
+        done: Annotated[Items, Field(description="open tasks now finished (exact text)")],
+        files: Annotated[Items, Field(description="files modified (paths)")],
+        commands: Annotated[Items, Field(description="commands run")],
+        session_id: Annotated[
+            str | None, Field(description="default: the current session of this project")
+        ] = None,
+        replace: Annotated[bool, Field(description="store only what is given")] = False,
+    ) -> dict[str, Any]:
+        sid = current(session_id)
+        lists = {
+            "key_decisions": decisions,
+            "open_tasks": tasks,
+            "files_modified": files,
+            "commands_run": commands,
+        }
+
+        def save(m: Memory) -> dict[str, Any]:
+            base: dict[str, Any] = {}
+            if not replace:
+                with contextlib.suppress(NotFound):  # else the session's first snapshot
+                    base = dict(m.get(sid).session_data)
+            base.pop("event", None)
+            body = merged(base, lists, done)
+            body.update(session_id=sid, event="checkpoint")
+            body.setdefault("project_path", project)
+            return _answer(m.save(body))
+
+        result: dict[str, Any] = call(True, save)
+        return result
+
+    @server.tool(
+        description=(
+            "The briefing of this project's memory: the latest snapshot's current work, next "
+            "step, open tasks, decisions, files and recent commands, as Markdown (what the "
+            "agent's SessionStart hook prints). Empty when nothing is stored yet."
+        )
+    )
+    def get_briefing(
+        project_path: Annotated[
+            str | None, Field(description="default: the project this server runs in")
+        ] = None,
+    ) -> str:
+        return str(call(False, lambda m: _briefing(m, project_path or project, session())))
+
+    @server.tool(
+        description=(
+            "A session's latest snapshot, or a past one by `version` (1 is the first) or by "
+            "`snapshot_id`."
+        ),
+        structured_output=True,
+    )
+    def get_snapshot(
+        session_id: Annotated[str, Field(description="the session")],
+        version: Annotated[int | None, Field(description="a past version", ge=1)] = None,
+        snapshot_id: Annotated[str | None, Field(description="a past snapshot's id")] = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = call(
+            False,
+            lambda m: _answer(m.get(session_id, version=version, snapshot_id=snapshot_id)),
+        )
+        return result
+
+    @server.tool(
+        description=(
+            "A session's snapshots, newest first: version, time, event and how many items "
+            "each list held. Pass `next_cursor` back as `cursor` for the next page."
+        ),
+        structured_output=True,
+    )
+    def get_history(
+        session_id: Annotated[str, Field(description="the session")],
+        limit: Annotated[int, Field(description="entries per page", ge=1, le=1000)] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = call(
+            False, lambda m: m.history(session_id, limit=limit, cursor=cursor).view()
+        )
+        return result
+
+    @server.tool(
+        description=(
+            "What changed between two snapshots of a session: items added to and removed from "
+            'each list, fields changed. `from_ref`/`to_ref` are versions ("3") or snapshot '
+            "ids; by default from the previous snapshot to the latest."
+        ),
+        structured_output=True,
+    )
+    def diff_snapshots(
+        session_id: Annotated[str, Field(description="the session")],
+        from_ref: Annotated[str | None, Field(description="version or snapshot id")] = None,
+        to_ref: Annotated[str | None, Field(description="version or snapshot id")] = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = call(False, lambda m: m.diff(session_id, from_ref, to_ref).view())
+        return result
+
+    @server.tool(
+        description=(
+            "Your sessions, newest first, each with its latest snapshot's summary; filter by "
+            "project, git branch or event (pre_compact, session_end, checkpoint)."
+        ),
+        structured_output=True,
+    )
+    def list_sessions(
+        project_path: Annotated[str | None, Field(description="only this project")] = None,
+        git_branch: Annotated[str | None, Field(description="only this branch")] = None,
+        event: Annotated[str | None, Field(description="only this event")] = None,
+        limit: Annotated[int, Field(description="sessions per page", ge=1, le=1000)] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = call(
+            False,
+            lambda m: m.sessions(
+                project_path=project_path,
+                git_branch=git_branch,
+                event=event,
+                limit=limit,
+                cursor=cursor,
+            ).view(),
+        )
+        return result
+
+    @server.resource(
+        "sessionmem://briefing",
+        name="briefing",
+        description="The briefing of this project's memory (Markdown)",
+        mime_type="text/markdown",
+    )
+    def briefing_resource() -> str:
+        try:
+            return _briefing(memory(False), project, session())
+        except Exception as exc:
+            raise ResourceError(str(exc)) from None
+
+    @server.resource(
+        "sessionmem://session/{session_id}",
+        name="session",
+        description="A session's latest snapshot (JSON)",
+        mime_type="application/json",
+    )
+    def session_resource(session_id: str) -> str:
+        try:
+            return memory(False).get(session_id).json().decode()
+        except Exception as exc:
+            raise ResourceError(str(exc)) from None
+
+    return server
+
+
+def _answer(snap: Snapshot) -> dict[str, Any]:
+    view: dict[str, Any] = json.loads(snap.json())
+    return view
+
+
+def _briefing(memory: Memory, project: str, session: str | None) -> str:
+    from .restore import best_snapshot, restore_text
+
+    snap = best_snapshot(memory, project, session_id=session, resumed=bool(session))
+    return restore_text(snap, project) if snap is not None else ""
+
+
+def current_session(root: Path) -> str | None:
+    """The session the SessionStart hook recorded last in this memory folder, if any."""
+    try:
+        record = json.loads((root / ".local" / "current-session.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    value = record.get("session_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
