@@ -169,3 +169,119 @@ def test_time_to_the_first_tool_answer(repo) -> None:
     elapsed = time.perf_counter() - start
     assert not result.is_error
     print(f"\nsessionmem mcp: process start to first tool answer {1000 * elapsed:.0f} ms")
+
+
+# --- over HTTP, mounted in `sessionmem serve` -------------------------------------------------
+
+
+def _drive_http(
+    url: str, headers: dict[str, str], body: Callable[[ClientSession], Awaitable[Any]]
+) -> Any:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def main() -> Any:
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            streamable_http_client(url, http_client=http) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
+            await session.initialize()
+            return await body(session)
+
+    return anyio.run(main)
+
+
+def test_the_same_tools_over_the_served_http_endpoint_with_a_key(tmp_path: Path, serve) -> None:
+    from sessionmem.keys import KeyRing
+
+    root = tmp_path / ".memory"
+    store = Store(root)
+    key = KeyRing(store.layout).create("alice")[1]
+    other = KeyRing(store.layout).create("bob")[1]
+    server = serve(root)
+    url = server.base + "/mcp"
+
+    async def body(s: ClientSession) -> dict[str, Any]:
+        tools = {t.name for t in (await s.list_tools()).tools}
+        saved = await s.call_tool(
+            "save_checkpoint", {"session_id": "s1", "decisions": ["Bearer works"], "tasks": ["T"]}
+        )
+        again = await s.call_tool("save_checkpoint", {"session_id": "s1", "done": ["T"]})
+        briefing = await s.call_tool("get_briefing", {})
+        bad = await s.call_tool("get_history", {"session_id": "s1", "limit": 0})
+        return {"tools": tools, "saved": saved, "again": again, "briefing": briefing, "bad": bad}
+
+    out = _drive_http(url, {"x-api-key": key}, body)
+    assert out["tools"] == TOOLS
+    first, second = _data(out["saved"]), _data(out["again"])
+    assert (first["version"], second["version"]) == (1, 2) and second["session_data"][
+        "open_tasks"
+    ] == []
+    assert out["briefing"].content[0].text.startswith("# Session memory: s1 (version 2)")
+    assert out["bad"].is_error and "greater than or equal to 1" in out["bad"].content[0].text
+    # saved through MCP, read through the HTTP API: the same snapshot, with either header
+    import httpx
+
+    api = server.base + "/api/v1/public/memory/v2/session/s1"
+    for headers in ({"x-api-key": key}, {"Authorization": f"Bearer {key}"}):
+        got = httpx.get(api, headers=headers, timeout=10)
+        assert got.status_code == 200 and got.json() == second
+    # a bearer key over MCP too, and it is another user's memory for another key
+    seen = _drive_http(
+        url, {"Authorization": f"Bearer {other}"}, lambda s: s.call_tool("list_sessions", {})
+    )
+    assert _data(seen)["items"] == []
+    # refused without a key, or with a wrong one: JSON 401, as the rest of the API
+    for headers in ({}, {"x-api-key": "wrong"}, {"Authorization": "Bearer wrong"}):
+        refused = httpx.post(
+            url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        )
+        assert refused.status_code == 401
+        assert "Missing or unknown API key" in refused.json()["detail"]
+
+
+def test_install_registers_the_server_in_mcp_json_idempotently_and_removably(repo) -> None:
+    import subprocess
+
+    repo, env = repo
+    existing = {"mcpServers": {"other": {"command": "other-server"}}, "note": "kept"}
+    (repo / ".mcp.json").write_text(json.dumps(existing))
+
+    def cli(*args: str) -> str:
+        run = subprocess.run(
+            [*sessionmem_cmd(), "install", "claude-code", *args],
+            cwd=repo,
+            env={**env, "HOME": str(repo.parent)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    assert "Registered the MCP server sessionmem" in cli("--mcp")
+    first = json.loads((repo / ".mcp.json").read_text())
+    entry = first["mcpServers"]["sessionmem"]
+    assert entry["args"][-1] == "mcp" and Path(entry["command"]).is_absolute()
+    assert first["mcpServers"]["other"] == existing["mcpServers"]["other"]
+    assert first["note"] == "kept"
+    assert "already registers sessionmem" in cli("--mcp")
+    assert json.loads((repo / ".mcp.json").read_text()) == first
+    assert "Removed the MCP server sessionmem" in cli("--mcp", "--uninstall")
+    assert json.loads((repo / ".mcp.json").read_text()) == existing
+    # the registered command starts a server an MCP client can use
+    cli("--mcp")
+    entry = json.loads((repo / ".mcp.json").read_text())["mcpServers"]["sessionmem"]
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env, cwd=repo)
+
+    async def main() -> Any:
+        with open(os.devnull, "w") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                return (await session.list_tools()).tools
+
+    assert {t.name for t in anyio.run(main)} == TOOLS

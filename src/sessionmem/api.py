@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -36,6 +36,7 @@ from .fastpath import (
     extra_headers,
     post_snapshot,
     read_body,
+    user_of,
 )
 from .keys import KeyRing
 from .schemas import (
@@ -55,6 +56,7 @@ from .store import Store
 
 DEFAULT_MAX_BODY = 1024 * 1024
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your sessionmem API key.")
+_bearer = HTTPBearer(auto_error=False, description="The same API key, as a bearer token.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "Missing or unknown API key."},
     404: {"model": ErrorOut, "description": "No such session for this user."},
@@ -67,8 +69,13 @@ SnapshotIdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, description=
 Cursor = Annotated[str | None, Query(min_length=1, description="next_cursor of the page before.")]
 
 
-async def _user_of(request: Request, key: str | None = Security(_api_key)) -> str:
-    user: str | None = request.app.state.keyring.authenticate(key)
+async def _user_of(
+    request: Request,
+    key: str | None = Security(_api_key),
+    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+) -> str:
+    token = bearer.credentials if bearer is not None else None
+    user = user_of(request.app.state.keyring, key, f"Bearer {token}" if token else None)
     if user is None:
         raise Unauthorized(UNAUTHORIZED)
     return user
@@ -141,6 +148,11 @@ def create_app(
     """The HTTP app over `store`. With `follow`, a watcher folds other processes' appends and
     git's file replacements as they happen (reads are up to date either way)."""
     keyring = keys or KeyRing(store.layout)
+    from starlette.routing import Route
+
+    from .integrations.mcp_http import PATH, McpEndpoint
+
+    mcp = McpEndpoint(store, keyring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -154,7 +166,8 @@ def create_app(
             watcher = Follower(store)
             watcher.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if watcher is not None:
                 watcher.stop()
@@ -170,6 +183,8 @@ def create_app(
     app.state.store = store
     app.state.keyring = keyring
     app.hot = HotPaths(functools.partial(FastAPI.__call__, app), store, keyring, max_body)
+    # MCP over streamable HTTP (integrations/mcp_http.py), outside the OpenAPI schema.
+    app.router.routes.append(Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
 
     @app.exception_handler(SessionmemError)
     async def library_error(request: Request, exc: SessionmemError) -> Response:

@@ -31,8 +31,8 @@ from .store import Store
 
 PREFIX = "/api/v1/public/memory/v2"
 UNAUTHORIZED = (
-    "Missing or unknown API key. Send it in the x-api-key header; "
-    "create one with `sessionmem keys create USER`."
+    "Missing or unknown API key. Send it in the x-api-key header (or as "
+    "`Authorization: Bearer KEY`); create one with `sessionmem keys create USER`."
 )
 _SESSION_RE = re.compile(SESSION_PATTERN)
 _STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
@@ -181,8 +181,7 @@ class HotPaths:
         await self.app(scope, receive, send)
 
     def _user(self, scope: Any) -> str | None:
-        key = _header(scope, b"x-api-key")
-        return None if key is None else self.keyring.authenticate(key)
+        return user_of(self.keyring, _header(scope, b"x-api-key"), _header(scope, b"authorization"))
 
     def _read(self, scope: Any) -> bytes | None:
         session_id = scope["path"][len(self.session_prefix) :]
@@ -214,6 +213,24 @@ class HotPaths:
             return body
         idem = _header(scope, b"idempotency-key")
         return await post_snapshot(self.store, user, idem, body)
+
+
+def user_of(keyring: KeyRing, api_key: str | None, authorization: str | None) -> str | None:
+    """The user a request's key belongs to: the `x-api-key` header, or `Authorization: Bearer
+    KEY` (clients of the hosted service send one or both; either known key is enough)."""
+    for key in (api_key, bearer(authorization)):
+        if key:
+            user = keyring.authenticate(key)
+            if user is not None:
+                return user
+    return None
+
+
+def bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _header(scope: Any, name: bytes) -> str | None:

@@ -349,6 +349,11 @@ def build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--uninstall", action="store_true", help="remove what was added")
     p.add_argument("--stop", action="store_true", help="also save a checkpoint on every Stop")
     p.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also register `sessionmem mcp` in the project's .mcp.json (tools the agent calls)",
+    )
+    p.add_argument(
         "--command",
         dest="hook_command",
         help="the hook command; default: this sessionmem's absolute path + ' hook claude-code'",

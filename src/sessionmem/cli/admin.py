@@ -373,6 +373,7 @@ def install(args: argparse.Namespace) -> None:
     )
     path = inst.settings_path(args.scope, project)
     command = args.hook_command or hook_command(args.agent)
+    mcp_path = project / inst.MCP_FILE
     if args.uninstall:
         removed = inst.uninstall(path)
         out(
@@ -380,6 +381,8 @@ def install(args: argparse.Namespace) -> None:
             if removed
             else f"Nothing of sessionmem's in {path}.\n"
         )
+        if args.mcp and inst.uninstall_mcp(mcp_path):
+            out(f"Removed the MCP server sessionmem from {mcp_path}\n")
         return
     added = inst.install(path, command=command, stop=args.stop)
     out(
@@ -387,6 +390,14 @@ def install(args: argparse.Namespace) -> None:
         if added
         else f"{path} already has sessionmem's hooks; nothing to do.\n"
     )
+    if args.mcp:
+        executable = command.rsplit(" hook ", 1)[0]
+        changed = inst.install_mcp(mcp_path, shlex.split(executable))
+        out(
+            f"Registered the MCP server sessionmem in {mcp_path} (running {executable} mcp)\n"
+            if changed
+            else f"{mcp_path} already registers sessionmem; nothing to do.\n"
+        )
     cli = command.rsplit(" hook ", 1)[0]
     out("Add this line to CLAUDE.md so the agent records its decisions:\n")
     out(inst.claude_md_line(cli) + "\n")

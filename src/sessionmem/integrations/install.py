@@ -150,3 +150,36 @@ def uninstall(path: Path, *, command: str = HOOK_COMMAND) -> list[str]:
     if removed:
         _save(path, settings)
     return sorted(set(removed))
+
+
+MCP_FILE = ".mcp.json"  # the project's MCP servers, committed, read by Claude Code
+
+
+def install_mcp(path: Path, executable: list[str]) -> bool:
+    """Register `sessionmem mcp` as the server "sessionmem" in a `.mcp.json` (every other
+    server and key kept; run again from elsewhere, it points the entry here). Returns whether
+    the file changed."""
+    settings = _load(path)
+    servers = settings.setdefault("mcpServers", {})
+    if not isinstance(servers, dict):
+        raise InvalidInput(FieldError(f"{path}: mcpServers", "must be an object; nothing changed."))
+    wanted = {"command": executable[0], "args": [*executable[1:], "mcp"]}
+    current = servers.get("sessionmem")
+    if isinstance(current, dict) and {k: current.get(k) for k in wanted} == wanted:
+        return False
+    servers["sessionmem"] = {**(current if isinstance(current, dict) else {}), **wanted}
+    _save(path, settings)
+    return True
+
+
+def uninstall_mcp(path: Path) -> bool:
+    """Remove the server "sessionmem" (and `mcpServers` if it held nothing else)."""
+    settings = _load(path)
+    servers = settings.get("mcpServers")
+    if not isinstance(servers, dict) or "sessionmem" not in servers:
+        return False
+    del servers["sessionmem"]
+    if not servers:
+        del settings["mcpServers"]
+    _save(path, settings)
+    return True

@@ -38,9 +38,12 @@ MemoryFor = Callable[[bool], Memory]
 Items = Annotated[list[str], Field(default_factory=list)]
 
 
-def build(memory: MemoryFor, *, project: str, session: Callable[[], str | None]) -> MCPServer:
-    """The MCP server over `memory`, for an agent working in `project`; `session` names the
-    agent's current session when a tool is not told (the one the hooks recorded)."""
+def build(
+    memory: MemoryFor, *, project: str | None, session: Callable[[], str | None]
+) -> MCPServer:
+    """The MCP server over `memory`, for an agent working in `project` (None on a server, which
+    has no project of its own); `session` names the agent's current session when a tool is not
+    told (the one the hooks recorded)."""
     from .. import __version__
 
     server = MCPServer("sessionmem", version=__version__, instructions=INSTRUCTIONS)
@@ -101,7 +104,8 @@ def build(memory: MemoryFor, *, project: str, session: Callable[[], str | None])
             base.pop("event", None)
             body = merged(base, lists, done)
             body.update(session_id=sid, event="checkpoint")
-            body.setdefault("project_path", project)
+            if project:
+                body.setdefault("project_path", project)
             return _answer(m.save(body))
 
         result: dict[str, Any] = call(True, save)
@@ -230,7 +234,15 @@ def _answer(snap: Snapshot) -> dict[str, Any]:
     return view
 
 
-def _briefing(memory: Memory, project: str, session: str | None) -> str:
+def _briefing(memory: Memory, project: str | None, session: str | None) -> str:
+    """The briefing for `project`; with none (a server's), of the user's latest snapshot."""
+    if not project:
+        from ..render import briefing
+
+        try:
+            return briefing(memory.latest())
+        except NotFound:
+            return ""
     from .restore import best_snapshot, restore_text
 
     snap = best_snapshot(memory, project, session_id=session, resumed=bool(session))
