@@ -14,7 +14,8 @@ import pytest
 
 import transcripts as t
 from sessionmem import Store
-from sessionmem.integrations.transcript import parse_transcript, read_transcript
+from sessionmem.integrations.incremental import read_transcript
+from sessionmem.integrations.transcript import parse_transcript
 from sessionmem.render import BRIEFING_LIMIT, briefing
 
 from conftest import DATA, sessionmem_cmd

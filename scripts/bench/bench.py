@@ -554,10 +554,10 @@ def bench_hook(tmp: Path, quick: bool) -> None:
     record("Stop after a turn of conversation (reads the turn, nothing to save)", mine, base,
            "ms", "<= 2x bare python start", mine <= 2 * base)
     imp = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                          "import sessionmem.integrations.claude_code"],
+                          "import sessionmem.integrations.hooks"],
                          capture_output=True, text=True)
     mine_imp = [ln for ln in imp.stderr.splitlines()
-                if ln.split("|")[-1].strip() == "sessionmem.integrations.claude_code"]
+                if ln.split("|")[-1].strip() == "sessionmem.integrations.hooks"]
     us = int(mine_imp[-1].split("|")[1]) if mine_imp else 0
     record("import time of the hook path", us / 1000, 0.0, "ms", "(python -X importtime)", None)
 

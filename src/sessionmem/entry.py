@@ -8,10 +8,10 @@ import sys
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv == ["hook", "claude-code"]:
-        from .integrations.claude_code import main as hook_main
+    if len(argv) == 2 and argv[0] == "hook":
+        from .integrations.hooks import main as hook_main
 
-        sys.exit(hook_main([]))
+        sys.exit(hook_main(argv[1:]))
     from .cli import main as cli_main
 
     sys.exit(cli_main(argv))

@@ -333,18 +333,24 @@ def build_parser(only: str | None = None) -> _Parser:
     p = command(
         "hook", "Run as an agent's lifecycle hook (reads its JSON on stdin; exits 0).", "admin:hook"
     )
-    p.add_argument("agent", metavar="AGENT", help="claude-code")
+    p.add_argument("agent", metavar="AGENT", help="claude-code, codex, gemini or cursor")
 
     p = command(
         "install", "Add (or remove) sessionmem's hooks in an agent's settings.", "admin:install"
     )
-    p.add_argument("agent", metavar="AGENT", choices=("claude-code",), help="claude-code")
+    p.add_argument(
+        "agent",
+        metavar="AGENT",
+        choices=("claude-code", "codex", "gemini", "cursor"),
+        help="claude-code, codex, gemini or cursor",
+    )
     p.add_argument(
         "--scope",
         choices=("project", "local", "user"),
         default="project",
-        help="project: .claude/settings.json (default); local: settings.local.json; "
-        "user: ~/.claude/settings.json",
+        help="project: the agent's file in this project (default; .claude/settings.json, "
+        ".codex/hooks.json, .gemini/settings.json, .cursor/hooks.json); user: the same under "
+        "your home; local (Claude Code only): .claude/settings.local.json",
     )
     p.add_argument("--uninstall", action="store_true", help="remove what was added")
     p.add_argument("--stop", action="store_true", help="also save a checkpoint on every Stop")

@@ -337,18 +337,11 @@ def verify(args: argparse.Namespace) -> int:
 
 # --- agents --------------------------------------------------------------------------------------
 
-AGENTS = ("claude-code",)
-
 
 def hook(args: argparse.Namespace) -> int:
-    if args.agent not in AGENTS:
-        sys.stderr.write(
-            f"sessionmem: unknown agent {args.agent!r}; supported: {', '.join(AGENTS)}\n"
-        )
-        return 0  # a hook never fails the agent
-    from ..integrations.claude_code import main as hook_main
+    from ..integrations.hooks import main as hook_main
 
-    return hook_main([])
+    return hook_main([args.agent])  # (an unknown agent is said on stderr; a hook exits 0)
 
 
 def hook_command(agent: str) -> str:
@@ -364,6 +357,33 @@ def hook_command(agent: str) -> str:
     return f"{shlex.quote(sys.executable)} -m sessionmem hook {agent}"
 
 
+def _install_other(args: argparse.Namespace, path: Path, command: str) -> None:
+    """Codex, Gemini CLI, Cursor: their hooks in their own file (the MCP server is one line in
+    each agent's own configuration: README)."""
+    from ..integrations import install as inst
+
+    if args.uninstall:
+        if args.agent == "cursor":
+            removed = inst.uninstall_cursor(path, command)
+        else:
+            removed = inst.uninstall(path, command=command)
+        out(
+            f"Removed from {path}: {', '.join(removed)}\n"
+            if removed
+            else f"Nothing of sessionmem's in {path}.\n"
+        )
+        return
+    if args.agent == "cursor":
+        added = inst.install_cursor(path, command)
+    else:
+        added = inst.install(path, command=command, entries=inst.OTHER_AGENTS[args.agent][2])
+    out(
+        f"Added to {path}: {', '.join(added)} (running {command})\n"
+        if added
+        else f"{path} already has sessionmem's hooks; nothing to do.\n"
+    )
+
+
 def install(args: argparse.Namespace) -> None:
     from ..integrations import install as inst
     from ..layout import project_root
@@ -371,8 +391,11 @@ def install(args: argparse.Namespace) -> None:
     project = Path(
         args.project_dir or os.environ.get("CLAUDE_PROJECT_DIR") or project_root(Path.cwd())
     )
-    path = inst.settings_path(args.scope, project)
+    path = inst.settings_path(args.scope, project, agent=args.agent)
     command = args.hook_command or hook_command(args.agent)
+    if args.agent in inst.OTHER_AGENTS:
+        _install_other(args, path, command)
+        return
     mcp_path = project / inst.MCP_FILE
     if args.uninstall:
         removed = inst.uninstall(path)

@@ -40,7 +40,38 @@ def claude_md_line(cli: str = "sessionmem") -> str:
 CLAUDE_MD_LINE = claude_md_line()
 
 
-def settings_path(scope: str, project: Path, home: Path | None = None) -> Path:
+# Each other agent's hook file (docs/decisions.md, "Other agents"): its folder, its file, and
+# its entries — event -> (matcher, timeout in the agent's unit: Gemini counts milliseconds).
+OTHER_AGENTS: dict[str, tuple[str, str, dict[str, tuple[str | None, int]]]] = {
+    "codex": (
+        ".codex",
+        "hooks.json",
+        {"SessionStart": ("startup|resume|clear|compact", 15), "PreCompact": (None, 30),
+         "Stop": (None, 10)},
+    ),
+    "gemini": (
+        ".gemini",
+        "settings.json",
+        {"SessionStart": ("startup|resume|clear", 15_000), "PreCompress": (None, 30_000),
+         "SessionEnd": (None, 10_000), "AfterAgent": (None, 10_000)},
+    ),
+    "cursor": (
+        ".cursor",
+        "hooks.json",
+        dict.fromkeys(("sessionStart", "preCompact", "sessionEnd", "stop", "afterFileEdit",
+                       "afterShellExecution"), (None, 0)),
+    ),
+}  # fmt: skip
+
+
+def settings_path(
+    scope: str, project: Path, home: Path | None = None, agent: str = "claude-code"
+) -> Path:
+    if agent in OTHER_AGENTS:
+        folder, name, _ = OTHER_AGENTS[agent]
+        if scope not in ("project", "user"):
+            raise InvalidInput(FieldError("scope", f"must be project or user for {agent}."))
+        return ((home or Path.home()) if scope == "user" else project) / folder / name
     if scope == "user":
         return (home or Path.home()) / ".claude" / "settings.json"
     if scope not in SCOPES:
@@ -82,14 +113,21 @@ def _ours(handler: Any, command: str = HOOK_COMMAND) -> bool:
     return "sessionmem" in text and text.endswith(f" hook {agent}")
 
 
-def install(path: Path, *, command: str = HOOK_COMMAND, stop: bool = False) -> list[str]:
-    """Add our entries; returns the events it added (empty when all were already there)."""
+def install(
+    path: Path,
+    *,
+    command: str = HOOK_COMMAND,
+    stop: bool = False,
+    entries: dict[str, tuple[str | None, int]] | None = None,
+) -> list[str]:
+    """Add our entries (Claude Code's, or `entries` in the same shape: Codex, Gemini CLI);
+    returns the events it added (empty when all were already there)."""
     settings = _load(path)
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise InvalidInput(FieldError(f"{path}: hooks", "must be an object; nothing was changed."))
-    wanted = [(event, matcher, timeout) for event, (matcher, timeout) in ENTRIES.items()]
-    if stop:
+    wanted = [(e, matcher, timeout) for e, (matcher, timeout) in (entries or ENTRIES).items()]
+    if stop and entries is None:
         wanted.append(STOP_ENTRY)
     added = []
     for event, matcher, timeout in wanted:
@@ -183,3 +221,54 @@ def uninstall_mcp(path: Path) -> bool:
         del settings["mcpServers"]
     _save(path, settings)
     return True
+
+
+def install_cursor(path: Path, command: str) -> list[str]:
+    """Cursor's `hooks.json` (`{"version": 1, "hooks": {event: [{"command": ...}]}}`): add our
+    command to each event, as `install` does for the others."""
+    settings = _load(path)
+    settings.setdefault("version", 1)
+    hooks = settings.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise InvalidInput(FieldError(f"{path}: hooks", "must be an object; nothing was changed."))
+    added = []
+    for event in OTHER_AGENTS["cursor"][2]:
+        handlers = hooks.setdefault(event, [])
+        if not isinstance(handlers, list):
+            raise InvalidInput(FieldError(f"{path}: hooks.{event}", "must be a list."))
+        present = [h for h in handlers if _ours(h, command)]
+        for h in present:
+            if h["command"] != command:
+                h["command"] = command
+                added.append(event)
+        if not present:
+            handlers.append({"command": command})
+            added.append(event)
+    if added:
+        _save(path, settings)
+    return added
+
+
+def uninstall_cursor(path: Path, command: str) -> list[str]:
+    settings = _load(path)
+    hooks = settings.get("hooks")
+    if not isinstance(hooks, dict):
+        return []
+    removed = []
+    for event in list(hooks):
+        handlers = hooks[event]
+        if not isinstance(handlers, list) or not any(_ours(h, command) for h in handlers):
+            continue
+        removed.append(event)
+        rest = [h for h in handlers if not _ours(h, command)]
+        if rest:
+            hooks[event] = rest
+        else:
+            del hooks[event]
+    if not hooks and removed:
+        del settings["hooks"]
+        if settings.get("version") == 1 and len(settings) == 1:
+            del settings["version"]
+    if removed:
+        _save(path, settings)
+    return sorted(removed)

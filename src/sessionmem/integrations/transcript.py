@@ -16,7 +16,6 @@ after a todo list replaces the list.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import zlib
@@ -95,7 +94,18 @@ class Reader:
         self._seen = set(self.s["seen"])
         self._files = dict.fromkeys(self.s["files"])
 
+    agent = "claude-code"
+
+    @staticmethod
+    def document(data: bytes) -> bool:
+        """Whether `data` is one JSON document rather than JSON lines (Gemini's older format)."""
+        return False
+
+    def read_document(self, data: bytes) -> None:
+        raise NotImplementedError
+
     def line(self, raw: bytes) -> None:
+        """Read one line of the transcript (each agent's reader reads its own records)."""
         s = self.s
         s["lines"] += 1
         s["at"] += 1
@@ -104,13 +114,16 @@ class Reader:
         except ValueError:  # also bytes that are not UTF-8
             s["skipped"] += 1  # e.g. a truncated last line
             return
-        if not isinstance(rec, dict) or rec.get("isSidechain"):
+        if isinstance(rec, dict):
+            self.record(rec)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """One Claude Code transcript record."""
+        if rec.get("isSidechain"):
             return
         kind = rec.get("type")
         if kind == "system" and rec.get("subtype") == "compact_boundary":
-            s["compactions"] += 1
-            if isinstance(rec.get("timestamp"), str):
-                s["compacted_at"] = rec["timestamp"]
+            self.compaction(rec.get("timestamp"))
             return
         if rec.get("isCompactSummary"):
             self._summary(rec.get("message"))
@@ -133,12 +146,43 @@ class Reader:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     self._tool_result(block, rec.get("toolUseResult"))
 
+    # --- what every agent's transcript says, in the same words ------------------------------
+
+    def file(self, path: Any) -> None:
+        if isinstance(path, str) and path:
+            self._files.setdefault(self._relative(path), None)
+
+    def command(self, command: Any) -> None:
+        if isinstance(command, str) and command.strip():
+            self.s["commands"].append(command)
+            del self.s["commands"][:-_KEEP_COMMANDS]
+            self._decisions_from_command(command)
+
+    def text(self, text: Any, key: str) -> None:
+        """Assistant text: its `Decision:` lines (once per block, whatever rewrites it)."""
+        if isinstance(text, str) and self._first_time(f"text:{key}:{zlib.crc32(text.encode())}"):
+            for m in _DECISION.finditer(text):
+                self.s["decisions"].setdefault(m.group(1).rstrip("*_ "), "transcript")
+
+    def todos(self, items: list[tuple[Any, Any]]) -> None:
+        """A whole task list (TodoWrite, Codex's update_plan): (text, status) pairs."""
+        self.s["todos"] = [[str(c), str(st or "pending")] for c, st in items if c]
+        self.s["todos_at"] = self.s["at"]
+
+    def compaction(self, ts: Any) -> None:
+        self.s["compactions"] += 1
+        if isinstance(ts, str):
+            self.s["compacted_at"] = ts
+
+    def where(self, branch: Any = None, cwd: Any = None) -> None:
+        if isinstance(branch, str) and branch:
+            self.s["git_branch"] = branch
+        if isinstance(cwd, str) and cwd:
+            self.s["cwd"] = cwd
+
     def _where(self, rec: dict[str, Any]) -> None:
         s = self.s
-        if isinstance(rec.get("gitBranch"), str) and rec["gitBranch"]:
-            s["git_branch"] = rec["gitBranch"]
-        if isinstance(rec.get("cwd"), str):
-            s["cwd"] = rec["cwd"]
+        self.where(rec.get("gitBranch"), rec.get("cwd"))
         sid = rec.get("sessionId")
         if isinstance(sid, str) and sid:
             if s["session"] is None:
@@ -169,13 +213,7 @@ class Reader:
     def _assistant_block(self, block: dict[str, Any], fallback_key: str) -> None:
         btype = block.get("type")
         if btype == "text":
-            text = block.get("text")
-            if not isinstance(text, str):
-                return
-            key = f"text:{fallback_key}:{zlib.crc32(text.encode())}"
-            if self._first_time(key):
-                for m in _DECISION.finditer(text):
-                    self.s["decisions"].setdefault(m.group(1).rstrip("*_ "), "transcript")
+            self.text(block.get("text"), fallback_key)
             return
         if btype != "tool_use":
             return
@@ -188,24 +226,15 @@ class Reader:
             return
         s = self.s
         if name in _FILE_TOOLS:
-            path = data.get(_FILE_TOOLS[str(name)])
-            if isinstance(path, str) and path:
-                self._files.setdefault(self._relative(path), None)
+            self.file(data.get(_FILE_TOOLS[str(name)]))
         elif name in _SHELL_TOOLS:
-            command = data.get("command")
-            if isinstance(command, str) and command.strip():
-                s["commands"].append(command)
-                del s["commands"][:-_KEEP_COMMANDS]
-                self._decisions_from_command(command)
+            self.command(data.get("command"))
         elif name == "TodoWrite":
             todos = data.get("todos")
             if isinstance(todos, list):
-                s["todos"] = [
-                    [str(t.get("content")), str(t.get("status") or "pending")]
-                    for t in todos
-                    if isinstance(t, dict) and t.get("content")
-                ]
-                s["todos_at"] = s["at"]
+                self.todos(
+                    [(t.get("content"), t.get("status")) for t in todos if isinstance(t, dict)]
+                )
         elif name == "TaskCreate":
             subject = data.get("subject") or data.get("description")
             if isinstance(subject, str) and subject:
@@ -336,141 +365,27 @@ class Reader:
         )
 
 
-def parse_transcript(path: str | Path, project_root: str | None = None) -> Parsed:
-    """Read a whole transcript. A missing or unreadable file gives an empty result."""
-    reader = Reader(project_root)
+def parse_transcript(
+    path: str | Path, project_root: str | None = None, reader: type[Reader] | None = None
+) -> Parsed:
+    """Read a whole transcript (Claude Code's, or the agent `reader` reads). A missing or
+    unreadable file gives an empty result."""
+    r = (reader or Reader)(project_root)
     try:
         with open(path, "rb") as f:
-            _read_lines(reader, f.read())
+            read_lines(r, f.read())
     except OSError:
         pass
-    return reader.result()
+    return r.result()
 
 
-def read_transcript(
-    path: str | Path, project_root: str | None, state_dir: Path
-) -> tuple[Parsed, str]:
-    """Read a transcript from where the last call stopped (its state kept in `state_dir`):
-    (what it says, how it was read — "whole", "from byte N" or "unchanged"). A transcript that
-    shrank, was replaced, or changed before the remembered offset is read again whole. Raises
-    OSError when the transcript cannot be read."""
-    path = str(path)
-    saved = state_dir / _state_name(path)
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        kept = _load(saved)
-        offset = 0
-        if (
-            kept is not None
-            and kept.get("ino") == st.st_ino
-            and kept["offset"] <= st.st_size
-            and _fingerprint(f, kept["offset"]) == kept["fingerprint"]
-        ):
-            offset = kept["offset"]
-        f.seek(offset)
-        data = f.read()
-    end = data.rfind(b"\n") + 1  # a line still being written is read next time
-    try:
-        reader = Reader(project_root, kept["state"] if offset and kept else None)
-        _read_lines(reader, data[:end])
-        result = reader.result()
-    except Exception:  # a kept state this version cannot use: read it all again
-        if not offset:
-            raise
-        return _whole(path, project_root, saved, st.st_ino)
-    how = "whole" if offset == 0 else ("unchanged" if not end else f"from byte {offset}")
-    with open(path, "rb") as f:
-        fingerprint = _fingerprint(f, offset + end)  # (of the bytes read, as they are now)
-    _store(
-        saved,
-        {
-            "path": path,
-            "ino": st.st_ino,
-            "offset": offset + end,
-            "fingerprint": fingerprint,
-            "state": reader.state(),
-            "saved": kept.get("saved") if offset and kept else None,
-        },
-    )
-    return result, how
-
-
-def digest(parsed: Parsed) -> str:
-    """What a snapshot would take from `parsed` (not how many lines it took to say it)."""
-    import hashlib
-
-    fields = parsed._replace(lines=0, skipped=0)
-    return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
-
-
-def mark_saved(path: str | Path, state_dir: Path, parsed: Parsed) -> None:
-    """Remember that a snapshot of `parsed` was stored: a later `Stop` that finds nothing new
-    stores nothing (`saved_digest`)."""
-    saved = state_dir / _state_name(str(path))
-    kept = _load(saved)
-    if kept is not None:
-        kept["saved"] = digest(parsed)
-        _store(saved, kept)
-
-
-def saved_digest(path: str | Path, state_dir: Path) -> str | None:
-    kept = _load(state_dir / _state_name(str(path)))
-    return kept.get("saved") if kept is not None else None
-
-
-def _state_name(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
-
-
-def _whole(path: str, project_root: str | None, saved: Path, ino: int) -> tuple[Parsed, str]:
-    saved.unlink(missing_ok=True)
-    parsed, _ = read_transcript(path, project_root, saved.parent)
-    return parsed, "whole"
-
-
-def _read_lines(reader: Reader, data: bytes) -> None:
+def read_lines(reader: Reader, data: bytes) -> None:
+    if reader.document(data):
+        reader.read_document(data)
+        return
     for raw in data.split(b"\n"):
         if raw.strip():
             reader.line(raw)
-
-
-def _fingerprint(f: Any, offset: int) -> list[int]:
-    """CRC-32 of the first and of the last 4 KiB before `offset`: an edit before the offset
-    (a rewritten or replaced transcript) is seen without reading it all."""
-    f.seek(0)
-    head = f.read(min(offset, 4096))
-    start = max(0, offset - 4096)
-    f.seek(start)
-    tail = f.read(offset - start)
-    return [offset, zlib.crc32(head), zlib.crc32(tail)]
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        kept = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if (
-        not isinstance(kept, dict)
-        or not isinstance(kept.get("state"), dict)
-        or kept["state"].get("v") != STATE_VERSION
-        or not isinstance(kept.get("offset"), int)
-    ):
-        return None
-    return kept
-
-
-def _store(path: Path, value: dict[str, Any]) -> None:
-    """Atomically: two hooks of one session may run at once, and either state is whole."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(value, separators=(",", ":")))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # only ever an optimisation: the next call reads the whole transcript
 
 
 EMPTY = Reader(None).result()  # what a save holds when there is no transcript to read

@@ -1,4 +1,5 @@
-"""`sessionmem hook claude-code`: Claude Code's lifecycle hooks (docs/decisions.md, "Agent hooks").
+"""`sessionmem hook AGENT`: the agents' lifecycle hooks — Claude Code's, and Codex's, Gemini CLI's
+and Cursor's on the same lines (docs/decisions.md, "Agent hooks" and "Other agents").
 
 - PreCompact / SessionEnd (and Stop, when installed with `--stop`): read the transcript and save
   a snapshot (`pre_compact`, `session_end`, `checkpoint`).
@@ -18,37 +19,79 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from ..errors import NotFound, SessionmemError
 from ..layout import default_user, find_root, project_root
 from .gitinfo import branch_and_commit
-from .transcript import (
-    EMPTY,
-    MAX_COMMANDS,
-    Parsed,
-    digest,
-    mark_saved,
-    read_transcript,
-    saved_digest,
-)
+from .incremental import digest, mark_saved, read_transcript, saved_digest
+from .transcript import EMPTY, MAX_COMMANDS, Parsed
 
 if TYPE_CHECKING:
     from ..memory import Memory
     from ..model import Snapshot
 
-SAVE_EVENTS = {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"}
+
+class Agent(NamedTuple):
+    """How one agent calls its hooks (docs/decisions.md, "Other agents")."""
+
+    name: str
+    start: str  # the session-start event
+    saves: dict[str, str]  # event -> the snapshot's event
+    project_env: str | None  # the variable naming the project folder
+    output: str  # how SessionStart's briefing is printed: "text", "gemini" or "cursor"
+
+
+AGENTS = {
+    "claude-code": Agent(
+        "claude-code",
+        "SessionStart",
+        {"PreCompact": "pre_compact", "SessionEnd": "session_end", "Stop": "checkpoint"},
+        "CLAUDE_PROJECT_DIR",
+        "text",
+    ),
+    # No SessionEnd: a checkpoint after every turn that changed something.
+    "codex": Agent(
+        "codex", "SessionStart", {"PreCompact": "pre_compact", "Stop": "checkpoint"}, None, "text"
+    ),
+    # SessionEnd and PreCompress are not awaited: AfterAgent keeps a checkpoint per turn too.
+    "gemini": Agent(
+        "gemini",
+        "SessionStart",
+        {"PreCompress": "pre_compact", "SessionEnd": "session_end", "AfterAgent": "checkpoint"},
+        "GEMINI_PROJECT_DIR",
+        "gemini",
+    ),
+    "cursor": Agent(
+        "cursor",
+        "sessionStart",
+        {"preCompact": "pre_compact", "sessionEnd": "session_end", "stop": "checkpoint"},
+        None,
+        "cursor",
+    ),
+}
+SAVE_EVENTS = AGENTS["claude-code"].saves
+EVENTS_DIR = (
+    "events"  # .local/events/<session>.jsonl: per-event records (Cursor without a transcript)
+)
 CURRENT_SESSION = "current-session.json"
 LAST_BRIEFING = "last-briefing.md"
 
 
 class Hook:
-    def __init__(self, payload: dict[str, Any], env: dict[str, str] | os._Environ[str]):
-        self.payload = payload
+    def __init__(
+        self,
+        payload: dict[str, Any],
+        env: dict[str, str] | os._Environ[str],
+        agent: Agent = AGENTS["claude-code"],
+    ):
+        self.agent = agent
+        self.payload = _normalized(payload)
         self.env = env
-        self.cwd = str(payload.get("cwd") or env.get("CLAUDE_PROJECT_DIR") or os.getcwd())
+        from_env = env.get(agent.project_env) if agent.project_env else None
+        self.cwd = str(self.payload.get("cwd") or from_env or os.getcwd())
         # "This project" as the CLI records it too: the git top level (layout.project_root).
-        self.project = str(project_root(Path(env.get("CLAUDE_PROJECT_DIR") or self.cwd)))
+        self.project = str(project_root(Path(from_env or self.cwd)))
         self.root = find_root(Path(self.project))
         self.log_path = self.root / ".local" / "hooks.log"
 
@@ -62,16 +105,69 @@ class Hook:
 
         return Store(self.root).for_user(default_user(None, Path(self.cwd)))
 
+    def _events(self) -> Path:
+        session = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.session_id)
+        return self.root / ".local" / EVENTS_DIR / f"{session[:128] or 'unknown'}.jsonl"
+
+    @property
+    def session_id(self) -> str:
+        return str(self.payload.get("session_id") or "")
+
+    def _record_event(self, event: str) -> None:
+        """A file edit or a shell command reported by its own hook (Cursor's afterFileEdit and
+        afterShellExecution): kept in `.local/events/` for the snapshot to take when there is
+        no transcript to read."""
+        if event == "afterFileEdit":
+            entry = {"file": self.payload.get("file_path")}
+        else:
+            entry = {"command": self.payload.get("command")}
+        if not isinstance(next(iter(entry.values())), str) or not self.root.is_dir():
+            return
+        try:
+            path = self._events()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+        except OSError as exc:
+            self.log(f"could not record the {event} event: {exc}")
+
+    def _from_events(self) -> Parsed:
+        """What the per-event hooks recorded for this session (no transcript to read)."""
+        files: dict[str, None] = {}
+        commands: list[str] = []
+        try:
+            lines = self._events().read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return EMPTY
+        root = self.project.rstrip("/") + "/"
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry.get("file"), str):
+                path = entry["file"]
+                files.setdefault(path[len(root) :] if path.startswith(root) else path, None)
+            elif isinstance(entry.get("command"), str):
+                commands.append(entry["command"])
+        self.log(f"no transcript: {len(files)} files and {len(commands)} commands from its hooks")
+        return EMPTY._replace(files_modified=list(files), commands_run=commands[-MAX_COMMANDS:])
+
     def run(self) -> str:
         event = self.payload.get("hook_event_name")
-        if event == "SessionStart":
+        saves = self.agent.saves
+        if event == self.agent.start:
             return self.session_start()
-        if event in SAVE_EVENTS:
+        if event in ("afterFileEdit", "afterShellExecution"):
+            self._record_event(str(event))
+            return ""
+        if event in saves:
             parsed = self.transcript()
-            if event == "Stop" and parsed is not None and self._unchanged(parsed):
+            checkpoint = saves[str(event)] == "checkpoint"
+            if checkpoint and parsed is not None and self._unchanged(parsed):
                 self.log("nothing new in the transcript since the last save: nothing stored")
                 return ""
-            self.save(SAVE_EVENTS[str(event)], parsed or EMPTY)
+            self.save(saves[str(event)], parsed or self._from_events())
             if parsed is not None:
                 mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             return ""
@@ -99,7 +195,10 @@ class Hook:
             self.log("no transcript_path in the payload: saving what the payload gives")
             return None
         try:
-            parsed, how = read_transcript(path, self.project, self._states)
+            from .agents import READERS
+
+            reader = READERS[self.agent.name]
+            parsed, how = read_transcript(path, self.project, self._states, reader)
         except OSError as exc:
             why = exc.strerror or exc
             self.log(f"cannot read the transcript {path}: {why}; saving what the payload gives")
@@ -152,7 +251,7 @@ class Hook:
             doing = [t for t in meta.get("in_progress") or [] if t in tasks]
         current_work, next_step = lists["text"]
         metadata: dict[str, Any] = {
-            "agent": "claude-code",
+            "agent": self.agent.name,
             "hook": self.payload.get("hook_event_name"),
             **{
                 k: self.payload[k]
@@ -247,6 +346,18 @@ class Hook:
         except OSError as exc:
             self.log(f"could not write the briefing file: {exc}")
         self.log(f"restored {snap.session_id} version {snap.version}")
+        return self._start_output(text)
+
+    def _start_output(self, text: str) -> str:
+        """The briefing as this agent reads SessionStart's output: plain text (Claude Code,
+        Codex), or the JSON object Gemini CLI and Cursor parse stdout as."""
+        if self.agent.output == "gemini":
+            out = {
+                "hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}
+            }
+            return json.dumps(out)
+        if self.agent.output == "cursor":
+            return json.dumps({"additional_context": text})
         return text
 
     def _remember_session(self, session_id: str) -> None:
@@ -283,6 +394,18 @@ def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]
     for x in new:
         seen.setdefault(x, None)
     return list(seen)
+
+
+def _normalized(payload: dict[str, Any]) -> dict[str, Any]:
+    """One payload shape for every agent: Cursor names the session `conversation_id` and the
+    project `workspace_roots` (it sends no `cwd`)."""
+    out = dict(payload)
+    if not out.get("session_id") and isinstance(out.get("conversation_id"), str):
+        out["session_id"] = out["conversation_id"]
+    roots = out.get("workspace_roots")
+    if not out.get("cwd") and isinstance(roots, list) and roots and isinstance(roots[0], str):
+        out["cwd"] = roots[0]
+    return out
 
 
 def _now() -> str:
@@ -337,16 +460,24 @@ def _lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> d
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of `sessionmem hook claude-code`. Always returns 0."""
+    """Entry point of `sessionmem hook AGENT` (`argv`: [AGENT], Claude Code by default). Always
+    returns 0."""
     started = time.perf_counter()
     hook = None
+    agent = AGENTS.get(argv[0] if argv else "claude-code")
+    if agent is None:
+        known = ", ".join(AGENTS)
+        sys.stderr.write(f"sessionmem: unknown agent {argv[0]!r}; supported: {known}\n")
+        return 0  # a hook never fails the agent
     try:
         raw = sys.stdin.buffer.read()
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("the hook input is not a JSON object")
-        hook = Hook(payload, os.environ)
+        hook = Hook(payload, os.environ, agent)
         out = hook.run()
+        if not out and agent.output == "cursor":
+            out = "{}"  # Cursor reads every hook's stdout as JSON
         if out:
             sys.stdout.write(out)
             sys.stdout.flush()
