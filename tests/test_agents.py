@@ -315,3 +315,34 @@ def test_installers_merge_are_idempotent_and_remove_exactly_theirs(
     assert json.loads(path.read_text()) == first
     assert cli("--uninstall").startswith(f"Removed from {path}")
     assert json.loads(path.read_text()) == existing
+
+
+def test_sessions_and_latest_filter_by_agent_on_every_surface(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from sessionmem.api import create_app
+    from sessionmem.keys import KeyRing
+
+    root = tmp_path / ".memory"
+    store = Store(root)
+    for sid, agent in (("a", "claude-code"), ("b", "codex"), ("c", "gemini"), ("d", None)):
+        body: dict[str, Any] = {"session_id": sid, "project_path": "/w/app"}
+        if agent:
+            body["metadata"] = {"agent": agent}
+        store.save("dev", body)
+    assert [s.session_id for s in store.sessions("dev", agent="codex").items] == ["b"]
+    assert store.latest("dev", agent="claude-code").session_id == "a"
+    key = KeyRing(store.layout).create("dev")[1]
+    with TestClient(create_app(store)) as http:
+        base = "/api/v1/public/memory/v2"
+        got = http.get(f"{base}/sessions", params={"agent": "gemini"}, headers={"x-api-key": key})
+        assert [s["session_id"] for s in got.json()["items"]] == ["c"]
+        latest = http.get(f"{base}/session/latest", params={"agent": "codex"},
+                          headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        assert latest.json()["session_id"] == "b"
+    run = subprocess.run(
+        [*sessionmem_cmd(), "sessions", "--agent", "codex", "--json", "--root", str(root),
+         "--user", "dev"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert [s["session_id"] for s in json.loads(run.stdout)["items"]] == ["b"]

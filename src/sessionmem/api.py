@@ -65,6 +65,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
 EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
+AgentFilter = Annotated[
+    str | None, Query(description="Only snapshots an agent's hooks saved (metadata.agent).")
+]
 SnapshotIdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, description="Replay this one.")]
 Cursor = Annotated[str | None, Query(min_length=1, description="next_cursor of the page before.")]
 
@@ -274,10 +277,11 @@ def create_app(
         project_path: str | None = None,
         git_branch: str | None = None,
         event: EventFilter = None,
+        agent: AgentFilter = None,
     ) -> Response:
         _check_event(event)
         raw = store.latest(
-            user, project_path=project_path, git_branch=git_branch, event=event
+            user, project_path=project_path, git_branch=git_branch, event=event, agent=agent
         ).json()
         return Response(raw, media_type="application/json")
 
@@ -343,6 +347,7 @@ def create_app(
         project_path: str | None = None,
         git_branch: str | None = None,
         event: EventFilter = None,
+        agent: AgentFilter = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         cursor: Cursor = None,
     ) -> Response:
@@ -353,6 +358,7 @@ def create_app(
             project_path=project_path,
             git_branch=git_branch,
             event=event,
+            agent=agent,
             limit=limit,
             cursor=cursor,
         )

@@ -63,9 +63,9 @@ class _Calls:
 
     @staticmethod
     def latest(
-        project_path: str | None, git_branch: str | None, event: str | None
+        project_path: str | None, git_branch: str | None, event: str | None, agent: str | None
     ) -> _Call[Snapshot]:
-        params = _params(project_path=project_path, git_branch=git_branch, event=event)
+        params = _params(project_path=project_path, git_branch=git_branch, event=event, agent=agent)
         return _Call("GET", f"{PREFIX}/session/latest", Snapshot.from_view, {"params": params})
 
     @staticmethod
@@ -98,6 +98,7 @@ class _Calls:
         project_path: str | None,
         git_branch: str | None,
         event: str | None,
+        agent: str | None,
         limit: int,
         cursor: str | None,
     ) -> _Call[Page]:
@@ -105,6 +106,7 @@ class _Calls:
             project_path=project_path,
             git_branch=git_branch,
             event=event,
+            agent=agent,
             limit=limit,
             cursor=cursor,
         )
@@ -210,8 +212,9 @@ class Client:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
     ) -> Snapshot:
-        return self._do(_Calls.latest(project_path, git_branch, event))
+        return self._do(_Calls.latest(project_path, git_branch, event, agent))
 
     def get(
         self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
@@ -232,10 +235,11 @@ class Client:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        return self._do(_Calls.sessions(project_path, git_branch, event, limit, cursor))
+        return self._do(_Calls.sessions(project_path, git_branch, event, agent, limit, cursor))
 
     def delete(self, session_id: str) -> int:
         """Hide a session from every read; returns how many versions it hid."""
@@ -293,8 +297,9 @@ class AsyncClient:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
     ) -> Snapshot:
-        return await self._do(_Calls.latest(project_path, git_branch, event))
+        return await self._do(_Calls.latest(project_path, git_branch, event, agent))
 
     async def get(
         self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
@@ -315,10 +320,13 @@ class AsyncClient:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        return await self._do(_Calls.sessions(project_path, git_branch, event, limit, cursor))
+        return await self._do(
+            _Calls.sessions(project_path, git_branch, event, agent, limit, cursor)
+        )
 
     async def delete(self, session_id: str) -> int:
         return await self._do(_Calls.delete(session_id))

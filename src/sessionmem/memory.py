@@ -30,6 +30,7 @@ class Memory(Protocol):
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
     ) -> Snapshot: ...
 
     def get(
@@ -48,6 +49,7 @@ class Memory(Protocol):
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page: ...
@@ -86,9 +88,10 @@ class UserMemory:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
     ) -> Snapshot:
         return self.store.latest(
-            self.user, project_path=project_path, git_branch=git_branch, event=event
+            self.user, project_path=project_path, git_branch=git_branch, event=event, agent=agent
         )
 
     def get(
@@ -110,6 +113,7 @@ class UserMemory:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
@@ -118,6 +122,7 @@ class UserMemory:
             project_path=project_path,
             git_branch=git_branch,
             event=event,
+            agent=agent,
             limit=limit,
             cursor=cursor,
         )

@@ -370,16 +370,19 @@ class Filters(NamedTuple):
     project_path: str | None = None
     git_branch: str | None = None
     event: str | None = None
+    agent: str | None = None  # metadata.agent: the agent whose hooks saved it
 
     def match(self, data: Mapping[str, Any]) -> bool:
         if self.project_path is not None and data.get("project_path") != self.project_path:
             return False
         if self.git_branch is not None and data.get("git_branch") != self.git_branch:
             return False
+        if self.agent is not None and data.get("agent") != self.agent:
+            return False
         return self.event is None or data.get("event") == self.event
 
     def any(self) -> bool:
-        return any(v is not None for v in (self.project_path, self.git_branch, self.event))
+        return any(v is not None for v in self)
 
 
 class Diff(NamedTuple):

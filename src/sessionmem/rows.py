@@ -127,6 +127,9 @@ class Summary(NamedTuple):
 def summarize(ref: int, ev: Event) -> Summary:
     data = ev.data
     fields = {name: data.get(name) for name in ("event", "project_path", "git_branch")}
+    meta = data.get("metadata")
+    agent = meta.get("agent") if isinstance(meta, dict) else None
+    fields["agent"] = agent if isinstance(agent, str) else None
     counts = {name: len(data.get(name) or []) for name in LIST_FIELDS}
     return Summary(ref, ev.session_id, ev.id, ev.ts, fields, counts)
 

@@ -155,9 +155,10 @@ class Store:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
     ) -> Snapshot:
         """The user's most recent snapshot over all sessions, optionally filtered."""
-        filters = _check_filters(Filters(project_path, git_branch, event))
+        filters = _check_filters(Filters(project_path, git_branch, event, agent))
 
         def run(view: UserView) -> Snapshot:
             if not filters.any():
@@ -291,11 +292,12 @@ class Store:
         project_path: str | None = None,
         git_branch: str | None = None,
         event: str | None = None,
+        agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
         """The user's sessions, newest first, each with its latest snapshot's summary."""
-        filters = _check_filters(Filters(project_path, git_branch, event))
+        filters = _check_filters(Filters(project_path, git_branch, event, agent))
         limit = _check_limit(limit)
         before = _decode_cursor(cursor, "s")
 

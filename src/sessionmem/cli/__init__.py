@@ -120,6 +120,7 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project-path", help="only this project")
     p.add_argument("--git-branch", help="only this git branch")
     p.add_argument("--event", choices=SNAPSHOT_EVENTS, help="only snapshots of this event")
+    p.add_argument("--agent", help="only what this agent's hooks saved (claude-code, codex, ...)")
 
 
 def _root_option(p: argparse.ArgumentParser) -> None:

@@ -201,6 +201,7 @@ def latest(args: argparse.Namespace) -> None:
         "project_path": args.project_path,
         "git_branch": args.git_branch,
         "event": args.event,
+        "agent": args.agent,
     }
     if args.format == "markdown" and not args.json:
         # The very briefing SessionStart gives an agent in this project.
@@ -278,6 +279,7 @@ def sessions(args: argparse.Namespace) -> None:
         project_path=args.project_path,
         git_branch=args.git_branch,
         event=args.event,
+        agent=args.agent,
         limit=args.limit,
         cursor=args.cursor,
     )

@@ -187,6 +187,9 @@ def build(
         project_path: Annotated[str | None, Field(description="only this project")] = None,
         git_branch: Annotated[str | None, Field(description="only this branch")] = None,
         event: Annotated[str | None, Field(description="only this event")] = None,
+        agent: Annotated[
+            str | None, Field(description="only what this agent saved (claude-code, codex, ...)")
+        ] = None,
         limit: Annotated[int, Field(description="sessions per page", ge=1, le=1000)] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
@@ -196,6 +199,7 @@ def build(
                 project_path=project_path,
                 git_branch=git_branch,
                 event=event,
+                agent=agent,
                 limit=limit,
                 cursor=cursor,
             ).view(),
