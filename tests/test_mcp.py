@@ -28,6 +28,7 @@ TOOLS = {
     "get_history",
     "diff_snapshots",
     "list_sessions",
+    "search_memory",
 }
 
 

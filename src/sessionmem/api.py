@@ -48,6 +48,7 @@ from .schemas import (
     EventName,
     Health,
     HistoryPage,
+    SearchPage,
     SessionsPage,
     SnapshotIn,
     SnapshotOut,
@@ -65,6 +66,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
 EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
+SearchQuery = Annotated[
+    str, Query(description='Words, "phrases", prefix*, and task:/decision:/file:/command: scopes.')
+]
+Since = Annotated[str | None, Query(description="From this UTC time (2026-12-01, ...).")]
+Until = Annotated[str | None, Query(description="Up to this UTC time, inclusive.")]
+AllVersions = Annotated[bool, Query(description="Every version, not only the newest.")]
 AgentFilter = Annotated[
     str | None, Query(description="Only snapshots an agent's hooks saved (metadata.agent).")
 ]
@@ -362,6 +369,41 @@ def create_app(
             limit=limit,
             cursor=cursor,
         )
+        return _json(page.view())
+
+    @app.get(
+        PREFIX + "/search",
+        responses={200: {"model": SearchPage}, **_ERRORS},
+        tags=["search"],
+        summary="Search your snapshots' tasks, decisions, files and commands",
+    )
+    async def search(
+        user: User,
+        q: Annotated[
+            str,
+            Query(description='Words, "phrases", prefix*, task:/decision:/file:/command: scopes.'),
+        ],
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: EventFilter = None,
+        agent: AgentFilter = None,
+        session_id: str | None = None,
+        since: Annotated[
+            str | None, Query(description="From this UTC time (2026-12-01...).")
+        ] = None,
+        until: Annotated[str | None, Query(description="Up to this UTC time, inclusive.")] = None,
+        all_versions: Annotated[
+            bool, Query(description="Every version, not only the newest.")
+        ] = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+        cursor: Cursor = None,
+    ) -> Response:
+        _check_event(event)
+        page = await run_in_threadpool(
+            store.search, user, q, project_path=project_path, git_branch=git_branch, event=event,
+            agent=agent, session_id=session_id, since=since, until=until,
+            all_versions=all_versions, limit=limit, cursor=cursor,
+        )  # fmt: skip
         return _json(page.view())
 
     return app

@@ -15,7 +15,7 @@ import httpx
 
 from .errors import ClientError, FieldError, InvalidInput, client_error
 from .memory import body_of
-from .model import Diff, HistoryEntry, Page, SessionSummary, Snapshot
+from .model import Diff, HistoryEntry, Page, SearchHit, SessionSummary, Snapshot
 
 PREFIX = "/api/v1/public/memory/v2"
 T = TypeVar("T")
@@ -115,6 +115,15 @@ class _Calls:
             f"{PREFIX}/sessions",
             lambda raw: Page([SessionSummary(**i) for i in raw["items"]], raw["next_cursor"]),
             {"params": params},
+        )
+
+    @staticmethod
+    def search(q: str, filters: dict[str, Any]) -> _Call[Page]:
+        return _Call(
+            "GET",
+            f"{PREFIX}/search",
+            lambda raw: Page([SearchHit(**i) for i in raw["items"]], raw["next_cursor"]),
+            {"params": _params(q=q, **filters)},
         )
 
     @staticmethod
@@ -241,6 +250,11 @@ class Client:
     ) -> Page:
         return self._do(_Calls.sessions(project_path, git_branch, event, agent, limit, cursor))
 
+    def search(self, q: str, **filters: Any) -> Page:
+        """`Store.search` on the server (filters: project_path, git_branch, event, agent,
+        session_id, since, until, all_versions, limit, cursor)."""
+        return self._do(_Calls.search(q, filters))
+
     def delete(self, session_id: str) -> int:
         """Hide a session from every read; returns how many versions it hid."""
         return self._do(_Calls.delete(session_id))
@@ -327,6 +341,9 @@ class AsyncClient:
         return await self._do(
             _Calls.sessions(project_path, git_branch, event, agent, limit, cursor)
         )
+
+    async def search(self, q: str, **filters: Any) -> Page:
+        return await self._do(_Calls.search(q, filters))
 
     async def delete(self, session_id: str) -> int:
         return await self._do(_Calls.delete(session_id))

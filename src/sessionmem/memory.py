@@ -54,6 +54,8 @@ class Memory(Protocol):
         cursor: str | None = None,
     ) -> Page: ...
 
+    def search(self, q: str, **filters: Any) -> Page: ...
+
     def delete(self, session_id: str) -> int: ...
 
 
@@ -126,6 +128,9 @@ class UserMemory:
             limit=limit,
             cursor=cursor,
         )
+
+    def search(self, q: str, **filters: Any) -> Page:
+        return self.store.search(self.user, q, **filters)
 
     def delete(self, session_id: str) -> int:
         return self.store.delete(self.user, session_id)

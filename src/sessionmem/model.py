@@ -418,3 +418,17 @@ class Diff(NamedTuple):
     @property
     def empty(self) -> bool:
         return not any(self.added.values()) and not any(self.removed.values()) and not self.changed
+
+
+class SearchHit(NamedTuple):
+    """One search result (`Store.search`): where the match is, and a snippet of it."""
+
+    session_id: str
+    version: int
+    snapshot_id: str
+    field: str  # open_tasks, key_decisions, files_modified or commands_run
+    snippet: str  # the matching text, matches in [brackets]
+    created_at: str
+
+    def view(self) -> dict[str, Any]:
+        return self._asdict()

@@ -98,6 +98,20 @@ class SessionsPage(BaseModel):
     next_cursor: str | None
 
 
+class SearchHitOut(BaseModel):
+    session_id: str
+    version: int
+    snapshot_id: str
+    field: str
+    snippet: str
+    created_at: str
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHitOut]
+    next_cursor: str | None
+
+
 class DiffEnd(BaseModel):
     version: int
     snapshot_id: str

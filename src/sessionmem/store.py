@@ -29,6 +29,7 @@ from .write import Writer
 
 if TYPE_CHECKING:
     from .memory import UserMemory
+    from .search import SearchIndex
 
 MAX_LIMIT = 1000
 
@@ -56,6 +57,7 @@ class Store:
         settings = store_settings(self.root, durability=durability, cache=cache)
         self.durability, self.cache = settings.durability, settings.cache
         self._views = Views(self.layout, cache=self.cache)
+        self._indexes: dict[str, SearchIndex] = {}
         self._answers = Answers()
         self._writer = Writer(
             self.layout,
@@ -285,6 +287,67 @@ class Store:
             )
         return self.get(user, session_id, snapshot_id=sid)
 
+    def search(
+        self,
+        user: str,
+        q: str,
+        *,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        event: str | None = None,
+        agent: str | None = None,
+        session_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        all_versions: bool = False,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> Page:
+        """Snapshots whose tasks, decisions, files or commands match `q` (words, "phrases",
+        `prefix*`, `task:` / `decision:` / `file:` / `command:` scopes), best first, then newest:
+        each hit's session, version, field and a snippet with the matches in [brackets]. The
+        newest version of each session unless `all_versions`; deleted sessions never."""
+        from .search import TIME, find, fts_query, until_end
+
+        check_user(user)
+        expression = fts_query(q)
+        _check_filters(Filters(event=event))
+        if session_id is not None:
+            check_session_id(session_id)
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not TIME.match(value):
+                raise InvalidInput(
+                    FieldError(name, "must be a UTC time like 2026-12-01 or 2026-12-01T10:00:00Z.")
+                )
+        limit = _check_limit(limit)
+        start = _decode_cursor(cursor, "q") or 0
+        where = {
+            "project": project_path,
+            "branch": git_branch,
+            "event": event,
+            "agent": agent,
+            "session": session_id,
+            "since": since,
+            "until": until and until_end(until),
+        }
+        index = self._search_index(user)
+
+        def run(view: UserView) -> Page:
+            items, last = find(view, index, expression, where, all_versions, limit, start)
+            return Page(items, _encode_cursor("q", last) if last else None)
+
+        return self._views.read(user, run)
+
+    def _search_index(self, user: str) -> SearchIndex:
+        from .search import SearchIndex
+
+        index = self._indexes.get(user)
+        if index is None:
+            index = self._indexes.setdefault(
+                user, SearchIndex(self.root / ".local" / "search" / f"{user}.sqlite")
+            )
+        return index
+
     def sessions(
         self,
         user: str,
@@ -378,8 +441,9 @@ def _check_limit(limit: int) -> int:
 
 
 def _cursor_value_ok(kind: str, value: Any) -> bool:
-    """A version (from 1) for "v", a session head's key (ts, writer, seq, id hash) for "s"."""
-    if kind == "v":
+    """A version (from 1) for "v", a position among the matches (from 1) for "q", a session
+    head's key (ts, writer, seq, id hash) for "s"."""
+    if kind in ("v", "q"):
         return type(value) is int and value >= 1
     return (
         type(value) is list

@@ -220,6 +220,25 @@ def build_parser(only: str | None = None) -> _Parser:
     _memory_options(p)
 
     p = command(
+        "search",
+        "Search your snapshots' tasks, decisions, files and commands, best first.",
+        "memory:search",
+    )
+    p.add_argument(
+        "query",
+        metavar="QUERY",
+        help='words, "phrases", prefix*, and task: decision: file: command: scopes',
+    )
+    _filter_options(p)
+    p.add_argument("--session-id", help="only this session")
+    p.add_argument("--since", help="only snapshots from this UTC time (2026-12-01, ...)")
+    p.add_argument("--until", help="only snapshots up to this UTC time")
+    p.add_argument("--all-versions", action="store_true", help="every version, not only newest")
+    p.add_argument("--limit", type=_count, default=20, help="hits per page (default 20)")
+    p.add_argument("--cursor", help="next_cursor of the page before")
+    _memory_options(p)
+
+    p = command(
         "delete",
         "Hide a session from every read (a tombstone; nothing is erased).",
         "memory:delete",

@@ -274,6 +274,33 @@ def diff(args: argparse.Namespace) -> None:
     out("".join(line + "\n" for line in lines))
 
 
+def search(args: argparse.Namespace) -> None:
+    page = backend(args).search(
+        args.query,
+        project_path=args.project_path,
+        git_branch=args.git_branch,
+        event=args.event,
+        agent=args.agent,
+        session_id=args.session_id,
+        since=args.since,
+        until=args.until,
+        all_versions=args.all_versions or None,
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+    if args.json:
+        out_json(page.view())
+        return
+    if not page.items:
+        out("Nothing matches.\n")
+        return
+    rows = [(h.session_id, str(h.version), h.field, h.created_at, " ".join(h.snippet.split()))
+            for h in page.items]  # fmt: skip
+    out(table(("session", "version", "field", "created_at", "match"), rows))
+    if page.next_cursor:
+        out(f"more: --cursor {page.next_cursor}\n")
+
+
 def sessions(args: argparse.Namespace) -> None:
     page = backend(args).sessions(
         project_path=args.project_path,

@@ -206,6 +206,38 @@ def build(
         )
         return result
 
+    @server.tool(
+        description=(
+            "Search this memory: which sessions decided, left open, touched or ran something. "
+            'Words, "exact phrases", prefix*, and task:, decision:, file:, command: to look in '
+            "one list. Hits come best first with a snippet; newest version of each session "
+            "unless `all_versions`."
+        ),
+        structured_output=True,
+    )
+    def search_memory(
+        query: Annotated[
+            str, Field(description='e.g. rate limiting, file:router.py, "migrate the cache"')
+        ],
+        project_path: Annotated[str | None, Field(description="only this project")] = None,
+        agent: Annotated[str | None, Field(description="only what this agent saved")] = None,
+        all_versions: Annotated[bool, Field(description="every version, not only newest")] = False,
+        limit: Annotated[int, Field(description="hits per page", ge=1, le=1000)] = 10,
+        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = call(
+            False,
+            lambda m: m.search(
+                query,
+                project_path=project_path,
+                agent=agent,
+                all_versions=all_versions or None,
+                limit=limit,
+                cursor=cursor,
+            ).view(),
+        )
+        return result
+
     @server.resource(
         "sessionmem://briefing",
         name="briefing",

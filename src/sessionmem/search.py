@@ -1,0 +1,317 @@
+"""Full-text search over every snapshot's tasks, decisions, files and commands (docs/decisions.md,
+"Search"): an SQLite FTS5 index per user in `.memory/.local/search/`, derived and disposable like
+the projection cache — the logs are the truth.
+
+The index follows the projection: before each search it takes the lines the fold has read since
+(an append indexes one snapshot), and reads again from scratch a file the fold no longer holds as
+it was (checkout, merge, rewrite: the index keeps, per file, its inode and the last line it took,
+at its place). Which hits are live — the session not deleted, the version still in its history,
+the newest version unless every version is asked — is decided by the projection at query time,
+so a stale index can never change an answer. Several processes share it: SQLite's own locking,
+and a sync that re-reads the index's state inside its write transaction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import FieldError, InvalidInput
+from .model import SearchHit as Hit
+from .projection import UserView
+
+SCHEMA = 1
+COLUMNS = ("task", "decision", "file", "command")
+FIELD_OF = {"task": "open_tasks", "decision": "key_decisions", "file": "files_modified",
+            "command": "commands_run"}  # fmt: skip
+MAX_QUERY = 1000
+_BATCH = 2000
+_TERM = re.compile(r'\s*(?:([A-Za-z]+):)?(?:"([^"]*)"|([^\s"]+))')
+
+
+def fts_query(text: str) -> str:
+    """The user's query as an FTS5 expression: words and "phrases" (each matched as written, a
+    trailing * for a prefix), scoped by `task:`, `decision:`, `file:` or `command:`, all
+    required. Nothing in it is read as FTS5 syntax."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(FieldError("q", "must be a non-empty search query."))
+    if len(text) > MAX_QUERY:
+        raise InvalidInput(FieldError("q", f"must be at most {MAX_QUERY} characters."))
+    if text.count('"') % 2:
+        raise InvalidInput(FieldError("q", 'has an unbalanced quote ("); close the phrase.'))
+    parts, pos = [], 0
+    while pos < len(text):
+        m = _TERM.match(text, pos)
+        if m is None or m.end() == pos:
+            if text[pos:].strip():
+                raise InvalidInput(
+                    FieldError("q", f"cannot be read from {text[pos : pos + 20]!r}.")
+                )
+            break
+        pos = m.end()
+        field, phrase, word = m.group(1), m.group(2), m.group(3)
+        if field is not None and field.lower() not in COLUMNS:
+            raise InvalidInput(
+                FieldError(
+                    "q", f"has an unknown field {field}:; use task:, decision:, file: or command:."
+                )
+            )
+        raw = phrase if phrase is not None else word
+        prefix = word is not None and word.endswith("*") and len(word) > 1
+        raw = raw[:-1] if prefix else raw
+        tokens = re.findall(r"\w+", raw)
+        if not tokens:
+            continue  # punctuation alone matches nothing: left out
+        term = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
+        parts.append(f"{field.lower()} : {term}" if field else term)
+    if not parts:
+        raise InvalidInput(FieldError("q", "has no word to search for."))
+    return " AND ".join(parts)
+
+
+class SearchIndex:
+    """One user's index (thread-safe; one SQLite connection per thread)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # derived data: a lost tail is re-indexed
+            db.executescript(
+                "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+                "CREATE TABLE IF NOT EXISTS files(name TEXT PRIMARY KEY, ino INTEGER,"
+                " upto INTEGER, last TEXT);"
+                "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(task, decision, file, command,"
+                " session UNINDEXED, id UNINDEXED, ts UNINDEXED, project UNINDEXED,"
+                " branch UNINDEXED, event UNINDEXED, agent UNINDEXED, src UNINDEXED,"
+                " off UNINDEXED);"
+            )
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+            self._local.db = db
+        return db
+
+    # --- following the fold ------------------------------------------------------------------
+
+    def sync(self, view: UserView) -> int:
+        """Index what the view holds and the index does not; returns how many lines it took."""
+        db = self._db()
+        plan = self._plan(view, dict(self._files(db)))
+        if not plan:
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            plan = self._plan(view, dict(self._files(db)))  # another process may have done it
+            taken = sum(self._take(db, view, *item) for item in plan)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return taken
+
+    @staticmethod
+    def _files(db: sqlite3.Connection) -> list[tuple[str, tuple[int, int, str]]]:
+        return [(n, (i, u, last)) for n, i, u, last in db.execute("SELECT * FROM files")]
+
+    def _plan(
+        self, view: UserView, files: dict[str, tuple[int, int, str]]
+    ) -> list[tuple[str, int, int, int, list[int], list[int]]]:
+        """(file, inode, from offset — -1: drop what the index holds of it first —, up to, row
+        refs, row offsets) of every file with something to take; a file gone is dropped."""
+        plan = []
+        with view.lock:
+            parts = {n: (p.no, p.ino, list(p.off), p.consumed) for n, p in view.parts.items()}
+        for name, (no, ino, offs, end) in parts.items():
+            kept = files.get(name)
+            start = -1
+            if kept is not None and kept[0] == ino and kept[1] <= end and _holds(view, name, kept):
+                start = kept[1]
+                if start == end:
+                    continue
+            elif kept is None and not end:
+                continue
+            first = bisect.bisect_left(offs, max(start, 0))
+            refs = [no << 32 | r for r in range(first, len(offs))]
+            plan.append((name, ino, start, end, refs, offs[first:]))
+        for name in files.keys() - parts.keys():
+            plan.append((name, -1, -1, 0, [], []))
+        return plan
+
+    def _take(
+        self, db: sqlite3.Connection, view: UserView, name: str, ino: int, start: int, end: int,
+        refs: list[int], offs: list[int],
+    ) -> int:  # fmt: skip
+        if start < 0:
+            db.execute("DELETE FROM fts WHERE src = ?", (name,))
+            db.execute("DELETE FROM files WHERE name = ?", (name,))
+        if ino < 0:
+            return 0
+        for i in range(0, len(refs), _BATCH):
+            records = view.read_records(refs[i : i + _BATCH])
+            rows = [
+                _row(rec, name, off)
+                for rec, off in zip(records, offs[i : i + _BATCH], strict=True)
+                if rec.get("type") == "snapshot" and isinstance(rec.get("data"), dict)
+            ]
+            db.executemany("INSERT INTO fts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
+                   (name, ino, end, _tail(view.folder / name, end)))  # fmt: skip
+        return len(refs)
+
+    # --- asking ----------------------------------------------------------------------------------
+
+    def candidates(
+        self, expression: str, where: dict[str, str | None], offset: int, count: int
+    ) -> list[tuple[int, str, str, str, str, int]]:
+        """(rowid, session, id, ts, file, offset) of matches, best first (rank, then newest)."""
+        sql = "SELECT rowid, session, id, ts, src, off FROM fts WHERE fts MATCH ?"
+        args: list[Any] = [expression]
+        for column, op in (("project", "="), ("branch", "="), ("event", "="), ("agent", "="),
+                           ("session", "="), ("since", ">="), ("until", "<=")):  # fmt: skip
+            value = where.get(column)
+            if value is not None:
+                sql += f" AND {'ts' if column in ('since', 'until') else column} {op} ?"
+                args.append(value)
+        sql += " ORDER BY bm25(fts, 4.0, 4.0, 2.0, 1.0), ts DESC LIMIT ? OFFSET ?"
+        try:
+            return list(self._db().execute(sql, [*args, count, offset]))
+        except sqlite3.OperationalError as exc:
+            raise InvalidInput(FieldError("q", f"cannot be searched ({exc}).")) from None
+
+    def snippets(self, rowid: int, expression: str) -> tuple[str, str]:
+        """(field, snippet) of the best-matching column of one hit."""
+        cols = ", ".join(f"snippet(fts, {i}, '[', ']', '…', 16)" for i in range(len(COLUMNS)))
+        row = (
+            self._db()
+            .execute(f"SELECT {cols} FROM fts WHERE fts MATCH ? AND rowid = ?", (expression, rowid))
+            .fetchone()
+        )
+        for column, text in zip(COLUMNS, row or (), strict=False):
+            if text and "[" in text:
+                return FIELD_OF[column], text
+        return FIELD_OF[COLUMNS[0]], (row or [""])[0] or ""
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,3})?)?Z?)?\Z")
+
+
+def until_end(value: str) -> str:
+    """The last stored time `until` covers: a day or minute given means all of it."""
+    return value.rstrip("Z") + "\uffff"
+
+
+def _live_version(view: UserView, session_id: str, src: str, off: int, every: bool) -> int:
+    """The live version of the event indexed from `src` at `off` (0: not live, or not the
+    newest when `every` is false)."""
+    from .answers import version_of
+
+    with view.lock:
+        part = view.parts.get(src)
+        if part is None:
+            return 0
+        row = bisect.bisect_left(part.off, off)
+        if row >= len(part.off) or part.off[row] != off:
+            return 0
+        ref = part.no << 32 | row
+    hist = view.history(session_id)
+    if hist is None or hist.deleted:
+        return 0
+    version = version_of(view, hist, ref)
+    if not version or (not every and version != len(hist.refs) - hist.start):
+        return 0
+    return version
+
+
+def find(
+    view: UserView,
+    index: SearchIndex,
+    expression: str,
+    where: dict[str, str | None],
+    every: bool,
+    limit: int,
+    start: int,
+) -> tuple[list[Hit], int | None]:
+    """A page of live hits from position `start` among the matches, and the position after its
+    last one when there are more (the cursor)."""
+    index.sync(view)
+    found: list[tuple[int, str, int, str, str, int]] = []
+    seen: set[str] = set()
+    pos = start
+    while len(found) <= limit:
+        batch = index.candidates(expression, where, pos, 4 * limit)
+        if not batch:
+            break
+        for rowid, sid, event_id, ts, src, off in batch:
+            pos += 1
+            version = _live_version(view, sid, src, off, every)
+            if version and event_id not in seen:
+                seen.add(event_id)
+                found.append((rowid, sid, version, event_id, ts, pos))
+                if len(found) > limit:
+                    break
+    items = [
+        Hit(sid, version, event_id, *index.snippets(rowid, expression), ts)
+        for rowid, sid, version, event_id, ts, _ in found[:limit]
+    ]
+    return items, (found[limit - 1][5] if len(found) > limit else None)
+
+
+def _tail(path: Path, upto: int) -> str:
+    """A fingerprint of the bytes the index took from a file: the last 4 KiB before `upto`."""
+    size = min(upto, 4096)
+    try:
+        with open(path, "rb") as f:
+            f.seek(upto - size)
+            raw = f.read(size)
+    except OSError:
+        return ""
+    return f"{size}:{hashlib.sha1(raw).hexdigest()}"
+
+
+def _holds(view: UserView, name: str, kept: tuple[int, int, str]) -> bool:
+    """Whether the file still holds, at their place, the bytes indexed from it."""
+    return not kept[1] or _tail(view.folder / name, kept[1]) == kept[2]
+
+
+def _row(rec: dict[str, Any], name: str, off: int) -> tuple[Any, ...]:
+    data = rec["data"]
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+
+    def text(field: str) -> str:
+        items = data.get(field)
+        return "\n".join(x for x in items if isinstance(x, str)) if isinstance(items, list) else ""
+
+    agent = meta.get("agent")
+    return (
+        text("open_tasks"),
+        text("key_decisions"),
+        text("files_modified"),
+        text("commands_run"),
+        rec.get("session_id"),
+        rec.get("id"),
+        rec.get("ts"),
+        data.get("project_path") if isinstance(data.get("project_path"), str) else None,
+        data.get("git_branch") if isinstance(data.get("git_branch"), str) else None,
+        data.get("event") if isinstance(data.get("event"), str) else None,
+        agent if isinstance(agent, str) else None,
+        name,
+        off,
+    )
