@@ -628,6 +628,65 @@ def bench_cli(tmp: Path, quick: bool) -> None:
                f"<= {limit}x bare python start", ms <= limit * bare)
 
 
+def bench_search(tmp: Path, quick: bool) -> None:
+    """Issue 17: a one-word query on a million events against a grep of the logs and a cold
+    fold; what keeping the index up costs an append; the index's size per event."""
+    n = 100_000 if quick else 1_000_000
+    root = tmp / "search" / ".memory"
+    path = write_log(root, n, 1000)
+    store = Store(root, redactor=None)
+    start = time.perf_counter()
+    store.search("u", "warmup")  # builds the index from the fold
+    build = time.perf_counter() - start
+    word = str(n - 3)  # in one event only ("case_N", "iteration N", "number N"): the newest of s997
+    assert [h.session_id for h in store.search("u", word).items] == [f"s{(n - 3) % 1000}"]
+
+    def ours() -> float:
+        start = time.perf_counter()
+        store.search("u", word)
+        return time.perf_counter() - start
+
+    def grep() -> float:
+        start = time.perf_counter()
+        subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True)
+        return time.perf_counter() - start
+
+    def cold() -> float:
+        start = time.perf_counter()
+        Store(root, cache=False).latest("u")
+        return time.perf_counter() - start
+
+    rounds = 5 if quick else 9
+    mine, greps = [], []
+    for _ in range(rounds):
+        mine.append(ours())
+        greps.append(grep())
+    m, g = statistics.median(mine), statistics.median(greps)
+    record(f"one-word search, {n:,} events (median)", 1000 * m, 1000 * g, "ms",
+           ">= 50x faster than grep -F of the logs", g >= 50 * m,
+           f"ratio shown as ours/grep; grep/ours = {g / m:.0f}x")
+    c = min(cold() for _ in range(1 if quick else 2))
+    record("one-word search vs a cold fold of the same logs", 1000 * m, 1000 * c, "ms",
+           "(the fold alone, no cache)", None, f"{c / m:.0f}x faster")
+    size = sum(f.stat().st_size for f in (root / ".local" / "search").glob("u.sqlite*"))
+    record("search index size per event", size / n, path.stat().st_size / n, "bytes",
+           "(the log's own bytes per event as baseline)", None,
+           f"built in {build:.1f} s from the fold")
+    # keeping it up: K durable appends, then the sync a search makes of them, per append
+    k = 200
+    base = min(ours() for _ in range(5))  # a search with nothing to take
+    t0 = time.perf_counter()
+    for i in range(k):
+        store.append("u", payload(n + i, f"s{i % 1000}"))
+    appends = (time.perf_counter() - t0) / k
+    t0 = time.perf_counter()
+    store.search("u", word)
+    sync = (time.perf_counter() - t0 - base) / k
+    record("indexing one append (at the next search), share of a durable append",
+           100 * sync / appends, 25, "%", "<= 25 %", sync <= 0.25 * appends,
+           f"{sync * 1e6:.0f} us vs {appends * 1e6:.0f} us per append")
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -638,6 +697,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "hook": bench_hook,
     "cli": bench_cli,
     "accesslog": bench_access_log,
+    "search": bench_search,
 }
 
 

@@ -132,19 +132,26 @@ class SearchIndex:
         refs, row offsets) of every file with something to take; a file gone is dropped."""
         plan = []
         with view.lock:
-            parts = {n: (p.no, p.ino, list(p.off), p.consumed) for n, p in view.parts.items()}
-        for name, (no, ino, offs, end) in parts.items():
+            parts = {n: (p.no, p.ino, p.consumed) for n, p in view.parts.items()}
+        for name, (no, ino, end) in parts.items():
             kept = files.get(name)
-            start = -1
-            if kept is not None and kept[0] == ino and kept[1] <= end and _holds(view, name, kept):
-                start = kept[1]
-                if start == end:
+            if kept is not None and kept[0] == ino and kept[1] == end:
+                continue  # as the index left it: nothing to take (the usual search)
+            start = -1  # drop what the index holds of it, then read it all
+            if kept is None:
+                if not end:
                     continue
-            elif kept is None and not end:
-                continue
-            first = bisect.bisect_left(offs, max(start, 0))
-            refs = [no << 32 | r for r in range(first, len(offs))]
-            plan.append((name, ino, start, end, refs, offs[first:]))
+                start = 0  # new to the index: nothing to drop
+            elif kept[0] == ino and kept[1] <= end and _holds(view, name, kept):
+                start = kept[1]
+            with view.lock:
+                part = view.parts.get(name)
+                if part is None or part.no != no:
+                    continue  # changed meanwhile: the next search takes it
+                first = bisect.bisect_left(part.off, max(start, 0))
+                offs = list(part.off[first:])
+            refs = [no << 32 | r for r in range(first, first + len(offs))]
+            plan.append((name, ino, start, end, refs, offs))
         for name in files.keys() - parts.keys():
             plan.append((name, -1, -1, 0, [], []))
         return plan
