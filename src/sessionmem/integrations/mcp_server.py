@@ -104,8 +104,13 @@ def build(
             base.pop("event", None)
             body = merged(base, lists, done)
             body.update(session_id=sid, event="checkpoint")
-            if project:
-                body.setdefault("project_path", project)
+            if project:  # where and when, as the CLI and the hooks record them
+                from .gitinfo import branch_and_commit
+
+                branch, commit = branch_and_commit(project)
+                body["project_path"] = body.get("project_path") or project
+                body["git_branch"] = branch or body.get("git_branch")
+                body["git_commit"] = commit or body.get("git_commit")
             return _answer(m.save(body))
 
         result: dict[str, Any] = call(True, save)
