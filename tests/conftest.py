@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -105,6 +106,21 @@ def run_cli(
 def sessionmem_cmd() -> list[str]:
     exe = BIN / "sessionmem"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "sessionmem.cli"]
+
+
+def run_hook(
+    payload: dict, cwd: Path, env: dict, agent: str = "claude-code"
+) -> subprocess.CompletedProcess[str]:
+    """`sessionmem hook AGENT` as the agent runs it: the payload on stdin, in `cwd`."""
+    return subprocess.run(
+        [*sessionmem_cmd(), "hook", agent],
+        input=json.dumps(payload),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class Server:

@@ -19,7 +19,7 @@ from sessionmem.integrations.agents import READERS, CodexReader, patch_files
 from sessionmem.integrations.incremental import read_transcript
 from sessionmem.integrations.transcript import parse_transcript
 
-from conftest import DATA, sessionmem_cmd
+from conftest import DATA, run_hook, sessionmem_cmd
 from helpers import commit_all, new_repo
 
 CODEX = DATA / "transcripts" / "codex"
@@ -173,15 +173,7 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _hook(agent: str, payload: dict[str, Any], repo: Path, env: dict[str, str]) -> str:
-    run = subprocess.run(
-        [*sessionmem_cmd(), "hook", agent],
-        input=json.dumps(payload),
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = run_hook(payload, repo, env, agent)
     assert run.returncode == 0, run.stderr
     return run.stdout
 

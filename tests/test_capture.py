@@ -18,7 +18,7 @@ from sessionmem.integrations.incremental import read_transcript
 from sessionmem.integrations.transcript import parse_transcript
 from sessionmem.render import BRIEFING_LIMIT, briefing
 
-from conftest import DATA, sessionmem_cmd
+from conftest import DATA, run_hook, sessionmem_cmd
 from helpers import commit_all, new_repo
 
 REAL = DATA / "transcripts" / "claude"
@@ -267,16 +267,7 @@ def test_the_briefing_stays_under_the_limit_and_keeps_file_names(tmp_path: Path)
 # --- the hook, end to end -------------------------------------------------------------------
 
 
-def _hook(payload: dict, repo: Path, env: dict) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*sessionmem_cmd(), "hook", "claude-code"],
-        input=json.dumps(payload),
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+_hook = run_hook
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sessionmem import Store
 from sessionmem.integrations.install import install, uninstall
 from sessionmem.integrations.transcript import parse_transcript
 
-from conftest import DATA, sessionmem_cmd
+from conftest import DATA, run_hook, sessionmem_cmd
 from helpers import commit_all, git, new_repo
 
 TODO = DATA / "claude" / "todowrite.jsonl"
@@ -57,18 +57,6 @@ def test_task_tools_transcript_with_compaction_and_a_truncated_last_line() -> No
 def test_a_missing_transcript_is_an_empty_result(tmp_path: Path) -> None:
     p = parse_transcript(tmp_path / "nope.jsonl")
     assert p.files_modified == [] and p.lines == 0
-
-
-def run_hook(payload: dict, cwd: Path, env: dict) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*sessionmem_cmd(), "hook", "claude-code"],
-        input=json.dumps(payload),
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
