@@ -286,3 +286,11 @@ def test_install_registers_the_server_in_mcp_json_idempotently_and_removably(rep
                 return (await session.list_tools()).tools
 
     assert {t.name for t in anyio.run(main)} == TOOLS
+
+
+def test_only_a_bearer_scheme_carries_a_key() -> None:
+    from sessionmem.fastpath import bearer
+
+    assert bearer("Bearer smk_abc") == "smk_abc" and bearer("bearer  smk_abc ") == "smk_abc"
+    for other in ("Basic smk_abc", "smk_abc", "Bearer", "", None):
+        assert bearer(other) is None, other

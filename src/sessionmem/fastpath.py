@@ -230,7 +230,9 @@ def bearer(authorization: str | None) -> str | None:
     if authorization is None:
         return None
     scheme, _, token = authorization.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None  # Basic and the like are not our keys
+    return token.strip() or None
 
 
 def _header(scope: Any, name: bytes) -> str | None:
