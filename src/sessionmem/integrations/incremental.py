@@ -25,7 +25,7 @@ def read_transcript(
     saved = state_dir / _state_name(path)
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        kept = _load(saved)
+        kept = _load(saved, path)
         offset = 0
         if (
             kept is not None
@@ -72,31 +72,31 @@ def read_transcript(
 
 def digest(parsed: Parsed) -> str:
     """What a snapshot would take from `parsed` (not how many lines it took to say it)."""
-    import hashlib
+    return _hash(json.dumps(parsed._replace(lines=0, skipped=0), separators=(",", ":")).encode())
 
-    fields = parsed._replace(lines=0, skipped=0)
-    return hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
+
+def _hash(data: bytes) -> str:
+    """A 64-bit fingerprint and the length (zlib's: hashlib costs a Stop hook ~2 ms to load)."""
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
 def mark_saved(path: str | Path, state_dir: Path, parsed: Parsed) -> None:
     """Remember that a snapshot of `parsed` was stored: a later `Stop` that finds nothing new
     stores nothing (`saved_digest`)."""
     saved = state_dir / _state_name(str(path))
-    kept = _load(saved)
+    kept = _load(saved, str(path))
     if kept is not None:
         kept["saved"] = digest(parsed)
         _store(saved, kept)
 
 
 def saved_digest(path: str | Path, state_dir: Path) -> str | None:
-    kept = _load(state_dir / _state_name(str(path)))
+    kept = _load(state_dir / _state_name(str(path)), str(path))
     return kept.get("saved") if kept is not None else None
 
 
 def _state_name(path: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
+    return _hash(path.encode()) + ".json"  # (the file names its path: a collision is ignored)
 
 
 def _whole(
@@ -118,7 +118,7 @@ def _fingerprint(f: Any, offset: int) -> list[int]:
     return [offset, zlib.crc32(head), zlib.crc32(tail)]
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def _load(path: Path, transcript: str) -> dict[str, Any] | None:
     try:
         kept = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -128,6 +128,7 @@ def _load(path: Path) -> dict[str, Any] | None:
         or not isinstance(kept.get("state"), dict)
         or kept["state"].get("v") != STATE_VERSION
         or not isinstance(kept.get("offset"), int)
+        or kept.get("path") != transcript
     ):
         return None
     return kept
