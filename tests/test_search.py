@@ -217,3 +217,18 @@ def test_every_surface_gives_the_same_hits(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["items"] == expected
+
+
+def test_a_damaged_index_is_a_clear_503_and_rebuilt_once_deleted(tmp_path: Path) -> None:
+    from sessionmem.errors import StorageError
+
+    root = tmp_path / ".memory"
+    _corpus(Store(root))
+    index = root / ".local" / "search" / "dev.sqlite"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError) as caught:
+        Store(root).search("dev", "rate")
+    assert "delete it" in str(caught.value)
+    index.unlink()
+    assert _ids(Store(root).search("dev", "rate")) == ["limits", "proxy"]

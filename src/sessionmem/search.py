@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .errors import FieldError, InvalidInput
+from .errors import FieldError, InvalidInput, StorageError
 from .model import SearchHit as Hit
 from .projection import UserView
 
@@ -258,6 +258,24 @@ def find(
 ) -> tuple[list[Hit], int | None]:
     """A page of live hits from position `start` among the matches, and the position after its
     last one when there are more (the cursor)."""
+    try:
+        return _find(view, index, expression, where, every, limit, start)
+    except (sqlite3.Error, OSError) as exc:  # a read-only folder, a full disk, a damaged index
+        raise StorageError(
+            f"Could not use the search index {index.path}: {exc}. It is derived: delete it and "
+            "the next search builds it again."
+        ) from exc
+
+
+def _find(
+    view: UserView,
+    index: SearchIndex,
+    expression: str,
+    where: dict[str, str | None],
+    every: bool,
+    limit: int,
+    start: int,
+) -> tuple[list[Hit], int | None]:
     index.sync(view)
     found: list[tuple[int, str, int, str, str, int]] = []
     seen: set[str] = set()
