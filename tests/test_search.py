@@ -171,8 +171,10 @@ def test_two_processes_append_while_a_third_searches(tmp_path: Path) -> None:
 
     def search() -> None:
         try:
-            while any(w.poll() is None for w in writers):
+            while True:  # at least once, then as long as a writer runs
                 seen.append(len(searcher.search("dev", "caching", limit=1000).items))
+                if all(w.poll() is not None for w in writers):
+                    break
         except BaseException as exc:  # reported below
             errors.append(exc)
 
