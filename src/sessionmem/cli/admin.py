@@ -407,6 +407,8 @@ def install(args: argparse.Namespace) -> None:
         if args.mcp and inst.uninstall_mcp(mcp_path):
             out(f"Removed the MCP server sessionmem from {mcp_path}\n")
         return
+    if args.mcp:
+        inst.read_settings(mcp_path)  # a broken .mcp.json stops us before anything is written
     added = inst.install(path, command=command, stop=args.stop)
     out(
         f"Added to {path}: {', '.join(added)} (running {command})\n"

@@ -79,7 +79,7 @@ def settings_path(
     return project / SCOPES[scope]
 
 
-def _load(path: Path) -> dict[str, Any]:
+def read_settings(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -122,7 +122,7 @@ def install(
 ) -> list[str]:
     """Add our entries (Claude Code's, or `entries` in the same shape: Codex, Gemini CLI);
     returns the events it added (empty when all were already there)."""
-    settings = _load(path)
+    settings = read_settings(path)
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise InvalidInput(FieldError(f"{path}: hooks", "must be an object; nothing was changed."))
@@ -160,7 +160,7 @@ def install(
 
 def uninstall(path: Path, *, command: str = HOOK_COMMAND) -> list[str]:
     """Remove our handlers, and the groups and events left empty by that. Returns the events."""
-    settings = _load(path)
+    settings = read_settings(path)
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return []
@@ -197,7 +197,7 @@ def install_mcp(path: Path, executable: list[str]) -> bool:
     """Register `sessionmem mcp` as the server "sessionmem" in a `.mcp.json` (every other
     server and key kept; run again from elsewhere, it points the entry here). Returns whether
     the file changed."""
-    settings = _load(path)
+    settings = read_settings(path)
     servers = settings.setdefault("mcpServers", {})
     if not isinstance(servers, dict):
         raise InvalidInput(FieldError(f"{path}: mcpServers", "must be an object; nothing changed."))
@@ -212,7 +212,7 @@ def install_mcp(path: Path, executable: list[str]) -> bool:
 
 def uninstall_mcp(path: Path) -> bool:
     """Remove the server "sessionmem" (and `mcpServers` if it held nothing else)."""
-    settings = _load(path)
+    settings = read_settings(path)
     servers = settings.get("mcpServers")
     if not isinstance(servers, dict) or "sessionmem" not in servers:
         return False
@@ -226,7 +226,7 @@ def uninstall_mcp(path: Path) -> bool:
 def install_cursor(path: Path, command: str) -> list[str]:
     """Cursor's `hooks.json` (`{"version": 1, "hooks": {event: [{"command": ...}]}}`): add our
     command to each event, as `install` does for the others."""
-    settings = _load(path)
+    settings = read_settings(path)
     settings.setdefault("version", 1)
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
@@ -250,7 +250,7 @@ def install_cursor(path: Path, command: str) -> list[str]:
 
 
 def uninstall_cursor(path: Path, command: str) -> list[str]:
-    settings = _load(path)
+    settings = read_settings(path)
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return []
