@@ -135,9 +135,20 @@ class Layout:
         self.quarantine = self.local / "quarantine"
         self.keys = self.local / "keys.json"
         self.writer_file = self.local / "writer.json"
+        # The session the agent's SessionStart hook recorded last (`save --merge`, MCP default).
+        self.current_session_file = self.local / "current-session.json"
 
     def user_dir(self, user: str) -> Path:
         return self.log / check_user(user)
+
+    def current_session(self) -> str | None:
+        """The session the SessionStart hook recorded last in this memory folder, if any."""
+        try:
+            record = json.loads(self.current_session_file.read_bytes())
+        except (OSError, ValueError):
+            return None
+        value = record.get("session_id") if isinstance(record, dict) else None
+        return value if isinstance(value, str) else None
 
     def ensure(self) -> list[str]:
         """Create the folder and its scaffolding; repair what is missing. Returns what it made."""

@@ -259,44 +259,32 @@ def find(
     """A page of live hits from position `start` among the matches, and the position after its
     last one when there are more (the cursor)."""
     try:
-        return _find(view, index, expression, where, every, limit, start)
+        index.sync(view)
+        found: list[tuple[int, str, int, str, str, int]] = []
+        seen: set[str] = set()
+        pos = start
+        while len(found) <= limit:
+            batch = index.candidates(expression, where, pos, 4 * limit)
+            if not batch:
+                break
+            for rowid, sid, event_id, ts, src, off in batch:
+                pos += 1
+                version = _live_version(view, sid, src, off, every)
+                if version and event_id not in seen:
+                    seen.add(event_id)
+                    found.append((rowid, sid, version, event_id, ts, pos))
+                    if len(found) > limit:
+                        break
+        items = [
+            Hit(sid, version, event_id, *index.snippets(rowid, expression), ts)
+            for rowid, sid, version, event_id, ts, _ in found[:limit]
+        ]
+        return items, (found[limit - 1][5] if len(found) > limit else None)
     except (sqlite3.Error, OSError) as exc:  # a read-only folder, a full disk, a damaged index
         raise StorageError(
             f"Could not use the search index {index.path}: {exc}. It is derived: delete it and "
             "the next search builds it again."
         ) from exc
-
-
-def _find(
-    view: UserView,
-    index: SearchIndex,
-    expression: str,
-    where: dict[str, str | None],
-    every: bool,
-    limit: int,
-    start: int,
-) -> tuple[list[Hit], int | None]:
-    index.sync(view)
-    found: list[tuple[int, str, int, str, str, int]] = []
-    seen: set[str] = set()
-    pos = start
-    while len(found) <= limit:
-        batch = index.candidates(expression, where, pos, 4 * limit)
-        if not batch:
-            break
-        for rowid, sid, event_id, ts, src, off in batch:
-            pos += 1
-            version = _live_version(view, sid, src, off, every)
-            if version and event_id not in seen:
-                seen.add(event_id)
-                found.append((rowid, sid, version, event_id, ts, pos))
-                if len(found) > limit:
-                    break
-    items = [
-        Hit(sid, version, event_id, *index.snippets(rowid, expression), ts)
-        for rowid, sid, version, event_id, ts, _ in found[:limit]
-    ]
-    return items, (found[limit - 1][5] if len(found) > limit else None)
 
 
 def _tail(path: Path, upto: int) -> str:

@@ -42,8 +42,8 @@ def init(args: argparse.Namespace) -> None:
 
 def mcp(args: argparse.Namespace) -> None:
     """`sessionmem mcp`: the MCP server over stdio, on the memory the other commands use."""
-    from ..integrations.mcp_server import build, current_session
-    from ..layout import project_root
+    from ..integrations.mcp_server import build
+    from ..layout import Layout, project_root
     from .memory import backend
 
     made: list[Any] = []
@@ -54,7 +54,7 @@ def mcp(args: argparse.Namespace) -> None:
         return made[0]
 
     def session() -> str | None:
-        return None if args.url else current_session(root_of(args))
+        return None if args.url else Layout(root_of(args)).current_session()
 
     build(memory, project=str(project_root(Path.cwd())), session=session).run()
 

@@ -171,14 +171,9 @@ def _where_and_when(body: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _current_session(args: argparse.Namespace) -> str | None:
     """The session the SessionStart hook recorded last in this memory folder, if any."""
-    from ..codec import loads
+    from ..layout import Layout
 
-    try:
-        record = loads((root_of(args) / ".local" / "current-session.json").read_bytes())
-    except (OSError, ValueError):
-        return None
-    value = record.get("session_id") if isinstance(record, dict) else None
-    return value if isinstance(value, str) else None
+    return Layout(root_of(args)).current_session()
 
 
 # --- reading -------------------------------------------------------------------------------------

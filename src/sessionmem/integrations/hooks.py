@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from ..errors import NotFound, SessionmemError
-from ..layout import default_user, find_root, project_root
+from ..layout import Layout, default_user, find_root, project_root
 from .gitinfo import branch_and_commit
 from .incremental import digest, mark_saved, read_transcript, saved_digest
 from .transcript import EMPTY, MAX_COMMANDS, Parsed
@@ -74,7 +74,6 @@ SAVE_EVENTS = AGENTS["claude-code"].saves
 EVENTS_DIR = (
     "events"  # .local/events/<session>.jsonl: per-event records (Cursor without a transcript)
 )
-CURRENT_SESSION = "current-session.json"
 LAST_BRIEFING = "last-briefing.md"
 
 
@@ -368,7 +367,7 @@ class Hook:
             local = self.root / ".local"
             local.mkdir(parents=True, exist_ok=True)
             record = {"session_id": session_id, "cwd": self.cwd, "at": _now()}
-            (local / CURRENT_SESSION).write_text(json.dumps(record))
+            Layout(self.root).current_session_file.write_text(json.dumps(record))
         except OSError as exc:
             self.log(f"could not record the current session: {exc}")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server import MCPServer
@@ -288,13 +287,3 @@ def _briefing(memory: Memory, project: str | None, session: str | None) -> str:
 
     snap = best_snapshot(memory, project, session_id=session, resumed=bool(session))
     return restore_text(snap, project) if snap is not None else ""
-
-
-def current_session(root: Path) -> str | None:
-    """The session the SessionStart hook recorded last in this memory folder, if any."""
-    try:
-        record = json.loads((root / ".local" / "current-session.json").read_bytes())
-    except (OSError, ValueError):
-        return None
-    value = record.get("session_id") if isinstance(record, dict) else None
-    return value if isinstance(value, str) else None
