@@ -202,9 +202,11 @@ def test_codex_hooks_checkpoint_on_stop_and_brief_at_start(repo, tmp_path: Path)
         )
         == ""
     )
+    # ...and stores nothing new: the payload alone holds what version 1 holds
+    assert "cx-1 unchanged since version 1" in (repo / ".memory/.local/hooks.log").read_text()
     start = _hook("codex", {**base, "session_id": "cx-2", "hook_event_name": "SessionStart",
                             "source": "startup"}, repo, env)  # fmt: skip
-    assert start.startswith("# Session memory: cx-1 (version 2)")
+    assert start.startswith("# Session memory: cx-1 (version 1)")
 
 
 def test_gemini_hooks_print_only_json(repo, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import transcripts as t
 from sessionmem import Store
+from sessionmem.errors import NotFound
 from sessionmem.integrations.incremental import read_transcript
 from sessionmem.integrations.transcript import parse_transcript
 from sessionmem.render import BRIEFING_LIMIT, briefing
@@ -337,12 +338,14 @@ def test_session_start_after_a_compaction_stores_the_hand_over_and_prints_it(
     assert store.get("dev", t.SESSION).version == later.version
     log = (repo / ".memory" / ".local" / "hooks.log").read_text()
     assert "read the transcript from byte" in log
+    # (the user's new words alone are no new work: docs/decisions.md, "Never empty, never
+    # repeated")
     assert log.rstrip().endswith(
-        "nothing new in the transcript since the last save: nothing stored"
+        f"{t.SESSION} unchanged since version {later.version} (checkpoint): nothing stored"
     )
 
 
-def test_without_a_transcript_the_hook_saves_what_the_payload_gives_and_says_so(
+def test_without_a_transcript_the_hook_stores_no_empty_snapshot_and_says_so(
     repo, tmp_path
 ) -> None:
     repo, env = repo
@@ -355,10 +358,11 @@ def test_without_a_transcript_the_hook_saves_what_the_payload_gives_and_says_so(
             env,
         )
         assert run.returncode == 0
-    snap = Store(repo / ".memory").get("dev", "s1")
-    assert snap.open_tasks == [] and snap.session_data["files_modified"] == []
+    with pytest.raises(NotFound):  # the payload alone holds no work: nothing hides the useful
+        Store(repo / ".memory").get("dev", "s1")
     log = (repo / ".memory" / ".local" / "hooks.log").read_text()
     assert "no transcript_path in the payload" in log and "cannot read the transcript" in log
+    assert log.count("nothing to record for s1 (pre_compact): nothing stored") == 2
 
 
 def test_history_shows_the_compaction_chain_and_the_continued_session(tmp_path: Path) -> None:

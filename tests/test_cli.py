@@ -251,7 +251,11 @@ def _git_repo(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("initialised", [False, True])
-def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initialised: bool) -> None:
+def test_the_memory_folder_is_found_as_git_finds_its_own(
+    tmp_path: Path, initialised: bool, private_store: Path
+) -> None:
+    """Memory goes to a repository's .memory/ only once it exists (`init`): else to the
+    per-user store, never into the working tree (docs/decisions.md, "Where the hooks write")."""
     repo = _git_repo(tmp_path / "repo")
     env = {**os.environ, "SESSIONMEM_USER": "dev"}
     env.pop("SESSIONMEM_ROOT", None)
@@ -263,7 +267,9 @@ def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initial
     )
     if not initialised:  # a read never creates it, and says where it looked
         assert before.returncode == 1
-        assert f"No memory folder at {repo / '.memory'} (found upward from {deep})" in before.stderr
+        assert f"No memory folder at {private_store} (no .memory/ found upward from {deep}" in (
+            before.stderr
+        )
         assert not (repo / ".memory").exists()
     saved = subprocess.run(
         [*sessionmem_cmd(), "save", "--session-id", "s", "--decision", "Use tomllib"],
@@ -273,7 +279,14 @@ def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initial
         text=True,
     )
     assert saved.returncode == 0, saved.stderr
-    assert ("made the memory folder" in saved.stderr) is not initialised
+    if not initialised:
+        assert f"no .memory/ here: saved in the per-user store {private_store}" in saved.stderr
+        assert (private_store / "log" / "dev").is_dir() and not (repo / ".memory").exists()
+        assert not subprocess.run(
+            ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True
+        ).stdout
+        return
+    assert "made the memory folder" not in saved.stderr
     assert (repo / ".memory" / "log" / "dev").is_dir() and not (deep / ".memory").exists()
     # a .memory/ nearer than the top level wins, as the nearest .git would
     nested = deep / ".memory"
@@ -286,7 +299,7 @@ def test_the_memory_folder_is_found_as_git_finds_its_own(tmp_path: Path, initial
     assert shown.returncode == 1 and str(nested) in shown.stderr
 
 
-def test_a_cli_save_reaches_the_sessionstart_briefing(tmp_path: Path) -> None:
+def test_a_cli_save_reaches_the_sessionstart_briefing(tmp_path: Path, private_store: Path) -> None:
     """`save` records the project (git top level), branch and commit as the hooks do, so the
     next SessionStart finds it; `latest --format markdown` prints that very briefing."""
     from helpers import git
@@ -299,7 +312,7 @@ def test_a_cli_save_reaches_the_sessionstart_briefing(tmp_path: Path) -> None:
          "--decision", "Use tomllib"],
         cwd=repo / "src", env=env, check=True, capture_output=True,
     )  # fmt: skip
-    data = Store(repo / ".memory").get("dev", "s1").session_data
+    data = Store(private_store).get("dev", "s1").session_data  # (no .memory/ in this repo)
     head = git(repo, "rev-parse", "HEAD").strip()
     assert (data["project_path"], data["git_branch"], data["git_commit"]) == (
         str(repo),

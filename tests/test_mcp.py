@@ -154,7 +154,10 @@ def test_a_missing_memory_folder_is_a_tool_error_until_a_save_makes_it(tmp_path:
 
     read, saved, again = _drive(folder, env, body)
     assert read.is_error and "No memory folder" in read.content[0].text
-    assert not saved.is_error and (folder / ".memory" / "log" / "dev").is_dir()
+    # (no .memory/ here: the per-user store under HOME, as the hooks would)
+    private = tmp_path / ".local" / "share" / "sessionmem"
+    assert not saved.is_error and (private / "log" / "dev").is_dir()
+    assert not (folder / ".memory").exists()
     assert [x["session_id"] for x in again.structured_content["items"]] == ["s"]
 
 

@@ -38,7 +38,7 @@ def test_briefing_exact() -> None:
     )
     assert text == (
         "# Session memory: s1 (version 3)\n"
-        f"Saved 3 hours ago ({TS}) at pre_compact.\n"
+        "Saved 3 hours ago (2026-11-25 20:15 UTC) at pre_compact.\n"
         "In project `/w/app`, branch `main`, commit `abcdef123456`.\n"
         "> Warning: recorded on branch `main`; you are on `dev`.\n"
         "\n"

@@ -372,6 +372,30 @@ def create_app(
         return _json(page.view())
 
     @app.get(
+        PREFIX + "/project",
+        responses=_ERRORS,
+        tags=["sessions"],
+        summary="The project view: the snapshot a briefing comes from, and what earlier "
+        "sessions left open",
+    )
+    async def get_project(
+        user: User,
+        project_path: str | None = None,
+        git_branch: str | None = None,
+        prefer: Annotated[
+            list[str] | None, Query(description="Sessions whose snapshot comes first.")
+        ] = None,
+        also: Annotated[
+            list[str] | None, Query(description="Other paths the project was saved under.")
+        ] = None,
+    ) -> Response:
+        view = await run_in_threadpool(
+            store.project, user, project_path, git_branch=git_branch, prefer=prefer or (),
+            also=also or (),
+        )  # fmt: skip
+        return _json(view.view())
+
+    @app.get(
         PREFIX + "/search",
         responses={200: {"model": SearchPage}, **_ERRORS},
         tags=["search"],

@@ -7,7 +7,7 @@ of each call (`_Call`), so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -16,6 +16,7 @@ import httpx
 from .errors import ClientError, FieldError, InvalidInput, client_error
 from .memory import body_of
 from .model import Diff, HistoryEntry, Page, SearchHit, SessionSummary, Snapshot
+from .project import ProjectView
 
 PREFIX = "/api/v1/public/memory/v2"
 T = TypeVar("T")
@@ -125,6 +126,21 @@ class _Calls:
             lambda raw: Page([SearchHit(**i) for i in raw["items"]], raw["next_cursor"]),
             {"params": _params(q=q, **filters)},
         )
+
+    @staticmethod
+    def project(
+        project_path: str | None,
+        git_branch: str | None,
+        prefer: Iterable[str | None],
+        also: Iterable[str],
+    ) -> _Call[ProjectView]:
+        params: dict[str, Any] = _params(project_path=project_path, git_branch=git_branch)
+        preferred = [p for p in prefer if p]
+        if preferred:
+            params["prefer"] = preferred
+        if also:
+            params["also"] = list(also)
+        return _Call("GET", f"{PREFIX}/project", ProjectView.from_view, {"params": params})
 
     @staticmethod
     def delete(session_id: str) -> _Call[int]:
@@ -255,6 +271,17 @@ class Client:
         session_id, since, until, all_versions, limit, cursor)."""
         return self._do(_Calls.search(q, filters))
 
+    def project(
+        self,
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
+    ) -> ProjectView:
+        """The project view on the server (`GET /project`; docs/decisions.md, "The briefing")."""
+        return self._do(_Calls.project(project_path, git_branch, prefer, also))
+
     def delete(self, session_id: str) -> int:
         """Hide a session from every read; returns how many versions it hid."""
         return self._do(_Calls.delete(session_id))
@@ -344,6 +371,16 @@ class AsyncClient:
 
     async def search(self, q: str, **filters: Any) -> Page:
         return await self._do(_Calls.search(q, filters))
+
+    async def project(
+        self,
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
+    ) -> ProjectView:
+        return await self._do(_Calls.project(project_path, git_branch, prefer, also))
 
     async def delete(self, session_id: str) -> int:
         return await self._do(_Calls.delete(session_id))

@@ -52,6 +52,32 @@ def find_root(start: Path | None = None) -> Path:
     return project_root(here) / ".memory"
 
 
+def existing_root(start: Path) -> Path | None:
+    """SESSIONMEM_ROOT, else the nearest `.memory/` upward from `start` that exists; None when
+    there is none (the hooks then keep memory in `user_store()`: docs/decisions.md, "Where the
+    hooks write")."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env)
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if _is_dir(folder / ".memory"):
+            return folder / ".memory"
+    return None
+
+
+def user_store() -> Path:
+    """The per-user memory folder for projects without a `.memory/`: SESSIONMEM_HOME, else
+    `$XDG_DATA_HOME/sessionmem`, else `~/.local/share/sessionmem`. Never inside a working tree
+    the user did not opt in."""
+    env = os.environ.get("SESSIONMEM_HOME")
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME")
+    base = Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share"
+    return base / "sessionmem"
+
+
 def _is_dir(path: Path) -> bool:
     """`path.is_dir()`, but a folder we may not look into is not ours (no PermissionError)."""
     try:

@@ -4,12 +4,13 @@ which — one vocabulary, the same names and arguments everywhere (docs/http.md)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .model import Diff, Page, Snapshot
 
 if TYPE_CHECKING:
+    from .project import ProjectView
     from .store import Store
 
 
@@ -55,6 +56,15 @@ class Memory(Protocol):
     ) -> Page: ...
 
     def search(self, q: str, **filters: Any) -> Page: ...
+
+    def project(
+        self,
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
+    ) -> ProjectView: ...
 
     def delete(self, session_id: str) -> int: ...
 
@@ -132,6 +142,19 @@ class UserMemory:
     def search(self, q: str, **filters: Any) -> Page:
         return self.store.search(self.user, q, **filters)
 
+    def project(
+        self,
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
+    ) -> ProjectView:
+        """The project view (docs/decisions.md, "The briefing")."""
+        from .project import project_view
+
+        return project_view(self, project_path, git_branch, prefer=prefer, also=also)
+
     def delete(self, session_id: str) -> int:
         return self.store.delete(self.user, session_id)
 
@@ -152,6 +175,10 @@ def merged(
             body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
     if done:
         body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in done]
+        # Closed here, so the project view drops them from later briefings, whichever earlier
+        # session left them open (docs/decisions.md, "The briefing").
+        closed = [t for t in body.get("closed_tasks") or [] if isinstance(t, str)]
+        body["closed_tasks"] = closed + [t for t in dict.fromkeys(done) if t not in closed]
     meta = body.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("sources"), dict):
         sources = dict(meta["sources"])

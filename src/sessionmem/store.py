@@ -5,7 +5,7 @@ answers kept ready to send (`answers`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from .write import Writer
 
 if TYPE_CHECKING:
     from .memory import UserMemory
+    from .project import ProjectView
     from .search import SearchIndex
 
 MAX_LIMIT = 1000
@@ -337,6 +338,22 @@ class Store:
             return Page(items, _encode_cursor("q", last) if last else None)
 
         return self._views.read(user, run)
+
+    def project(
+        self,
+        user: str,
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
+    ) -> ProjectView:
+        """The project view of `project_path` for a session on `git_branch`: the snapshot a
+        briefing comes from, and the open tasks and decisions earlier sessions left (see
+        `project.project_view`; docs/decisions.md, "The briefing")."""
+        return self.for_user(check_user(user)).project(
+            project_path, git_branch=git_branch, prefer=prefer, also=also
+        )
 
     def _search_index(self, user: str) -> SearchIndex:
         from .search import SearchIndex

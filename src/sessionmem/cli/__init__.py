@@ -62,7 +62,38 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        hint = self._did_you_mean(message)
+        raise UsageError(f"{message}{hint} (see `{self.prog} --help`)")
+
+    def _did_you_mean(self, message: str) -> str:
+        """The nearest known flag or command to a mistyped one, as `; did you mean --task?`."""
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            known = re.findall(r"'([^']*)'", choice.group(2))
+            words = [choice.group(1)]
+        elif message.startswith("unrecognized arguments:"):
+            known = self._flags()
+            words = [w.split("=", 1)[0] for w in message.split(":", 1)[1].split()]
+            words = [w for w in words if w.startswith("-")]
+        else:
+            return ""
+        for word in words:
+            near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+            if near:
+                return f"; did you mean {near[0]}?"
+        return ""
+
+    def _flags(self) -> list[str]:
+        flags = [f for a in self._actions for f in a.option_strings]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if isinstance(sub, _Parser):
+                        flags += sub._flags()
+        return flags
 
 
 def _port(text: str) -> int:
@@ -173,7 +204,13 @@ def build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--command", action="append", metavar="C", help="a command run (repeat)")
     p.add_argument("--decision", action="append", metavar="D", help="a key decision (repeat)")
     p.add_argument("--task", action="append", metavar="T", help="an open task (repeat)")
-    p.add_argument("--done", action="append", metavar="T", help="a task no longer open (repeat)")
+    p.add_argument(
+        "--done",
+        action="append",
+        metavar="T",
+        help="a task finished, or an item dropped: it leaves this and every later briefing "
+        "(repeat)",
+    )
     p.add_argument("--project-path", help="default: the git top level of the current folder")
     p.add_argument("--git-branch", help="default: the current branch")
     p.add_argument("--git-commit", help="default: the current commit")
@@ -190,6 +227,24 @@ def build_parser(only: str | None = None) -> _Parser:
         default="text",
         help="markdown is the briefing an agent gets at SessionStart",
     )
+    _memory_options(p)
+
+    p = command(
+        "brief",
+        "The briefing of this project: the latest work, and what earlier sessions left open.",
+        "memory:brief",
+    )
+    p.add_argument("--project-path", help="default: the git top level of the current folder")
+    p.add_argument("--git-branch", help="default: the current branch")
+    p.add_argument("--session-id", help="brief from this session first (a resumed one)")
+    _memory_options(p)
+
+    p = command(
+        "status",
+        "Where memory goes here, which agents' hooks are installed, what they last did.",
+        "admin:status",
+    )
+    p.add_argument("--project-dir", help="default: the git top level of the current folder")
     _memory_options(p)
 
     p = command("show", "Show a session's latest snapshot, or a past one.", "memory:show")

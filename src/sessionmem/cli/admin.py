@@ -15,7 +15,7 @@ from ..errors import NotFound, StorageError
 if TYPE_CHECKING:
     from ..keys import KeyRing
 from . import Failure, build_parser
-from .memory import open_root, root_of
+from .memory import memory_root, open_root, root_of
 from .text import out, out_json, plural
 
 
@@ -54,7 +54,7 @@ def mcp(args: argparse.Namespace) -> None:
         return made[0]
 
     def session() -> str | None:
-        return None if args.url else Layout(root_of(args)).current_session()
+        return None if args.url else Layout(memory_root(args)).current_session()
 
     build(memory, project=str(project_root(Path.cwd())), session=session).run()
 
@@ -382,6 +382,18 @@ def _install_other(args: argparse.Namespace, path: Path, command: str) -> None:
         if added
         else f"{path} already has sessionmem's hooks; nothing to do.\n"
     )
+    _needs(args.agent)
+
+
+def _needs(agent: str) -> None:
+    """What the agent needs beyond its hook file, and where the memory will go."""
+    from ..integrations.status import NEEDS
+
+    out(f"{agent} needs: {NEEDS[agent]}\n")
+    out(
+        "Memory goes to this repository's .memory/ once `sessionmem init` made it; until then "
+        "to your per-user store (`sessionmem status` tells which).\n"
+    )
 
 
 def install(args: argparse.Namespace) -> None:
@@ -423,6 +435,85 @@ def install(args: argparse.Namespace) -> None:
             if changed
             else f"{mcp_path} already registers sessionmem; nothing to do.\n"
         )
+    _needs(args.agent)
     cli = command.rsplit(" hook ", 1)[0]
     out("Add this line to CLAUDE.md so the agent records its decisions:\n")
     out(inst.claude_md_line(cli) + "\n")
+
+
+def status(args: argparse.Namespace) -> int:
+    """`sessionmem status`: where memory goes here, the hooks installed, their last runs and the
+    snapshot the next briefing comes from (docs/decisions.md, "Where the hooks write")."""
+    from ..integrations.status import NEEDS, installed_hooks, last_runs
+    from ..layout import default_user, existing_root, project_root, user_store
+    from ..render import safe as safe_text
+
+    project = Path(args.project_dir or project_root(Path.cwd()))
+    found = existing_root(project)
+    root = Path(args.root) if args.root else found or user_store()
+    where = "repository" if found is not None and not args.root else "named"
+    if not args.root and found is None:
+        where = "per-user store"
+    user = default_user(args.user, project)
+    hooks = installed_hooks(project)
+    head: dict[str, Any] | None = None
+    carried = 0
+    problem = None
+    if root.is_dir() and not args.url:
+        from ..integrations.restore import view_for
+        from ..store import Store
+
+        try:
+            view = view_for(Store(root).for_user(user), str(project))
+            carried = len(view.carried(view.open_tasks))
+            if view.head is not None:
+                snap = view.head
+                head = {"session_id": snap.session_id, "version": snap.version,
+                        "created_at": snap.created_at, "event": snap.event}  # fmt: skip
+        except Exception as exc:  # status reports; it never fails on what it finds
+            problem = str(exc)
+    report = {
+        "project": str(project),
+        "memory": {"root": str(root), "kind": where, "exists": root.is_dir(), "user": user},
+        "hooks": hooks,
+        "last_runs": last_runs(root / ".local" / "hooks.log"),  # (read twice: kept typed)
+        "next_briefing": {"head": head, "carried_open_tasks": carried, "problem": problem},
+    }
+    if args.json:
+        out_json(report)
+        return 0
+    lines = [f"Project      {project}"]
+    kind = {
+        "repository": "this repository's .memory/ (committed with it)",
+        "per-user store": "the per-user store (no .memory/ here: `sessionmem init` makes one)",
+        "named": "the folder --root or SESSIONMEM_ROOT names",
+    }[where]
+    lines.append(f"Memory       {root} — {kind}{'' if root.is_dir() else ' (not made yet)'}")
+    lines.append(f"User         {user}")
+    lines.append("Hooks")
+    shown = [h for h in hooks if h["installed"] or h.get("problem")]
+    for h in shown:
+        if h.get("problem"):
+            lines.append(f"  {h['agent']:<12} {h['scope']:<8} {h['path']}: {h['problem']}")
+            continue
+        ok = "resolves" if h["resolves"] else "DOES NOT RESOLVE: reinstall"
+        lines.append(f"  {h['agent']:<12} {h['scope']:<8} {', '.join(h['events'])} — command {ok}")
+        lines.append(f"  {'':<12} {'':<8} needs: {NEEDS[h['agent']]}")
+    if not shown:
+        lines.append("  none installed (`sessionmem install claude-code|codex|gemini|cursor`)")
+    lines.append("Last hook runs")
+    runs = last_runs(root / ".local" / "hooks.log")
+    lines += [f"  {safe_text(r)}" for r in runs] or ["  none yet"]
+    if head is not None:
+        lines.append(
+            f"Next briefing from {head['session_id']} version {head['version']} "
+            f"({head['created_at']}), with {carried} open task{'s' if carried != 1 else ''} "
+            "carried from earlier sessions (`sessionmem brief` shows it)"
+        )
+    else:
+        lines.append(
+            "Next briefing: nothing stored for this project yet"
+            + (f" ({problem})" if problem else "")
+        )
+    out("\n".join(lines) + "\n")
+    return 0

@@ -23,10 +23,22 @@ def root_of(args: argparse.Namespace) -> Path:
     return Path(args.root) if args.root else find_root()
 
 
+def memory_root(args: argparse.Namespace) -> Path:
+    """Where the memory commands read and save: `--root` (or SESSIONMEM_ROOT), else the nearest
+    .memory/ upward, else the per-user store the hooks use in a project without one — so an
+    agent's `save --merge` lands beside its hooks' snapshots and never makes a folder in a
+    working tree (docs/decisions.md, "Where the hooks write"). `init` makes a .memory/."""
+    from ..layout import existing_root, user_store
+
+    if args.root:
+        return Path(args.root)
+    return existing_root(Path.cwd()) or user_store()
+
+
 def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
     """The memory folder a command works on. Reads never create it; a save makes it (and only
     it: its parent must exist) and says so."""
-    root = root_of(args)
+    root = memory_root(args)
     args._folder = root
     try:
         mode = root.stat().st_mode
@@ -46,11 +58,23 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
             if os.environ.get("SESSIONMEM_ROOT")
             else None
         )
-        where = f"named by {how}" if how else f"found upward from {Path.cwd()}"
+        where = (
+            f"named by {how}"
+            if how
+            else f"no .memory/ found upward from {Path.cwd()}; the per-user store"
+        )
         raise Failure(
             f"No memory folder at {root} ({where}). `sessionmem init` makes one, `sessionmem "
             "save` makes it with the first snapshot; --root names another."
         )
+    from ..layout import existing_root, user_store
+
+    private = not args.root and existing_root(Path.cwd()) is None and root == user_store()
+    if private:
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Failure(f"Cannot make the per-user store {root}: {exc.strerror}.") from None
     if not root.parent.is_dir():
         raise Failure(f"Cannot make the memory folder {root}: {root.parent} does not exist.")
     from ..layout import Layout
@@ -59,7 +83,15 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
         Layout(root).ensure()
     except OSError as exc:
         raise Failure(f"Cannot make the memory folder {root}: {exc.strerror}.") from None
-    sys.stderr.write(f"sessionmem: made the memory folder {root} (commit it to share memory).\n")
+    if private:
+        sys.stderr.write(
+            f"sessionmem: no .memory/ here: saved in the per-user store {root} (`sessionmem "
+            "init` makes a .memory/ to keep memory in this repository).\n"
+        )
+    else:
+        sys.stderr.write(
+            f"sessionmem: made the memory folder {root} (commit it to share memory).\n"
+        )
     return root
 
 
@@ -115,7 +147,7 @@ def save(args: argparse.Namespace) -> None:
                 existing = list(body.get(name) or []) if args.from_json else []
                 body[name] = existing + [x for x in dict.fromkeys(items) if x not in existing]
         if args.done:
-            body["open_tasks"] = [t for t in body.get("open_tasks") or [] if t not in args.done]
+            body = merged(body, {}, args.done)
     if args.event:
         body["event"] = args.event
     _where_and_when(body, args)
@@ -173,7 +205,7 @@ def _current_session(args: argparse.Namespace) -> str | None:
     """The session the SessionStart hook recorded last in this memory folder, if any."""
     from ..layout import Layout
 
-    return Layout(root_of(args)).current_session()
+    return Layout(memory_root(args)).current_session()
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -199,18 +231,35 @@ def latest(args: argparse.Namespace) -> None:
         "agent": args.agent,
     }
     if args.format == "markdown" and not args.json:
+        if any(v is not None for v in filters.values()):
+            _print_snapshot(be.latest(**filters), "markdown")
+            return
         # The very briefing SessionStart gives an agent in this project.
-        from ..integrations.restore import best_snapshot, restore_text
-        from ..layout import project_root
-
-        project = str(project_root(Path.cwd()))
-        best = be.latest(**filters) if any(v is not None for v in filters.values()) else None
-        best = best or best_snapshot(be, project)
-        if best is None:
-            raise NotFound(f"No snapshot for the project {project}.", what="snapshot")
-        out(restore_text(best, project))
+        brief(args, be)
         return
     _print_snapshot(be.latest(**filters), "json" if args.json else args.format)
+
+
+def brief(args: argparse.Namespace, be: Memory | None = None) -> None:
+    """The briefing of this project (the project view: docs/decisions.md, "The briefing")."""
+    from ..integrations.restore import restore_text, view_for
+    from ..layout import project_root
+
+    be = be or backend(args)
+    project = getattr(args, "project_path", None) or str(project_root(Path.cwd()))
+    view = view_for(
+        be,
+        project,
+        branch=getattr(args, "git_branch", None),
+        session_id=getattr(args, "session_id", None),
+        resumed=bool(getattr(args, "session_id", None)),
+    )
+    if getattr(args, "json", False):
+        out_json(view.view())
+        return
+    if view.head is None:
+        raise NotFound(f"Nothing to brief on for the project {project} yet.", what="snapshot")
+    out(restore_text(view, project))
 
 
 def show(args: argparse.Namespace) -> None:

@@ -46,6 +46,16 @@ def _shell(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _text_of(content: Any) -> str | None:
+    """A message's text: a string, or the text of its parts (`{"text": ...}` blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [str(b["text"]) for b in content if isinstance(b, dict) and b.get("text")]
+        return "\n".join(texts) or None
+    return None
+
+
 class CodexReader(Reader):
     """Codex CLI rollouts: `{timestamp, type, payload}` lines (`session_meta`, `turn_context`,
     `response_item`, `event_msg`, `compacted`)."""
@@ -66,6 +76,8 @@ class CodexReader(Reader):
             self.where(None, p.get("cwd"))
         elif kind == "compacted":
             self.compaction(rec.get("timestamp"))
+        elif kind == "event_msg" and p.get("type") == "user_message":
+            self.request(p.get("message"))  # (the response_item copy also holds injected text)
         elif kind == "response_item":
             self._item(p, str(rec.get("timestamp")))
 
@@ -130,9 +142,13 @@ class GeminiReader(Reader):
         for message in messages if isinstance(messages, list) else []:
             self.s["at"] += 1
             if isinstance(message, dict):
+                self.clock(message.get("timestamp"))
                 self.record(message)
 
     def record(self, rec: dict[str, Any]) -> None:
+        if rec.get("type") == "user":
+            self.request(_text_of(rec.get("content")))
+            return
         if rec.get("type") != "gemini":
             return
         key = str(rec.get("id") or rec.get("timestamp"))
@@ -171,6 +187,9 @@ class CursorReader(Reader):
     SHELL_TOOLS = ("Shell", "run_terminal_cmd", "Bash", "terminal")
 
     def record(self, rec: dict[str, Any]) -> None:
+        if rec.get("role") == "user":
+            self.request(_text_of(_dict(rec.get("message")).get("content", rec.get("content"))))
+            return
         if rec.get("role") != "assistant":
             return
         message = _dict(rec.get("message")) or rec

@@ -15,8 +15,14 @@ Tasks, Current Work, Optional Next Step — whose headings vary a little (`7. Pe
   Technical Concepts that state a choice ("chose", "decided", "instead of", "rather than",
   "prefer", "switched to", "must", "never", "always", "avoid", "do not") — the others name a
   concept, not a decision. At most 15 per summary, each one line of at most 300 characters.
-- Everything else (the request, the files section, the user's messages) is left: files come from
-  the tool calls themselves.
+- Primary Request and Intent: its first paragraph, on one line (the session's intent when the
+  transcript holds no request the user typed — its start was compacted away).
+- Everything else (the files section, the user's messages) is left: files come from the tool
+  calls themselves.
+
+What Claude Code appends after the summary — where the full transcript is, "Please continue the
+conversation from where we left off…" — is an instruction to that agent, not part of the
+hand-over: the text is cut where it starts.
 """
 
 from __future__ import annotations
@@ -58,6 +64,12 @@ _CHOICE = re.compile(
     r"opted|settled on|must|never|always|avoid|do not|don't)\b",
     re.IGNORECASE,
 )
+_BOILERPLATE = re.compile(
+    r"^\s*(?:If you need specific details from before compaction|"
+    r"Please continue the conversation from where we left off|"
+    r"Continue with the last task that you were asked to work on)",
+    re.MULTILINE | re.IGNORECASE,
+)
 _FIX = re.compile(r"\b(?:fix(?:ed|es)?|solution|solved|resolved|workaround)\b", re.IGNORECASE)
 
 
@@ -68,9 +80,13 @@ class Handover(NamedTuple):
     current_work: str
     next_step: str
     decisions: list[str]
+    request: str
 
 
 def read_summary(text: str) -> Handover:
+    tail = _BOILERPLATE.search(text)
+    if tail:
+        text = text[: tail.start()]
     sections = _sections(text)
     pending = [i for i in _items(sections.get("pending", [])) if not _NONE.match(i)]
     decisions: dict[str, None] = {}
@@ -87,6 +103,7 @@ def read_summary(text: str) -> Handover:
         _cut(_flat(sections.get("current", [])), TEXT_CHARS),
         _cut(_flat(sections.get("next", [])), TEXT_CHARS),
         [d for d in decisions if d][:MAX_DECISIONS],
+        _cut(_flat("\n".join(sections.get("request", [])).strip().split("\n\n")[0].split())),
     )
 
 

@@ -19,12 +19,25 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..config import read_config
 from ..errors import NotFound, SessionmemError
-from ..layout import Layout, default_user, find_root, project_root
+from ..layout import Layout, default_user, existing_root, project_root, user_store
+from ..project import holds_work
 from .gitinfo import branch_and_commit
 from .incremental import digest, mark_saved, read_transcript, saved_digest
+from .record import (
+    Capture,
+    aligned,
+    as_dict,
+    capture_settings,
+    same_content,
+    tilde,
+    union,
+    with_sources,
+)
+from .record import lineage as record_lineage
 from .transcript import EMPTY, MAX_COMMANDS, Parsed
 
 if TYPE_CHECKING:
@@ -91,7 +104,12 @@ class Hook:
         self.cwd = str(self.payload.get("cwd") or from_env or os.getcwd())
         # "This project" as the CLI records it too: the git top level (layout.project_root).
         self.project = str(project_root(Path(from_env or self.cwd)))
-        self.root = find_root(Path(self.project))
+        # Opt-in per repository: a `.memory/` that exists (`sessionmem init`), else the per-user
+        # folder — never a new folder in someone's working tree (docs/decisions.md, "Where the
+        # hooks write").
+        found = existing_root(Path(self.project))
+        self.private = found is None
+        self.root = found if found is not None else user_store()
         self.log_path = self.root / ".local" / "hooks.log"
 
     def backend(self) -> Memory:
@@ -120,7 +138,7 @@ class Hook:
             entry = {"file": self.payload.get("file_path")}
         else:
             entry = {"command": self.payload.get("command")}
-        if not isinstance(next(iter(entry.values())), str) or not self.root.is_dir():
+        if not isinstance(next(iter(entry.values())), str):
             return
         try:
             path = self._events()
@@ -167,7 +185,7 @@ class Hook:
                 self.log("nothing new in the transcript since the last save: nothing stored")
                 return ""
             self.save(saves[str(event)], parsed or self._from_events())
-            if parsed is not None:
+            if parsed is not None:  # (stored or not, this is what the store now reflects)
                 mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             return ""
         self.log(f"ignored event {event!r}")
@@ -205,7 +223,11 @@ class Hook:
         self.log(f"read the transcript {how}: {parsed.lines} lines, {parsed.skipped} skipped")
         return parsed
 
-    def save(self, event: str, parsed: Parsed | None = None) -> Snapshot:
+    def save(self, event: str, parsed: Parsed | None = None) -> Snapshot | None:
+        """Store what the transcript says as a snapshot of this session — unless it holds
+        nothing (a turn of plain chat with no earlier save), or the same as the session's
+        latest snapshot: then nothing is stored, and hooks.log says why (docs/decisions.md,
+        "Never empty, never repeated")."""
         session_id = str(self.payload.get("session_id") or "")
         if parsed is None:
             parsed = self.transcript() or EMPTY
@@ -214,41 +236,79 @@ class Hook:
             before = backend.get(session_id)
         except (SessionmemError, NotFound):
             before = None
+        body = self._body(event, parsed, before)
+        if before is None and not holds_work(body):
+            self.log(f"nothing to record for {session_id} ({event}): nothing stored")
+            return None
+        if before is not None and same_content(before.session_data, body):
+            self.log(
+                f"{session_id} unchanged since version {before.version} ({event}): nothing stored"
+            )
+            return None
+        snap = backend.save(body)
+        tasks = body["open_tasks"]
+        self.log(
+            f"saved {session_id} version {snap.version} ({event}) in {self._where_saved()}: "
+            f"{len(tasks)} open tasks ({parsed.tasks_source or 'kept'}), "
+            f"{len(body['key_decisions'])} decisions"
+        )
+        return snap
+
+    def _where_saved(self) -> str:
+        return f"the per-user store {self.root}" if self.private else str(self.root)
+
+    def _body(self, event: str, parsed: Parsed, before: Snapshot | None) -> dict[str, Any]:
+        session_id = str(self.payload.get("session_id") or "")
         previous = before.session_data if before is not None else {}
-        meta = _dict(previous.get("metadata"))
-        old_sources = _dict(meta.get("sources"))
+        meta = as_dict(previous.get("metadata"))
+        old_sources = as_dict(meta.get("sources"))
         branch, commit = branch_and_commit(self.cwd)
+        capture = self._capture()
         # The previous snapshot holds its items as stored, credentials masked; compare the
         # transcript's items masked the same way, or each masked item would be added again on
         # every save.
         lists = self._redacted(
             {
                 "files_modified": parsed.files_modified,
-                "commands_run": parsed.commands_run,
+                "commands_run": parsed.commands_run if capture.commands else [],
                 "key_decisions": parsed.key_decisions,
                 "open_tasks": parsed.open_tasks,
                 "in_progress": parsed.in_progress,
-                "text": [parsed.current_work, parsed.next_step],
-            }
+                "closed_tasks": parsed.closed_tasks,
+                "requests": parsed.requests,
+                "text": [parsed.current_work, parsed.next_step, parsed.title or ""],
+            },
+            capture.home,
         )
-        decisions, decision_sources = _with_sources(
+        decisions, decision_sources = with_sources(
             previous.get("key_decisions"),
             old_sources.get("key_decisions"),
             lists["key_decisions"],
             parsed.decision_sources,
         )
+        old_tasks = [t for t in previous.get("open_tasks") or [] if isinstance(t, str)]
+        stated = as_dict(meta.get("stated"))
         if parsed.tasks_source is not None:
             tasks = lists["open_tasks"]
             task_sources = [parsed.tasks_source] * len(tasks)
             doing = lists["in_progress"]
+            if "open_tasks" in parsed.stated:
+                stated = {**stated, "open_tasks": parsed.stated["open_tasks"]}
         else:  # no task list in the transcript: the previous snapshot's stand
-            tasks = [t for t in previous.get("open_tasks") or [] if isinstance(t, str)]
+            tasks = old_tasks
             kept = old_sources.get("open_tasks")
             task_sources = (
-                [str(k) for k in kept] if _aligned(kept, tasks) else ["earlier"] * len(tasks)
+                [str(k) for k in kept] if aligned(kept, tasks) else ["earlier"] * len(tasks)
             )
             doing = [t for t in meta.get("in_progress") or [] if t in tasks]
-        current_work, next_step = lists["text"]
+        if "handover" in parsed.stated:
+            stated = {**stated, "handover": parsed.stated["handover"]}
+        # Closed in this session: marked done in the transcript, or gone from a list that
+        # replaced the one the last save held (the project view drops them from later briefings).
+        closed = union(previous.get("closed_tasks"), lists["closed_tasks"])
+        closed = union(closed, [t for t in old_tasks if t not in tasks])
+        closed = [t for t in closed if t not in tasks]
+        current_work, next_step, title = lists["text"]
         metadata: dict[str, Any] = {
             "agent": self.agent.name,
             "hook": self.payload.get("hook_event_name"),
@@ -261,19 +321,27 @@ class Hook:
         }
         if doing:
             metadata["in_progress"] = doing
-        lineage = _lineage(parsed, before, meta)
+        if stated:
+            metadata["stated"] = stated
+        kept_title = title or meta.get("title")
+        if isinstance(kept_title, str) and kept_title:
+            metadata["title"] = kept_title
+        lineage = record_lineage(parsed, before, meta)
         if lineage:
             metadata["compaction"] = lineage
         parent = parsed.parent_session or meta.get("parent_session")
         if isinstance(parent, str) and parent and parent != session_id:
             metadata["parent_session"] = parent
+        old_requests = [r for r in previous.get("requests") or [] if isinstance(r, str)]
         body: dict[str, Any] = {
             "session_id": session_id,
             "event": event,
             "project_path": self.project,
-            "files_modified": _union(previous.get("files_modified"), lists["files_modified"]),
-            "commands_run": _union(
-                previous.get("commands_run"), lists["commands_run"], keep_repeats=True
+            "files_modified": union(previous.get("files_modified"), lists["files_modified"]),
+            "commands_run": union(
+                previous.get("commands_run") if capture.commands else [],
+                lists["commands_run"],
+                keep_repeats=True,
             )[-MAX_COMMANDS:],
             "key_decisions": decisions,
             "open_tasks": tasks,
@@ -281,23 +349,32 @@ class Hook:
             "git_commit": commit,
             "metadata": metadata,
         }
+        requests = lists["requests"] or old_requests
+        if requests:
+            body["requests"] = requests
+        if closed:
+            body["closed_tasks"] = closed
         for name, text in (("current_work", current_work), ("next_step", next_step)):
             kept_text = previous.get(name)
             if text or (isinstance(kept_text, str) and kept_text):
                 body[name] = text or kept_text
-        snap = backend.save(body)
-        self.log(
-            f"saved {session_id} version {snap.version} ({event}): {len(tasks)} open tasks "
-            f"({parsed.tasks_source or 'kept'}), {len(decisions)} decisions"
-        )
-        return snap
+        return body
 
-    def _redacted(self, lists: dict[str, list[str]]) -> dict[str, list[str]]:
-        """The items as the store will hold them (the memory folder's redaction rules; a server
-        applies its own, which are the same unless its folder's config.toml differs)."""
-        from ..config import read_config
+    def _capture(self) -> Capture:
+        try:
+            return capture_settings(read_config(self.root).get("capture", {}))
+        except SessionmemError as exc:
+            self.log(f"{exc}; capturing with the defaults")
+            return Capture()
+
+    def _redacted(self, lists: dict[str, list[str]], home: bool) -> dict[str, list[str]]:
+        """The items as the store will hold them: home folders written `~` (`[capture]`), then
+        the memory folder's redaction rules (a server applies its own, which are the same
+        unless its folder's config.toml differs)."""
         from ..redact import redactor_from_config
 
+        if home:
+            lists = {k: [tilde(x) for x in v] for k, v in lists.items()}
         try:
             redact = redactor_from_config(read_config(self.root).get("redact", {}))
         except SessionmemError:
@@ -322,9 +399,9 @@ class Hook:
                     mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             except SessionmemError as exc:
                 self.log(f"could not save the compaction's checkpoint: {exc}")
-        from .restore import best_snapshot, restore_text
+        from .restore import restore_text, view_for
 
-        snap = best_snapshot(
+        view = view_for(
             self.backend(),
             self.project,
             session_id=session_id,
@@ -332,10 +409,11 @@ class Hook:
             parent=parsed.parent_session if parsed is not None else None,
             also=(self.cwd,),
         )
+        snap = view.head
         if snap is None:
-            self.log("no snapshot to restore")
+            self.log(f"no snapshot to restore from {self._where_saved()}")
             return ""
-        text = restore_text(snap, self.project)
+        text = restore_text(view, self.project)
         try:
             local = self.root / ".local"
             local.mkdir(parents=True, exist_ok=True)
@@ -344,7 +422,11 @@ class Hook:
             os.replace(tmp, local / LAST_BRIEFING)
         except OSError as exc:
             self.log(f"could not write the briefing file: {exc}")
-        self.log(f"restored {snap.session_id} version {snap.version}")
+        carried = len(view.carried(view.open_tasks))
+        self.log(
+            f"restored {snap.session_id} version {snap.version} from {self._where_saved()} "
+            f"({carried} open tasks carried from earlier sessions)"
+        )
         return self._start_output(text)
 
     def _start_output(self, text: str) -> str:
@@ -361,7 +443,7 @@ class Hook:
 
     def _remember_session(self, session_id: str) -> None:
         """So `sessionmem save --merge --decision ...` during the session knows its id."""
-        if not session_id or not self.root.is_dir():
+        if not session_id:
             return
         try:
             local = self.root / ".local"
@@ -375,24 +457,12 @@ class Hook:
         line = f"{_now()} {self.payload.get('hook_event_name')} {message}\n"
         sys.stderr.write(f"sessionmem: {message}\n")
         try:
-            if self.root.is_dir():
+            if self.private or self.root.is_dir():
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.log_path, "a", encoding="utf-8") as f:
                     f.write(line)
         except OSError:
             pass
-
-
-def _union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]:
-    items = [x for x in (old or []) if isinstance(x, str)]
-    if keep_repeats:
-        # Commands: the transcript holds the whole session; the previous snapshot's commands are
-        # a prefix of it unless the transcript was rotated, so keep only what it lacks.
-        return [x for x in items if x not in set(new)] + list(new)
-    seen = dict.fromkeys(items)
-    for x in new:
-        seen.setdefault(x, None)
-    return list(seen)
 
 
 def _normalized(payload: dict[str, Any]) -> dict[str, Any]:
@@ -413,49 +483,6 @@ def _now() -> str:
     return (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 10**6 % 1000:03d}Z"
     )
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _aligned(sources: Any, items: list[str]) -> TypeGuard[list[Any]]:
-    return isinstance(sources, list) and len(sources) == len(items)
-
-
-def _with_sources(
-    old: Any, old_sources: Any, new: list[str], new_sources: list[str]
-) -> tuple[list[str], list[str]]:
-    """The previous snapshot's decisions then the transcript's new ones, each with where it
-    came from (a previous one keeps its own source; "earlier" when it had none)."""
-    items = [x for x in (old or []) if isinstance(x, str)]
-    sources = list(old_sources) if _aligned(old_sources, items) else ["earlier"] * len(items)
-    seen = set(items)
-    for item, source in zip(new, new_sources, strict=False):
-        if item not in seen:
-            seen.add(item)
-            items.append(item)
-            sources.append(source)
-    return items, sources
-
-
-def _lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> dict[str, Any]:
-    """Which compaction a snapshot follows: how many the transcript holds, when the newest
-    was, and the `pre_compact` snapshot saved just before it (carried from snapshot to
-    snapshot until the next compaction)."""
-    if not parsed.compactions:
-        return {}
-    out: dict[str, Any] = {"count": parsed.compactions, "at": parsed.compacted_at}
-    earlier = _dict(meta.get("compaction"))
-    if (
-        before is not None
-        and before.event == "pre_compact"
-        and earlier.get("count", 0) < parsed.compactions
-    ):
-        out["after"] = {"snapshot_id": before.snapshot_id, "version": before.version}
-    elif earlier.get("count") == parsed.compactions and isinstance(earlier.get("after"), dict):
-        out["after"] = earlier["after"]
-    return out
 
 
 def main(argv: list[str]) -> int:

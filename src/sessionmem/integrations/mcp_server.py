@@ -79,7 +79,13 @@ def build(
     def save_checkpoint(
         decisions: Annotated[Items, Field(description="key decisions made, one sentence each")],
         tasks: Annotated[Items, Field(description="tasks still open, to add")],
-        done: Annotated[Items, Field(description="open tasks now finished (exact text)")],
+        done: Annotated[
+            Items,
+            Field(
+                description="tasks now finished, or items dropped (exact text): they leave "
+                "this and every later briefing, whichever session left them open"
+            ),
+        ],
         files: Annotated[Items, Field(description="files modified (paths)")],
         commands: Annotated[Items, Field(description="commands run")],
         session_id: Annotated[
@@ -266,7 +272,32 @@ def build(
         except Exception as exc:
             raise ResourceError(str(exc)) from None
 
+    _refuse_unknown_arguments(server)
     return server
+
+
+def _refuse_unknown_arguments(server: MCPServer) -> None:
+    """A tool called with an argument it does not take is a tool error naming the ones it
+    takes (the SDK ignores extra arguments: `open_tasks=[...]` for `tasks` would save nothing
+    and say success)."""
+    original = server.call_tool
+
+    async def call_tool(name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = server._tool_manager.get_tool(name)
+        if tool is not None:
+            known = sorted((tool.parameters or {}).get("properties", {}))
+            unknown = sorted(set(arguments or {}) - set(known))
+            if unknown:
+                import difflib
+
+                near = difflib.get_close_matches(unknown[0], known, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise ToolError(
+                    f"{name} takes no argument {unknown[0]!r}{hint}; it takes: {', '.join(known)}."
+                )
+        return await original(name, arguments, context)
+
+    server.call_tool = call_tool  # type: ignore[method-assign]
 
 
 def _answer(snap: Snapshot) -> dict[str, Any]:
@@ -277,13 +308,11 @@ def _answer(snap: Snapshot) -> dict[str, Any]:
 def _briefing(memory: Memory, project: str | None, session: str | None) -> str:
     """The briefing for `project`; with none (a server's), of the user's latest snapshot."""
     if not project:
-        from ..render import briefing
+        from .restore import restore_text
 
-        try:
-            return briefing(memory.latest())
-        except NotFound:
-            return ""
-    from .restore import best_snapshot, restore_text
+        return restore_text(memory.project(None), None)
+    from .restore import restore_text, view_for
 
-    snap = best_snapshot(memory, project, session_id=session, resumed=bool(session))
-    return restore_text(snap, project) if snap is not None else ""
+    return restore_text(
+        view_for(memory, project, session_id=session, resumed=bool(session)), project
+    )

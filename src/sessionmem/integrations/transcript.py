@@ -11,6 +11,9 @@ Where open tasks come from — a TodoWrite list, the task tools (TaskCreate/Task
 `ExitPlanMode` plan, a compaction summary's Pending Tasks — the newest of them in the transcript
 wins, whole: a todo list written after a summary replaces the summary's tasks, and a summary
 after a todo list replaces the list.
+
+It is past our ~500-line habit: one reader whose state and rules (tasks, requests, the clock that
+dates each task list) are kept together, since every other agent's reader inherits them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,16 @@ _DECISION = re.compile(
     r"^\s*(?:[-*]\s+)?(?:\*\*|__)?Decision:(?:\*\*|__)?\s*(.+?)\s*$", re.MULTILINE
 )
 _TASK_NUMBER = re.compile(r"#(\d+)")
-STATE_VERSION = 1
+_COMMIT = re.compile(r"\bgit(?:\s+-\S+(?:\s+\S+)?)*\s+commit\b")
+_REMINDER = re.compile(r"<system-reminder>.*?(?:</system-reminder>|$)", re.DOTALL)
+_QUERY = re.compile(r"<user_query>(.*?)(?:</user_query>|$)", re.DOTALL)
+# What agents put in the user's turn that the user did not type: slash-command echoes and their
+# output, interruption notes, environment and instruction blocks.
+_NOT_TYPED = ("<", "[Request interrupted", "Caveat:", "# AGENTS.md instructions")
+REQUEST_CHARS = 300
+KEEP_REQUESTS = 3  # the latest requests kept beside the first
+_KEEP_CLOSED = 200
+STATE_VERSION = 2
 
 
 class Parsed(NamedTuple):
@@ -58,6 +70,10 @@ class Parsed(NamedTuple):
     cwd: str | None
     lines: int
     skipped: int
+    requests: list[str]  # the user's first request, then the latest ones (one line each)
+    title: str | None  # the agent's own title for this session (Claude Code's `summary`)
+    closed_tasks: list[str]  # tasks this session marked done (todo "completed", TaskUpdate)
+    stated: dict[str, Any]  # when the tasks and the hand-over were stated, and what came after
 
 
 class Reader:
@@ -90,6 +106,17 @@ class Reader:
             "parent": None,
             "git_branch": None,
             "cwd": None,
+            "now": None,  # the newest record's time
+            "turns": 0,  # the user's requests read
+            "ncommands": 0,
+            "commits": 0,
+            "first": None,  # the first request
+            "requests": [],  # the latest KEEP_REQUESTS requests
+            "titles": {},  # Claude's summary titles waiting for their leaf message
+            "title": None,
+            "last_uuid": None,
+            "marks": {},  # task source -> [time, turns, commands, commits] when it was stated
+            "closed": [],
         }
         self._seen = set(self.s["seen"])
         self._files = dict.fromkeys(self.s["files"])
@@ -115,6 +142,7 @@ class Reader:
             s["skipped"] += 1  # e.g. a truncated last line
             return
         if isinstance(rec, dict):
+            self.clock(rec.get("timestamp"))
             self.record(rec)
 
     def record(self, rec: dict[str, Any]) -> None:
@@ -122,6 +150,15 @@ class Reader:
         if rec.get("isSidechain"):
             return
         kind = rec.get("type")
+        if kind == "summary":
+            self._title(rec.get("summary"), rec.get("leafUuid"))
+            return
+        uuid = rec.get("uuid")
+        if isinstance(uuid, str):
+            self.s["last_uuid"] = uuid
+            title = self.s["titles"].pop(uuid, None)
+            if title:
+                self.s["title"] = title
         if kind == "system" and rec.get("subtype") == "compact_boundary":
             self.compaction(rec.get("timestamp"))
             return
@@ -135,6 +172,9 @@ class Reader:
         if not isinstance(message, dict):
             return
         content = message.get("content")
+        if kind == "user" and isinstance(content, str):
+            self.request(content)
+            return
         if not isinstance(content, list):
             return
         if kind == "assistant":
@@ -142,9 +182,14 @@ class Reader:
                 if isinstance(block, dict):
                     self._assistant_block(block, f"{message.get('id')}:{n}")
         elif kind == "user":
+            texts = []
             for block in content:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     self._tool_result(block, rec.get("toolUseResult"))
+                elif isinstance(block, dict) and block.get("type") == "text":
+                    texts.append(str(block.get("text") or ""))
+            if texts:
+                self.request("\n".join(texts))
 
     # --- what every agent's transcript says, in the same words ------------------------------
 
@@ -154,6 +199,9 @@ class Reader:
 
     def command(self, command: Any) -> None:
         if isinstance(command, str) and command.strip():
+            self.s["ncommands"] += 1
+            if _COMMIT.search(command):
+                self.s["commits"] += 1
             self.s["commands"].append(command)
             del self.s["commands"][:-_KEEP_COMMANDS]
             self._decisions_from_command(command)
@@ -168,8 +216,61 @@ class Reader:
         """A whole task list (TodoWrite, Codex's update_plan): (text, status) pairs."""
         self.s["todos"] = [[str(c), str(st or "pending")] for c, st in items if c]
         self.s["todos_at"] = self.s["at"]
+        self._mark("todo")
+        for text, status in self.s["todos"]:
+            if status == "completed":
+                self.closed(text)
+
+    def request(self, text: Any) -> None:
+        """A message the user typed: a turn, and the session's intent (the first request and
+        the latest ones are kept, each on one line)."""
+        if not isinstance(text, str):
+            return
+        query = _QUERY.search(text)  # Cursor wraps what the user typed in <user_query>
+        text = _REMINDER.sub("", query.group(1) if query else text).strip()
+        if not text or text.startswith(_NOT_TYPED):
+            return
+        line = " ".join(text.split())
+        if len(line) > REQUEST_CHARS:
+            line = line[: REQUEST_CHARS - 1] + "…"
+        s = self.s
+        s["turns"] += 1
+        if s["first"] is None:
+            s["first"] = line
+        if line in s["requests"]:
+            s["requests"].remove(line)
+        s["requests"].append(line)
+        del s["requests"][:-KEEP_REQUESTS]
+
+    def closed(self, text: Any) -> None:
+        """A task this session marked done."""
+        if isinstance(text, str) and text and text not in self.s["closed"]:
+            self.s["closed"].append(text)
+            del self.s["closed"][:-_KEEP_CLOSED]
+
+    def clock(self, ts: Any) -> None:
+        if isinstance(ts, str) and ts:
+            self.s["now"] = ts
+
+    def _mark(self, source: str) -> None:
+        s = self.s
+        s["marks"][source] = [s["now"], s["turns"], s["ncommands"], s["commits"]]
+
+    def _title(self, title: Any, leaf: Any) -> None:
+        """Claude Code's title for a conversation: this session's only when its leaf message is
+        in this transcript (a new transcript also lists titles of earlier conversations)."""
+        if not isinstance(title, str) or not title.strip() or not isinstance(leaf, str):
+            return
+        if leaf == self.s["last_uuid"]:
+            self.s["title"] = _one_line(title)
+        else:
+            titles = self.s["titles"]
+            titles[leaf] = _one_line(title)
+            for old in list(titles)[:-32]:
+                del titles[old]
 
     def compaction(self, ts: Any) -> None:
+        self.clock(ts)
         self.s["compactions"] += 1
         if isinstance(ts, str):
             self.s["compacted_at"] = ts
@@ -207,6 +308,7 @@ class Reader:
         handover = read_summary(text)
         self.s["summary"] = handover._asdict()
         self.s["summary_at"] = self.s["at"]
+        self._mark("summary")
         for decision in handover.decisions:
             self.s["decisions"].setdefault(decision, "summary")
 
@@ -245,6 +347,7 @@ class Reader:
                 s["tasks"][key] = [subject, "pending"]
                 s["creates"][use_id] = key
                 s["tasks_at"] = s["at"]
+                self._mark("tasks")
         elif name == "TaskUpdate":
             found = s["tasks"].get(str(data.get("taskId", "")))
             if found is not None:
@@ -252,7 +355,10 @@ class Reader:
                     found[1] = data["status"]
                 if isinstance(data.get("subject"), str) and data["subject"]:
                     found[0] = data["subject"]
+                if found[1] in ("completed", "deleted"):
+                    self.closed(found[0])
                 s["tasks_at"] = s["at"]
+                self._mark("tasks")
         elif name == "ExitPlanMode":
             plan = data.get("plan")
             if isinstance(plan, str) and plan.strip():
@@ -261,6 +367,7 @@ class Reader:
                 steps = read_plan(plan)
                 if steps:
                     s["plan"], s["plan_at"], s["plan_use"] = steps, s["at"], use_id
+                    self._mark("plan")
 
     def _tool_result(self, block: dict[str, Any], extra: Any) -> None:
         s = self.s
@@ -345,6 +452,24 @@ class Reader:
             tasks = list(s["summary"]["pending"])
             doing = [t for t in tasks if "in progress" in t.lower().replace("_", " ")]
         summary = s["summary"] or {}
+        stated: dict[str, Any] = {}
+        for part, key in (("open_tasks", source), ("handover", "summary" if summary else None)):
+            mark = s["marks"].get(key) if key else None
+            if mark:
+                stated[part] = {
+                    "source": key,
+                    "at": mark[0],
+                    "after": {
+                        "turns": s["turns"] - mark[1],
+                        "commands": s["ncommands"] - mark[2],
+                        "commits": s["commits"] - mark[3],
+                    },
+                }
+        requests = ([s["first"]] if s["first"] else []) + [
+            r for r in s["requests"] if r != s["first"]
+        ]
+        if not requests and summary.get("request"):
+            requests = [summary["request"]]
         return Parsed(
             files_modified=list(s["files"]),
             commands_run=s["commands"][-MAX_COMMANDS:],
@@ -362,7 +487,16 @@ class Reader:
             cwd=s["cwd"],
             lines=s["lines"],
             skipped=s["skipped"],
+            requests=requests,
+            title=s["title"],
+            closed_tasks=[t for t in s["closed"] if t not in tasks],
+            stated=stated,
         )
+
+
+def _one_line(text: str, width: int = REQUEST_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def parse_transcript(
