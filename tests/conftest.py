@@ -29,7 +29,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
-def private_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """The per-user store (where hooks and the CLI keep memory for a project without a
     .memory/) in a temporary folder: no test writes under the real home."""
     path = tmp_path_factory.mktemp("user-store") / "sessionmem"

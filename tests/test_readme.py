@@ -24,6 +24,7 @@ MASKS = [
     (re.compile(r"smk_[A-Za-z0-9_-]{43}"), "<key>"),
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"), "<time>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"), "<clock>"),
     (re.compile(r"\(id [0-9a-f]{12}\)"), "(id <id>)"),
     (re.compile(r"key [0-9a-f]{12} for"), "key <id> for"),
     (re.compile(r"process \d+"), "process <pid>"),

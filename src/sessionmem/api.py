@@ -6,12 +6,16 @@ serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -402,6 +406,7 @@ def create_app(
         summary="Search your snapshots' tasks, decisions, files and commands",
     )
     async def search(
+        request: Request,
         user: User,
         q: Annotated[
             str,
@@ -423,14 +428,54 @@ def create_app(
         cursor: Cursor = None,
     ) -> Response:
         _check_event(event)
-        page = await run_in_threadpool(
+        cancel = threading.Event()
+        call = functools.partial(
             store.search, user, q, project_path=project_path, git_branch=git_branch, event=event,
             agent=agent, session_id=session_id, since=since, until=until,
-            all_versions=all_versions, limit=limit, cursor=cursor,
+            all_versions=all_versions, limit=limit, cursor=cursor, cancel=cancel,
         )  # fmt: skip
+        page = await slow_read(request, call, cancel)
         return _json(page.view())
 
     return app
+
+
+# Searches run on threads of their own, at most this many at once: however slow, they never take
+# the threads every other request needs (docs/decisions.md, "A hostile workspace").
+T = TypeVar("T")
+SLOW_READS = 4
+_limiters: dict[int, anyio.CapacityLimiter] = {}  # per event loop (one per worker process)
+
+
+async def slow_read(request: Request, call: Callable[[], T], cancel: threading.Event) -> T:
+    """Run `call` on the slow-read threads; when the client goes away, set `cancel` so the work
+    stops instead of running on for nobody."""
+    loop = id(asyncio.get_running_loop())
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(SLOW_READS)
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    async def work(scope: anyio.CancelScope) -> None:
+        try:
+            result.append(await anyio.to_thread.run_sync(call, limiter=limiter))
+        except BaseException as exc:  # handed to the request's own error map below
+            errors.append(exc)
+        scope.cancel()
+
+    async def watch() -> None:
+        while not cancel.is_set():
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                cancel.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(work, tg.cancel_scope)
+        tg.start_soon(watch)
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 def _check_event(event: str | None) -> None:

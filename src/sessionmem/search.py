@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +181,10 @@ class SearchIndex:
 
     # --- asking ----------------------------------------------------------------------------------
 
-    def candidates(
-        self, expression: str, where: dict[str, str | None], offset: int, count: int
-    ) -> list[tuple[int, str, str, str, str, int]]:
-        """(rowid, session, id, ts, file, offset) of matches, best first (rank, then newest)."""
+    def matches(self, expression: str, where: dict[str, str | None], offset: int) -> sqlite3.Cursor:
+        """(rowid, session, id, ts, file, offset) of every match from position `offset`, best
+        first (rank, then newest): one query, read as far as the caller needs — never re-run
+        page by page (that made a search's cost grow with the square of its matches)."""
         sql = "SELECT rowid, session, id, ts, src, off FROM fts WHERE fts MATCH ?"
         args: list[Any] = [expression]
         for column, op in (("project", "="), ("branch", "="), ("event", "="), ("agent", "="),
@@ -191,11 +193,8 @@ class SearchIndex:
             if value is not None:
                 sql += f" AND {'ts' if column in ('since', 'until') else column} {op} ?"
                 args.append(value)
-        sql += " ORDER BY bm25(fts, 4.0, 4.0, 2.0, 1.0), ts DESC LIMIT ? OFFSET ?"
-        try:
-            return list(self._db().execute(sql, [*args, count, offset]))
-        except sqlite3.OperationalError as exc:
-            raise InvalidInput(FieldError("q", f"cannot be searched ({exc}).")) from None
+        sql += " ORDER BY bm25(fts, 4.0, 4.0, 2.0, 1.0), ts DESC LIMIT -1 OFFSET ?"
+        return self._db().execute(sql, [*args, offset])
 
     def snippets(self, rowid: int, expression: str) -> tuple[str, str]:
         """(field, snippet) of the best-matching column of one hit."""
@@ -218,6 +217,30 @@ class SearchIndex:
 
 
 TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,3})?)?Z?)?\Z")
+
+
+def check_time(name: str, value: str | None) -> None:
+    """A search bound: the documented shape, and a time that exists (no 2026-13-45, no year
+    0)."""
+    if value is None:
+        return
+    from datetime import datetime
+
+    ok = isinstance(value, str) and TIME.match(value) is not None
+    if ok:
+        text = value.rstrip("Z")
+        try:
+            ok = datetime.fromisoformat(text + ("T00:00" if len(text) == 10 else "")).year >= 1970
+        except ValueError:
+            ok = False
+    if not ok:
+        raise InvalidInput(
+            FieldError(
+                name,
+                "must be a real UTC time from 1970 like 2026-12-01 or 2026-12-01T10:00:00Z "
+                "(month 1-12, a day the month has).",
+            )
+        )
 
 
 def until_end(value: str) -> str:
@@ -247,6 +270,10 @@ def _live_version(view: UserView, session_id: str, src: str, off: int, every: bo
     return version
 
 
+SEARCH_BUDGET = 5.0  # seconds one search may take (SESSIONMEM_SEARCH_BUDGET)
+_CHECK_EVERY = 20_000  # SQLite steps between two looks at the clock
+
+
 def find(
     view: UserView,
     index: SearchIndex,
@@ -255,17 +282,32 @@ def find(
     every: bool,
     limit: int,
     start: int,
+    *,
+    budget: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[list[Hit], int | None]:
     """A page of live hits from position `start` among the matches, and the position after its
-    last one when there are more (the cursor)."""
+    last one when there are more (the cursor). Its cost is bounded: one query whose rows are
+    read until the page is full, within `budget` seconds (past it, a 422 naming `q`), and it
+    stops when `cancel` is set (the client went away)."""
+    budget = budget if budget is not None else _budget()
+    deadline = time.monotonic() + budget
+
+    def stop() -> int:
+        return int(time.monotonic() > deadline or (cancel is not None and cancel.is_set()))
+
+    db = None
     try:
         index.sync(view)
+        db = index._db()
+        db.set_progress_handler(stop, _CHECK_EVERY)
         found: list[tuple[int, str, int, str, str, int]] = []
         seen: set[str] = set()
         pos = start
+        rows = index.matches(expression, where, start)
         while len(found) <= limit:
-            batch = index.candidates(expression, where, pos, 4 * limit)
-            if not batch:
+            batch = rows.fetchmany(256)
+            if not batch or stop():
                 break
             for rowid, sid, event_id, ts, src, off in batch:
                 pos += 1
@@ -275,16 +317,48 @@ def find(
                     found.append((rowid, sid, version, event_id, ts, pos))
                     if len(found) > limit:
                         break
+        rows.close()
+        if stop():
+            raise sqlite3.OperationalError("interrupted")
         items = [
             Hit(sid, version, event_id, *index.snippets(rowid, expression), ts)
             for rowid, sid, version, event_id, ts, _ in found[:limit]
         ]
         return items, (found[limit - 1][5] if len(found) > limit else None)
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc) and (cancel is None or not cancel.is_set()):
+            raise InvalidInput(
+                FieldError(
+                    "q",
+                    f"took longer than the {budget:g} s a search may take; narrow it (a rarer "
+                    "word, a field such as task:, a project or a since filter).",
+                )
+            ) from None
+        if "interrupted" in str(exc):
+            raise StorageError("The search was cancelled: its client went away.") from None
+        if "fts5" in str(exc) or "syntax" in str(exc):
+            raise InvalidInput(FieldError("q", f"cannot be searched ({exc}).")) from None
+        raise _unusable(index, exc) from exc
     except (sqlite3.Error, OSError) as exc:  # a read-only folder, a full disk, a damaged index
-        raise StorageError(
-            f"Could not use the search index {index.path}: {exc}. It is derived: delete it and "
-            "the next search builds it again."
-        ) from exc
+        raise _unusable(index, exc) from exc
+    finally:
+        if db is not None:
+            db.set_progress_handler(None, 0)
+
+
+def _unusable(index: SearchIndex, exc: BaseException) -> StorageError:
+    return StorageError(
+        f"Could not use the search index {index.path}: {exc}. It is derived: delete it and "
+        "the next search builds it again."
+    )
+
+
+def _budget() -> float:
+    try:
+        value = float(os.environ.get("SESSIONMEM_SEARCH_BUDGET", SEARCH_BUDGET))
+    except ValueError:
+        return SEARCH_BUDGET
+    return value if value > 0 else SEARCH_BUDGET
 
 
 def _tail(path: Path, upto: int) -> str:

@@ -5,6 +5,7 @@ answers kept ready to send (`answers`)."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -303,23 +304,23 @@ class Store:
         all_versions: bool = False,
         limit: int = 20,
         cursor: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Page:
         """Snapshots whose tasks, decisions, files or commands match `q` (words, "phrases",
         `prefix*`, `task:` / `decision:` / `file:` / `command:` scopes), best first, then newest:
         each hit's session, version, field and a snippet with the matches in [brackets]. The
-        newest version of each session unless `all_versions`; deleted sessions never."""
-        from .search import TIME, find, fts_query, until_end
+        newest version of each session unless `all_versions`; deleted sessions never. A search
+        takes at most SESSIONMEM_SEARCH_BUDGET seconds (5; past it, InvalidInput naming `q`)
+        and stops when `cancel` is set."""
+        from .search import check_time, find, fts_query, until_end
 
         check_user(user)
         expression = fts_query(q)
         _check_filters(Filters(event=event))
         if session_id is not None:
             check_session_id(session_id)
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and not TIME.match(value):
-                raise InvalidInput(
-                    FieldError(name, "must be a UTC time like 2026-12-01 or 2026-12-01T10:00:00Z.")
-                )
+        check_time("since", since)
+        check_time("until", until)
         limit = _check_limit(limit)
         start = _decode_cursor(cursor, "q") or 0
         where = {
@@ -334,7 +335,9 @@ class Store:
         index = self._search_index(user)
 
         def run(view: UserView) -> Page:
-            items, last = find(view, index, expression, where, all_versions, limit, start)
+            items, last = find(
+                view, index, expression, where, all_versions, limit, start, cancel=cancel
+            )
             return Page(items, _encode_cursor("q", last) if last else None)
 
         return self._views.read(user, run)

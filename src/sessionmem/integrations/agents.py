@@ -29,7 +29,7 @@ def _args(raw: Any) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}
     return raw if isinstance(raw, dict) else {}
 
@@ -127,7 +127,7 @@ class GeminiReader(Reader):
         first = data.lstrip().split(b"\n", 1)[0]
         try:
             json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
             return True  # a pretty-printed document: its first line is not a whole object
         return b'"messages"' in first  # one line holding the whole document
 
@@ -135,7 +135,7 @@ class GeminiReader(Reader):
         self.s["lines"] += 1
         try:
             doc = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.s["skipped"] += 1
             return
         messages = doc.get("messages") if isinstance(doc, dict) else None

@@ -32,8 +32,8 @@ from .record import (
     aligned,
     as_dict,
     capture_settings,
+    redacted,
     same_content,
-    tilde,
     union,
     with_sources,
 )
@@ -88,6 +88,7 @@ EVENTS_DIR = (
     "events"  # .local/events/<session>.jsonl: per-event records (Cursor without a transcript)
 )
 LAST_BRIEFING = "last-briefing.md"
+MAX_PAYLOAD = 16 * 1024 * 1024  # an agent's hook input is a few KiB
 
 
 class Hook:
@@ -160,7 +161,7 @@ class Hook:
         for line in lines:
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(entry.get("file"), str):
                 path = entry["file"]
@@ -267,7 +268,8 @@ class Hook:
         # The previous snapshot holds its items as stored, credentials masked; compare the
         # transcript's items masked the same way, or each masked item would be added again on
         # every save.
-        lists = self._redacted(
+        lists = redacted(
+            self.root,
             {
                 "files_modified": parsed.files_modified,
                 "commands_run": parsed.commands_run if capture.commands else [],
@@ -367,20 +369,6 @@ class Hook:
             self.log(f"{exc}; capturing with the defaults")
             return Capture()
 
-    def _redacted(self, lists: dict[str, list[str]], home: bool) -> dict[str, list[str]]:
-        """The items as the store will hold them: home folders written `~` (`[capture]`), then
-        the memory folder's redaction rules (a server applies its own, which are the same
-        unless its folder's config.toml differs)."""
-        from ..redact import redactor_from_config
-
-        if home:
-            lists = {k: [tilde(x) for x in v] for k, v in lists.items()}
-        try:
-            redact = redactor_from_config(read_config(self.root).get("redact", {}))
-        except SessionmemError:
-            redact = redactor_from_config({})
-        return redact(lists) if redact is not None else lists
-
     # --- restoring -----------------------------------------------------------------------
 
     def session_start(self) -> str:
@@ -425,7 +413,7 @@ class Hook:
         carried = len(view.carried(view.open_tasks))
         self.log(
             f"restored {snap.session_id} version {snap.version} from {self._where_saved()} "
-            f"({carried} open tasks carried from earlier sessions)"
+            f"({carried} open task{'s' if carried != 1 else ''} carried from earlier sessions)"
         )
         return self._start_output(text)
 
@@ -496,7 +484,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"sessionmem: unknown agent {argv[0]!r}; supported: {known}\n")
         return 0  # a hook never fails the agent
     try:
-        raw = sys.stdin.buffer.read()
+        raw = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
+        if len(raw) > MAX_PAYLOAD:
+            raise ValueError(f"the hook input is over {MAX_PAYLOAD >> 20} MiB")
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("the hook input is not a JSON object")

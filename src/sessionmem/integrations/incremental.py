@@ -4,13 +4,16 @@ capture"): the reader's state, an offset and a fingerprint of the bytes before i
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zlib
 from pathlib import Path
 from typing import Any
 
-from .transcript import STATE_VERSION, Parsed, Reader, read_lines
+from .transcript import STATE_VERSION, Parsed, Reader, open_regular, read_lines
+
+MAX_READ = 64 * 1024 * 1024  # bytes one hook reads of a transcript; the next one goes on
 
 
 def read_transcript(
@@ -23,7 +26,7 @@ def read_transcript(
     path = str(path)
     cls = reader or Reader
     saved = state_dir / _state_name(path)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         st = os.fstat(f.fileno())
         kept = _load(saved, path)
         offset = 0
@@ -35,7 +38,12 @@ def read_transcript(
         ):
             offset = kept["offset"]
         f.seek(offset)
-        data = f.read()
+        data = f.read(MAX_READ + 1)
+    cut = len(data) > MAX_READ
+    if cut:  # the rest is read by the next hooks, from where this one stops
+        data = data[:MAX_READ]
+        if cls.document(data):
+            raise OSError(errno.EFBIG, f"a single JSON document over {MAX_READ >> 20} MiB")
     if cls.document(data):  # one JSON document, rewritten whole each time: no offset
         r = cls(project_root)
         read_lines(r, data)
@@ -53,7 +61,11 @@ def read_transcript(
             raise
         return _whole(path, project_root, saved, cls)
     how = "whole" if offset == 0 else ("unchanged" if not end else f"from byte {offset}")
-    with open(path, "rb") as f:
+    if cut:
+        how += (
+            f" up to byte {offset + end} (at most {MAX_READ >> 20} MiB a hook: the next reads on)"
+        )
+    with open_regular(path) as f:
         fingerprint = _fingerprint(f, offset + end)  # (of the bytes read, as they are now)
     _store(
         saved,
@@ -121,7 +133,7 @@ def _fingerprint(f: Any, offset: int) -> list[int]:
 def _load(path: Path, transcript: str) -> dict[str, Any] | None:
     try:
         kept = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if (
         not isinstance(kept, dict)

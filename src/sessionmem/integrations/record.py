@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from ..errors import SessionmemError
@@ -121,3 +122,19 @@ def lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> di
     elif earlier.get("count") == parsed.compactions and isinstance(earlier.get("after"), dict):
         out["after"] = earlier["after"]
     return out
+
+
+def redacted(root: Path, lists: dict[str, list[str]], home: bool) -> dict[str, list[str]]:
+    """The items as the store will hold them: home folders written `~` (`[capture]`), then
+    the memory folder's redaction rules (a server applies its own, which are the same unless
+    its folder's config.toml differs)."""
+    from ..config import read_config
+    from ..redact import redactor_from_config
+
+    if home:
+        lists = {k: [tilde(x) for x in v] for k, v in lists.items()}
+    try:
+        redact = redactor_from_config(read_config(root).get("redact", {}))
+    except SessionmemError:
+        redact = redactor_from_config({})
+    return redact(lists) if redact is not None else lists

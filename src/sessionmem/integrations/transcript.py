@@ -18,12 +18,15 @@ dates each task list) are kept together, since every other agent's reader inheri
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shlex
+import stat
 import zlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 MAX_COMMANDS = 50  # most recent last
 _KEEP_COMMANDS = 200  # kept in the reader's state (a save keeps the last MAX_COMMANDS)
@@ -138,7 +141,8 @@ class Reader:
         s["at"] += 1
         try:
             rec = json.loads(raw)
-        except ValueError:  # also bytes that are not UTF-8
+        except (ValueError, RecursionError):  # also bytes that are not UTF-8, nesting past
+            # what the parser follows
             s["skipped"] += 1  # e.g. a truncated last line
             return
         if isinstance(rec, dict):
@@ -506,11 +510,25 @@ def parse_transcript(
     unreadable file gives an empty result."""
     r = (reader or Reader)(project_root)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             read_lines(r, f.read())
     except OSError:
         pass
     return r.result()
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a transcript for reading only if it is a regular file: a FIFO, a device
+    (`/dev/zero`), a socket or a folder raises OSError at once instead of blocking the hook or
+    feeding it without end (O_NONBLOCK: opening a FIFO with no writer does not wait)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_lines(reader: Reader, data: bytes) -> None:

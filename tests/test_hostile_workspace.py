@@ -1,0 +1,234 @@
+"""What a hostile workspace can hand sessionmem (docs/decisions.md, "A hostile workspace"):
+special files and pathological lines as transcripts, terminal escapes in stored text, impossible
+dates — each refused or read safely, never a hang, a crash or a lost save."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import transcripts as t
+from sessionmem import InvalidInput, Store
+from sessionmem.integrations.agents import READERS
+from sessionmem.integrations.incremental import read_transcript
+from sessionmem.integrations.transcript import Reader, parse_transcript, read_lines
+
+from conftest import DATA, run_hook, sessionmem_cmd
+from helpers import commit_all, new_repo
+
+REAL = sorted((DATA / "transcripts").glob("*/*.json*"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    repo = new_repo(tmp_path / "app")
+    (repo / "README.md").write_text("app\n")
+    commit_all(repo, "start")
+    env = {**os.environ, "SESSIONMEM_USER": "dev"}
+    for name in ("SESSIONMEM_ROOT", "SESSIONMEM_URL", "CLAUDE_PROJECT_DIR"):
+        env.pop(name, None)
+    return repo, env
+
+
+def _log(repo: Path) -> str:
+    return (repo / ".memory" / ".local" / "hooks.log").read_text()
+
+
+# --- hooks: only regular files, bounded, total ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom", "folder"])
+def test_a_special_file_as_transcript_is_refused_at_once(repo, tmp_path: Path, kind: str) -> None:
+    repo, env = repo
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    elif kind == "folder":
+        path = tmp_path
+    else:
+        path = Path(kind)
+    # (a guard against a hang, not a timing assertion: the hook answers at once or not at all)
+    run = run_hook(
+        {"session_id": "s", "cwd": str(repo), "transcript_path": str(path),
+         "hook_event_name": "PreCompact"},
+        repo, env,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout == ""
+    assert f"cannot read the transcript {path}: not a regular file" in _log(repo)
+
+
+def test_a_line_nested_five_thousand_deep_loses_nothing_else(repo, tmp_path: Path) -> None:
+    repo, env = repo
+    deep = "[" * 5000 + "]" * 5000
+    nested = '{"type": "user", "message": {"content": ' + "[" * 5000 + "]" * 5000 + "}}"
+    path = tmp_path / "t.jsonl"
+    lines = [t.user("fix the parser"), t.tool("Bash", {"command": "pytest -q"})]
+    path.write_text(
+        json.dumps(lines[0]) + "\n" + deep + "\n" + nested + "\n" + json.dumps(lines[1]) + "\n"
+    )
+    run = run_hook(
+        {"session_id": "s", "cwd": str(repo), "transcript_path": str(path),
+         "hook_event_name": "SessionEnd"},
+        repo, env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    data = Store(repo / ".memory").get("dev", "s").session_data
+    assert data["commands_run"] == ["pytest -q"] and data["requests"] == ["fix the parser"]
+    assert "2 skipped" in _log(repo)
+
+
+def test_a_huge_transcript_is_read_in_bounded_steps(tmp_path: Path, monkeypatch) -> None:
+    from sessionmem.integrations import incremental
+
+    monkeypatch.setattr(incremental, "MAX_READ", 4096)
+    path = tmp_path / "t.jsonl"
+    lines = [t.tool("Bash", {"command": f"echo {i} " + "x" * 200}) for i in range(100)]
+    t.write(path, lines)
+    state = tmp_path / "state"
+    seen: list[str] = []
+    for _ in range(20):
+        parsed, how = read_transcript(path, "/w/app", state)
+        seen = parsed.commands_run
+        if "the next reads on" not in how:
+            break
+    assert len(seen) == 50 and seen[-1].startswith("echo 99 ")  # all read, step by step
+    assert parsed == parse_transcript(path, "/w/app")
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutate(record: Any, path: list[Any], value: Any) -> Any:
+    """`record` with the value at the nested position `path` (as far as it goes) replaced."""
+    if not path or not isinstance(record, dict | list) or not record:
+        return value
+    key = path[0]
+    if isinstance(record, dict):
+        k = list(record)[key % len(record)]
+        return {**record, k: _mutate(record[k], path[1:], value)}
+    i = key % len(record)
+    return [*record[:i], _mutate(record[i], path[1:], value), *record[i + 1 :]]
+
+
+_LINES = [
+    (path, line)
+    for path in REAL
+    if path.suffix == ".jsonl"
+    for line in path.read_bytes().split(b"\n")[:200:7]
+    if line.strip()
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.sampled_from(_LINES),
+    st.lists(st.integers(min_value=0, max_value=50), max_size=6),
+    _JSON,
+    st.sampled_from(["value", "bytes", "depth", "cut"]),
+    st.binary(max_size=16),
+)
+def test_transcript_reading_is_total(
+    line: tuple[Path, bytes], where: list[int], value: Any, how: str, junk: bytes
+) -> None:
+    """Any mutation of a real transcript line — a value of another type anywhere, raw bytes,
+    nesting thousands deep, a cut — is read or skipped by every agent's reader, never raised."""
+    path, raw = line
+    if how == "value":
+        mutated = json.dumps(_mutate(json.loads(raw), where, value)).encode()
+    elif how == "bytes":
+        cut = (where[0] if where else 0) * 7 % max(len(raw), 1)
+        mutated = raw[:cut] + junk + raw[cut:]
+    elif how == "depth":
+        mutated = (
+            json.dumps(_mutate(json.loads(raw), where, None))
+            .encode()
+            .replace(b"null", b"[" * 3000 + b"]" * 3000, 1)
+        )
+    else:
+        mutated = raw[: len(raw) // 2]
+    for reader in READERS.values():
+        r = reader("/Users/user/repo")
+        read_lines(r, json.dumps(json.loads(raw)).encode() + b"\n" + mutated)
+        parsed = r.result()
+        for name in ("files_modified", "commands_run", "key_decisions", "open_tasks", "requests"):
+            assert all(isinstance(x, str) for x in getattr(parsed, name)), name
+        json.dumps(r.state())  # the state a hook keeps stays plain data
+
+
+def test_the_reader_state_survives_a_round_trip() -> None:
+    r = Reader("/w")
+    read_lines(r, (REAL[0]).read_bytes())
+    again = Reader("/w", json.loads(json.dumps(r.state())))
+    assert again.result() == r.result()
+
+
+# --- terminal-safe output ------------------------------------------------------------------------
+
+ESCAPES = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b]0;pwned\x07\x00\x9b"
+ARG = ESCAPES.replace("\x00", "")  # (a command line cannot carry NUL)
+
+
+def test_control_characters_are_shown_escaped_and_stored_exactly(tmp_path: Path) -> None:
+    root = tmp_path / ".memory"
+    Store(root).save(
+        "dev",
+        {"session_id": "s", "project_path": f"/w{ARG}", "open_tasks": [f"task {ESCAPES}"],
+         "key_decisions": [ESCAPES], "git_branch": ESCAPES},
+    )  # fmt: skip
+    env = {**os.environ, "SESSIONMEM_USER": "dev", "SESSIONMEM_ROOT": str(root)}
+    for argv in (["show", "s"], ["latest"], ["show", "s", "--format", "markdown"],
+                 ["brief", "--project-path", f"/w{ARG}"]):  # fmt: skip
+        run = subprocess.run(
+            [*sessionmem_cmd(), *argv], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+        assert not any(c in run.stdout for c in "\x1b\x07\x00\x9b"), argv
+        assert "\\x1b]52;c;" in run.stdout, argv
+    raw = subprocess.run(
+        [*sessionmem_cmd(), "show", "s", "--json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(raw.stdout)["session_data"]["open_tasks"] == [f"task {ESCAPES}"]
+
+
+def test_the_session_start_output_is_escaped(repo) -> None:
+    repo, env = repo
+    Store(repo / ".memory").save(
+        "dev", {"session_id": "s", "project_path": str(repo), "open_tasks": [ESCAPES]}
+    )
+    run = run_hook({"session_id": "n", "cwd": str(repo), "hook_event_name": "SessionStart",
+                    "source": "startup"}, repo, env)  # fmt: skip
+    assert "## Open tasks\n- \\x1b]52;c;cm0gLXJmIH4=\\x07" in run.stdout
+    assert (
+        "\x1b" not in run.stdout
+        and "\x1b" not in (repo / ".memory" / ".local" / "last-briefing.md").read_text()
+    )
+
+
+# --- the rule book: real dates -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["2026-13-45", "0000-00-00", "2026-02-30", "1969-12-31",
+                                 "2026-12-01T24:00:00Z", "２０２６-01-01"])  # fmt: skip
+def test_impossible_dates_are_refused_by_search(store: Store, bad: str) -> None:
+    store.save("alice", {"session_id": "s", "open_tasks": ["zeta"]})
+    for name in ("since", "until"):
+        with pytest.raises(InvalidInput) as err:
+            store.search("alice", "zeta", **{name: bad})
+        assert err.value.errors[0].field == name and "month 1-12" in str(err.value)
+    assert store.search("alice", "zeta", since="2026-02-28", until="2099-12-31").items
