@@ -232,3 +232,35 @@ def test_impossible_dates_are_refused_by_search(store: Store, bad: str) -> None:
             store.search("alice", "zeta", **{name: bad})
         assert err.value.errors[0].field == name and "month 1-12" in str(err.value)
     assert store.search("alice", "zeta", since="2026-02-28", until="2099-12-31").items
+
+
+# --- a shared server runs nothing against a path a client names ----------------------------------
+
+
+def test_mcp_briefing_on_a_server_never_probes_a_named_path(tmp_path: Path, serve) -> None:
+    from sessionmem.keys import KeyRing
+
+    from helpers import git
+    from test_mcp import _drive_http
+
+    probed = new_repo(tmp_path / "elsewhere")  # some repository on the server's host
+    (probed / "secret.txt").write_text("x\n")
+    commit_all(probed, "one")
+    first = git(probed, "rev-parse", "HEAD").strip()
+    git(probed, "checkout", "-q", "-b", "hidden-branch-name")
+    (probed / "secret.txt").write_text("y\n")
+    commit_all(probed, "two")
+    root = tmp_path / ".memory"
+    store = Store(root)
+    key = KeyRing(store.layout).create("alice")[1]
+    store.save("alice", {"session_id": "s", "project_path": str(probed), "git_branch": "main",
+                         "git_commit": first, "files_modified": ["secret.txt"]})  # fmt: skip
+    server = serve(root)
+    out = _drive_http(
+        server.base + "/mcp",
+        {"x-api-key": key},
+        lambda s: s.call_tool("get_briefing", {"project_path": str(probed)}),
+    )
+    text = out.content[0].text
+    assert text.startswith("# Session memory: s (version 1)")
+    assert "Warning" not in text and "hidden-branch-name" not in text

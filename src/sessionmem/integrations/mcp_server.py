@@ -133,7 +133,12 @@ def build(
             str | None, Field(description="default: the project this server runs in")
         ] = None,
     ) -> str:
-        return str(call(False, lambda m: _briefing(m, project_path or project, session())))
+        # git runs only in this server's own project: a path a client names is looked up in
+        # the memory, never probed on the host (docs/decisions.md, "A hostile workspace").
+        probe = project is not None and project_path in (None, project)
+        return str(
+            call(False, lambda m: _briefing(m, project_path or project, session(), probe=probe))
+        )
 
     @server.tool(
         description=(
@@ -256,7 +261,7 @@ def build(
     )
     def briefing_resource() -> str:
         try:
-            return _briefing(memory(False), project, session())
+            return _briefing(memory(False), project, session(), probe=project is not None)
         except Exception as exc:
             raise ResourceError(str(exc)) from None
 
@@ -305,14 +310,12 @@ def _answer(snap: Snapshot) -> dict[str, Any]:
     return view
 
 
-def _briefing(memory: Memory, project: str | None, session: str | None) -> str:
-    """The briefing for `project`; with none (a server's), of the user's latest snapshot."""
-    if not project:
-        from .restore import restore_text
-
-        return restore_text(memory.project(None), None)
+def _briefing(memory: Memory, project: str | None, session: str | None, *, probe: bool) -> str:
+    """The briefing for `project` (every project of the user's with none); git is asked for the
+    branch and for staleness only when `probe`."""
     from .restore import restore_text, view_for
 
-    return restore_text(
-        view_for(memory, project, session_id=session, resumed=bool(session)), project
-    )
+    if not project:
+        return restore_text(memory.project(None), None)
+    view = view_for(memory, project, session_id=session, resumed=bool(session), probe=probe)
+    return restore_text(view, project if probe else None)

@@ -25,13 +25,15 @@ def view_for(
     resumed: bool = False,
     parent: str | None = None,
     also: tuple[str, ...] = (),
+    probe: bool = True,
 ) -> ProjectView:
     """The view of `project` for a session on its current branch. Its head is this session's
     own snapshot when it resumes (after a compaction, `--resume`), else that of the session it
     continues (`parent`, named by its transcript), else the newest that holds work on this
     branch, else in the project. `also` names other paths the project was recorded under by
-    older versions (the working directory)."""
-    if branch is None:
+    older versions (the working directory). `probe=False`: git is not asked for the branch
+    (a path a client named on a shared server)."""
+    if branch is None and probe:
         branch, _ = branch_and_commit(project)
     prefer = [session_id if resumed else None, parent]
     return memory.project(project, git_branch=branch, prefer=prefer, also=also)
