@@ -264,3 +264,63 @@ def test_mcp_briefing_on_a_server_never_probes_a_named_path(tmp_path: Path, serv
     text = out.content[0].text
     assert text.startswith("# Session memory: s (version 1)")
     assert "Warning" not in text and "hidden-branch-name" not in text
+
+
+# --- search: bounded cost, a budget, cancelled work, no removed text --------------------------
+
+
+def _versions_with_word(store: Store, n: int) -> None:
+    for i in range(n):
+        store.save("alice", {"session_id": "s", "open_tasks": [f"zeta {i}" if i < n - 1 else "x"]})
+
+
+def test_a_search_runs_its_query_once_whatever_it_skips(tmp_path: Path) -> None:
+    store = Store(tmp_path / ".memory", durability="fast")
+    _versions_with_word(store, 400)
+    store.search("alice", "warmup")
+    queries: list[str] = []
+    db = store._search_index("alice")._db()  # this thread's connection
+    db.set_trace_callback(queries.append)
+    assert store.search("alice", "zeta", limit=1).items == []  # 399 matches, none live
+    assert store.search("alice", "zeta", all_versions=True, limit=1).items[0].version == 399
+    db.set_trace_callback(None)
+    matches = [q for q in queries if "MATCH" in q and "snippet" not in q]
+    assert len(matches) == 2, matches  # one per search (paging re-ran it 100 times)
+
+
+def test_a_search_past_its_budget_names_q(tmp_path: Path, monkeypatch) -> None:
+    store = Store(tmp_path / ".memory", durability="fast")
+    _versions_with_word(store, 50)
+    monkeypatch.setenv("SESSIONMEM_SEARCH_BUDGET", "0.000001")
+    with pytest.raises(InvalidInput) as err:
+        store.search("alice", "zeta")
+    assert err.value.errors[0].field == "q" and "a search may take" in str(err.value)
+
+
+def test_a_cancelled_search_stops(tmp_path: Path) -> None:
+    import threading
+
+    from sessionmem import StorageError
+
+    store = Store(tmp_path / ".memory", durability="fast")
+    _versions_with_word(store, 50)
+    gone = threading.Event()
+    gone.set()
+    with pytest.raises(StorageError, match="cancelled"):
+        store.search("alice", "zeta", cancel=gone)
+
+
+def test_an_edit_in_place_at_the_same_size_leaves_no_old_text_findable(tmp_path: Path) -> None:
+    root = tmp_path / ".memory"
+    store = Store(root)
+    store.save("alice", {"session_id": "s", "open_tasks": ["rotate the secret token"]})
+    store.save("alice", {"session_id": "t", "open_tasks": ["other work"]})
+    assert [h.session_id for h in store.search("alice", "secret").items] == ["s"]
+    log = next((root / "log" / "alice").glob("*.jsonl"))
+    raw = log.read_bytes()
+    log.write_bytes(raw.replace(b"secret", b"public"))  # same size, same inode
+    assert log.stat().st_size == len(raw)
+    assert store.search("alice", "secret").items == []
+    hit = store.search("alice", "public").items[0]
+    assert hit.snippet == "rotate the [public] token"
+    assert Store(root).search("alice", "secret").items == []  # a new process too

@@ -687,6 +687,48 @@ def bench_search(tmp: Path, quick: bool) -> None:
            f"{sync * 1e6:.0f} us vs {appends * 1e6:.0f} us per append")
 
 
+def _word_log(root: Path, n: int, sessions: int, last_without: bool) -> None:
+    """n small events holding the word "zeta" spread over `sessions` sessions; with
+    `last_without`, every session's newest version lacks it (no live match at all)."""
+    folder = root / "log" / "u"
+    folder.mkdir(parents=True, exist_ok=True)
+    base = now_ms() - n
+    with open(folder / "w.jsonl", "wb", buffering=1 << 22) as f:
+        for i in range(n):
+            newest = i >= n - sessions
+            task = "omega" if (last_without and newest) else f"zeta step {i}"
+            f.write(encode(Event(id=uuid7(base + i), type="snapshot", user="u",
+                                 session_id=f"s{i % sessions}", writer="w", seq=i + 1,
+                                 ts=ms_to_ts(base + i), data={"open_tasks": [task]})))
+
+
+def bench_search_worst(tmp: Path, quick: bool) -> None:
+    """A hostile workspace: one session of N versions holding the word in all but the newest
+    (no live hit: every match is skipped), against the same N matches all live (N sessions).
+    The ratio must not grow with N (it did: the old paging re-ran the query per batch)."""
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
+    for n in sizes:
+        worst_root = tmp / f"worst-{n}" / ".memory"
+        plain_root = tmp / f"plain-{n}" / ".memory"
+        _word_log(worst_root, n, 1, last_without=True)
+        _word_log(plain_root, n, n, last_without=False)
+        worst, plain = Store(worst_root, redactor=None), Store(plain_root, redactor=None)
+        worst.search("u", "warmup")
+        plain.search("u", "warmup")
+        assert worst.search("u", "zeta", limit=1).items == []
+        assert len(plain.search("u", "zeta", limit=1).items) == 1
+
+        def timed(store: Store) -> float:
+            start = time.perf_counter()
+            store.search("u", "zeta", limit=1)
+            return time.perf_counter() - start
+
+        w = statistics.median(timed(worst) for _ in range(5))
+        p = statistics.median(timed(plain) for _ in range(5))
+        record(f"search with no live match among {n:,} versions", 1000 * w, 1000 * p, "ms",
+               "ratio flat as N grows (vs N live matches)", None)
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -698,6 +740,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "cli": bench_cli,
     "accesslog": bench_access_log,
     "search": bench_search,
+    "searchworst": bench_search_worst,
 }
 
 

@@ -4,10 +4,12 @@ the projection cache — the logs are the truth.
 
 The index follows the projection: before each search it takes the lines the fold has read since
 (an append indexes one snapshot), and reads again from scratch a file the fold no longer holds as
-it was (checkout, merge, rewrite: the index keeps, per file, its inode and the last line it took,
-at its place). Which hits are live — the session not deleted, the version still in its history,
-the newest version unless every version is asked — is decided by the projection at query time,
-so a stale index can never change an answer. Several processes share it: SQLite's own locking,
+it was (checkout, merge, rewrite: the index keeps, per file, its inode, the last line it took at
+its place, and a CRC-32 of every byte it took — checked against the file the first time this
+process meets a fold of it, so an edit in place, even at the same size, is seen). Which hits are
+live — the session not deleted, the version still in its history, the newest version unless
+every version is asked — is decided by the projection at query time, so a stale index can never
+change an answer. Several processes share it: SQLite's own locking,
 and a sync that re-reads the index's state inside its write transaction.
 """
 
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FieldError, InvalidInput, StorageError
+from .filecheck import prefix_crc
 from .model import SearchHit as Hit
 from .projection import UserView
 
-SCHEMA = 1
+SCHEMA = 2  # 2: files.crc
 COLUMNS = ("task", "decision", "file", "command")
 FIELD_OF = {"task": "open_tasks", "decision": "key_decisions", "file": "files_modified",
             "command": "commands_run"}  # fmt: skip
@@ -82,6 +85,9 @@ class SearchIndex:
     def __init__(self, path: Path):
         self.path = path
         self._local = threading.local()
+        # file -> the fold's part number whose bytes this process checked against the index's
+        # CRC: a part folded again (an edit in place, a replaced file) gets a new number.
+        self._checked: dict[str, int] = {}
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -90,10 +96,11 @@ class SearchIndex:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # derived data: a lost tail is re-indexed
+            _upgrade(db)
             db.executescript(
                 "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
                 "CREATE TABLE IF NOT EXISTS files(name TEXT PRIMARY KEY, ino INTEGER,"
-                " upto INTEGER, last TEXT);"
+                " upto INTEGER, last TEXT, crc INTEGER);"
                 "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(task, decision, file, command,"
                 " session UNINDEXED, id UNINDEXED, ts UNINDEXED, project UNINDEXED,"
                 " branch UNINDEXED, event UNINDEXED, agent UNINDEXED, src UNINDEXED,"
@@ -124,11 +131,11 @@ class SearchIndex:
         return taken
 
     @staticmethod
-    def _files(db: sqlite3.Connection) -> list[tuple[str, tuple[int, int, str]]]:
-        return [(n, (i, u, last)) for n, i, u, last in db.execute("SELECT * FROM files")]
+    def _files(db: sqlite3.Connection) -> list[tuple[str, tuple[int, int, str, int]]]:
+        return [(n, (i, u, last, c)) for n, i, u, last, c in db.execute("SELECT * FROM files")]
 
     def _plan(
-        self, view: UserView, files: dict[str, tuple[int, int, str]]
+        self, view: UserView, files: dict[str, tuple[int, int, str, int]]
     ) -> list[tuple[str, int, int, int, list[int], list[int]]]:
         """(file, inode, from offset — -1: drop what the index holds of it first —, up to, row
         refs, row offsets) of every file with something to take; a file gone is dropped."""
@@ -137,14 +144,20 @@ class SearchIndex:
             parts = {n: (p.no, p.ino, p.consumed) for n, p in view.parts.items()}
         for name, (no, ino, end) in parts.items():
             kept = files.get(name)
-            if kept is not None and kept[0] == ino and kept[1] == end:
+            trusted = self._checked.get(name) == no or (
+                kept is not None
+                and kept[0] == ino
+                and kept[1] <= end
+                and self._check(view, name, kept, no)
+            )
+            if kept is not None and kept[0] == ino and kept[1] == end and trusted:
                 continue  # as the index left it: nothing to take (the usual search)
             start = -1  # drop what the index holds of it, then read it all
             if kept is None:
                 if not end:
                     continue
                 start = 0  # new to the index: nothing to drop
-            elif kept[0] == ino and kept[1] <= end and _holds(view, name, kept):
+            elif kept[0] == ino and kept[1] <= end and trusted and _holds(view, name, kept):
                 start = kept[1]
             with view.lock:
                 part = view.parts.get(name)
@@ -175,9 +188,23 @@ class SearchIndex:
                 if rec.get("type") == "snapshot" and isinstance(rec.get("data"), dict)
             ]
             db.executemany("INSERT INTO fts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
-                   (name, ino, end, _tail(view.folder / name, end)))  # fmt: skip
+        old = db.execute("SELECT crc FROM files WHERE name = ?", (name,)).fetchone()
+        crc = _crc(view.folder / name, max(start, 0), end, old[0] if old and start > 0 else 0)
+        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
+                   (name, ino, end, _tail(view.folder / name, end), crc))  # fmt: skip
+        with view.lock:
+            part = view.parts.get(name)
+            if part is not None and part.ino == ino:
+                self._checked[name] = part.no
         return len(refs)
+
+    def _check(self, view: UserView, name: str, kept: tuple[int, int, str, int], no: int) -> bool:
+        """Whether the file still holds every byte the index took from it (its CRC), checked
+        once per fold of the file in this process."""
+        ok = _crc(view.folder / name, 0, kept[1]) == kept[3]
+        if ok:
+            self._checked[name] = no
+        return ok
 
     # --- asking ----------------------------------------------------------------------------------
 
@@ -248,26 +275,46 @@ def until_end(value: str) -> str:
     return value.rstrip("Z") + "\uffff"
 
 
-def _live_version(view: UserView, session_id: str, src: str, off: int, every: bool) -> int:
-    """The live version of the event indexed from `src` at `off` (0: not live, or not the
-    newest when `every` is false)."""
-    from .answers import version_of
+class _Versions:
+    """Which indexed events are live, for one search: each session's history is looked at once
+    (its refs mapped to versions on first need), so a search costs O(matches), never a scan of a
+    session's history per match."""
 
-    with view.lock:
-        part = view.parts.get(src)
-        if part is None:
+    def __init__(self, view: UserView, every: bool):
+        self.view, self.every = view, every
+        self._maps: dict[str, tuple[Any, dict[int, int], dict[int, int] | None]] = {}
+
+    def of(self, session_id: str, src: str, off: int) -> int:
+        """The live version of the event indexed from `src` at `off` (0: not live, or not the
+        newest when every version is not asked for)."""
+        view = self.view
+        with view.lock:
+            part = view.parts.get(src)
+            if part is None:
+                return 0
+            row = bisect.bisect_left(part.off, off)
+            if row >= len(part.off) or part.off[row] != off:
+                return 0
+            ref = part.no << 32 | row
+        hist = view.history(session_id)
+        if hist is None or hist.deleted:
             return 0
-        row = bisect.bisect_left(part.off, off)
-        if row >= len(part.off) or part.off[row] != off:
-            return 0
-        ref = part.no << 32 | row
-    hist = view.history(session_id)
-    if hist is None or hist.deleted:
-        return 0
-    version = version_of(view, hist, ref)
-    if not version or (not every and version != len(hist.refs) - hist.start):
-        return 0
-    return version
+        newest = len(hist.refs) - hist.start
+        if not self.every:  # only the newest counts: one comparison (or its union-merge twin)
+            last = hist.refs[-1]
+            return newest if last == ref or view.idh(last) == view.idh(ref) else 0
+        kept = self._maps.get(session_id)
+        if kept is None or kept[0] is not hist:
+            refs = {r: i - hist.start + 1 for i, r in enumerate(hist.refs) if i >= hist.start}
+            kept = self._maps[session_id] = (hist, refs, None)
+        version = kept[1].get(ref)
+        if version is None:  # another copy of the same event (a union merge's duplicate)?
+            ids = kept[2]
+            if ids is None:
+                ids = {view.idh(r): v for r, v in kept[1].items()}
+                self._maps[session_id] = (hist, kept[1], ids)
+            version = ids.get(view.idh(ref), 0)
+        return version
 
 
 SEARCH_BUDGET = 5.0  # seconds one search may take (SESSIONMEM_SEARCH_BUDGET)
@@ -304,6 +351,7 @@ def find(
         found: list[tuple[int, str, int, str, str, int]] = []
         seen: set[str] = set()
         pos = start
+        live = _Versions(view, every)
         rows = index.matches(expression, where, start)
         while len(found) <= limit:
             batch = rows.fetchmany(256)
@@ -311,7 +359,7 @@ def find(
                 break
             for rowid, sid, event_id, ts, src, off in batch:
                 pos += 1
-                version = _live_version(view, sid, src, off, every)
+                version = live.of(sid, src, off)
                 if version and event_id not in seen:
                     seen.add(event_id)
                     found.append((rowid, sid, version, event_id, ts, pos))
@@ -361,6 +409,28 @@ def _budget() -> float:
     return value if value > 0 else SEARCH_BUDGET
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """An index of another schema is dropped (it is derived: it is built again)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        return
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None or row[0] != SCHEMA:
+        db.executescript("DROP TABLE IF EXISTS files; DROP TABLE IF EXISTS fts; DROP TABLE meta;")
+
+
+def _crc(path: Path, start: int, end: int, crc: int = 0) -> int:
+    """CRC-32 of the file's bytes [0, end), given the CRC of [0, start); -1 if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return -1
+    try:
+        return prefix_crc(fd, end, crc, start)
+    finally:
+        os.close(fd)
+
+
 def _tail(path: Path, upto: int) -> str:
     """A fingerprint of the bytes the index took from a file: the last 4 KiB before `upto`."""
     size = min(upto, 4096)
@@ -373,7 +443,7 @@ def _tail(path: Path, upto: int) -> str:
     return f"{size}:{hashlib.sha1(raw).hexdigest()}"
 
 
-def _holds(view: UserView, name: str, kept: tuple[int, int, str]) -> bool:
+def _holds(view: UserView, name: str, kept: tuple[int, int, str, int]) -> bool:
     """Whether the file still holds, at their place, the bytes indexed from it."""
     return not kept[1] or _tail(view.folder / name, kept[1]) == kept[2]
 
