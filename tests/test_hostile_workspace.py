@@ -239,9 +239,9 @@ def test_impossible_dates_are_refused_by_search(store: Store, bad: str) -> None:
 
 def test_mcp_briefing_on_a_server_never_probes_a_named_path(tmp_path: Path, serve) -> None:
     from sessionmem.keys import KeyRing
+    from test_mcp import _drive_http
 
     from helpers import git
-    from test_mcp import _drive_http
 
     probed = new_repo(tmp_path / "elsewhere")  # some repository on the server's host
     (probed / "secret.txt").write_text("x\n")
@@ -325,3 +325,78 @@ def test_an_edit_in_place_at_the_same_size_leaves_no_old_text_findable(tmp_path:
     hit = store.search("alice", "public").items[0]
     assert hit.snippet == "rotate the [public] token"
     assert Store(root).search("alice", "secret").items == []  # a new process too
+
+
+# --- serve --background and --stop never lie -----------------------------------------------------
+
+
+def _serve(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*sessionmem_cmd(), "serve", "--root", str(root), *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_background_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    from conftest import free_port
+
+    port = free_port()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        run = _serve(tmp_path / ".memory", "--background", "--port", str(port))
+    assert run.returncode == 1 and f"Port {port} on 127.0.0.1 is in use" in run.stderr
+    assert not (tmp_path / ".memory" / ".local" / "serve.json").exists()
+
+
+def test_two_background_starts_one_server(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import free_port
+
+    root = tmp_path / ".memory"
+    _serve(root, "--stop")  # (makes nothing: no server)
+    Store(root)  # the folder, with its key made before the race
+    from sessionmem.keys import KeyRing
+
+    KeyRing(Store(root).layout).create("alice")
+    ports = [free_port(), free_port()]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda p: _serve(root, "--background", "--port", str(p)), ports))
+    ok = [r for r in runs if r.returncode == 0]
+    assert len(ok) == 1, [r.stderr for r in runs]
+    refused = next(r for r in runs if r.returncode != 0)
+    assert "already serves" in refused.stderr or "is starting for" in refused.stderr
+    info = json.loads((root / ".local" / "serve.json").read_text())
+    stop = _serve(root, "--stop")
+    assert stop.returncode == 0 and not _pid_alive(info["pid"])
+
+
+def test_stop_waits_then_kills_a_server_that_does_not_stop(tmp_path: Path) -> None:
+    import signal
+
+    from conftest import free_port
+
+    root = tmp_path / ".memory"
+    run = _serve(root, "--background", "--port", str(free_port()))
+    assert run.returncode == 0, run.stderr
+    pid = json.loads((root / ".local" / "serve.json").read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)  # a server that will not act on SIGTERM (hung, or busy)
+    stop = _serve(root, "--stop", env={"SESSIONMEM_STOP_GRACE": "1"})
+    assert stop.returncode == 0, stop.stderr
+    assert "with SIGKILL: it had not stopped 1 s after SIGTERM" in stop.stdout
+    assert not _pid_alive(pid) and not (root / ".local" / "serve.json").exists()

@@ -162,6 +162,9 @@ def create_app(
     """The HTTP app over `store`. With `follow`, a watcher folds other processes' appends and
     git's file replacements as they happen (reads are up to date either way)."""
     keyring = keys or KeyRing(store.layout)
+    health: dict[str, Any] = {"status": "ok", "version": __version__}
+    if os.environ.get(INSTANCE_ENV):  # a random token: `serve --background` checks its child
+        health["instance"] = os.environ[INSTANCE_ENV]
     from starlette.routing import Route
 
     from .integrations.mcp_http import PATH, McpEndpoint
@@ -240,7 +243,7 @@ def create_app(
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Response:
-        return _json({"status": "ok", "version": __version__})
+        return _json(health)
 
     body_doc = {
         "requestBody": {
@@ -501,6 +504,9 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
     if isinstance(body, tuple):
         return Response(body[1], status_code=body[0], media_type="application/json")
     return body
+
+
+INSTANCE_ENV = "SESSIONMEM_INSTANCE"
 
 
 def app_from_env() -> FastAPI:

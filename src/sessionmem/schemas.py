@@ -140,3 +140,4 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+    instance: str | None = None  # set by `serve --background`, so it knows its own child

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -121,19 +123,39 @@ def _first_key(folder: Path) -> None:
 def _background(folder: Path, args: argparse.Namespace) -> int:
     """Start `sessionmem serve` detached, its output in .local/serve.log; return once it
     answers /healthz (or say why it did not)."""
+
+    state = folder / ".local" / "serve.json"
+    # One start at a time per folder: a second, concurrent one is refused, not raced.
+    lock = os.open(folder / ".local" / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise Failure(
+                f"Another `sessionmem serve --background` is starting for {folder}; wait for it, "
+                "then `sessionmem serve --stop` stops it."
+            ) from None
+        return _start_background(folder, state, args)
+    finally:
+        os.close(lock)
+
+
+def _start_background(folder: Path, state: Path, args: argparse.Namespace) -> int:
+    import secrets
     import subprocess
     import time
     import urllib.request
 
-    from ..codec import dumps
+    from ..api import INSTANCE_ENV
+    from ..codec import dumps, loads
 
-    state = folder / ".local" / "serve.json"
     running = _running(state)
     if running is not None:
         raise Failure(
             f"A server started with --background already serves {folder} (process "
             f"{running['pid']}, port {running['port']}). Stop it with `sessionmem serve --stop`."
         )
+    _check_port_free(args.host, args.port)
     argv = [sys.executable, "-m", "sessionmem", "serve", "--root", str(folder), "--host",
             args.host, "--port", str(args.port), "--workers", str(args.workers),
             "--log-level", args.log_level, "--follow" if args.follow else "--no-follow",
@@ -145,11 +167,13 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
         argv += ["--max-connections", str(args.max_connections)]
     if args.durability:
         argv += ["--durability", args.durability]
+    instance = secrets.token_hex(16)
     log_path = folder / ".local" / "serve.log"
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, INSTANCE_ENV: instance},
+        )  # fmt: skip
     state.write_bytes(
         dumps(
             {
@@ -169,15 +193,43 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             raise Failure(f"The server stopped at once: {' / '.join(tail)} (log: {log_path}).")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as answer:
+                if loads(answer.read()).get("instance") == instance:
+                    break  # our child answers: not another server on that port
+        except (OSError, ValueError, AttributeError):
+            pass
+        time.sleep(0.1)
     else:
-        raise Failure(f"The server did not answer at {url} within 60 s (log: {log_path}).")
+        _kill_group(child.pid)
+        state.unlink(missing_ok=True)
+        raise Failure(
+            f"The server did not answer at {url} within 60 s, so it was stopped (log: {log_path})."
+        )
     out(f"Serving {folder} on {url} (process {child.pid}); its log is {log_path}.\n")
     out("Stop it with: sessionmem serve --stop (or scripts/serve --stop)\n")
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on (its /healthz would answer for ours)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise Failure(
+                f"Port {port} on {host} is in use ({exc.strerror}); pick another with --port."
+            ) from None
+
+
+def _kill_group(pid: int) -> None:
+    import signal
+
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)  # (the server leads its own session: workers too)
 
 
 def _started_at(pid: int) -> str | None:
@@ -204,9 +256,13 @@ def _running(state: Path) -> dict[str, Any] | None:
     return info
 
 
+STOP_GRACE = 15.0  # seconds for a graceful stop (requests in flight finish) before SIGKILL
+
+
 def _stop(folder: Path) -> int:
+    """Stop the server --background started: SIGTERM, then — still running after STOP_GRACE
+    seconds — SIGKILL of its process group, said so; the state is removed only once it is gone."""
     import signal
-    import time
 
     state = folder / ".local" / "serve.json"
     info = _running(state)
@@ -215,16 +271,40 @@ def _stop(folder: Path) -> int:
         raise Failure(f"No server started with --background is running for {folder}.")
     pid = int(info["pid"])
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    how = ""
+    grace = float(os.environ.get("SESSIONMEM_STOP_GRACE") or STOP_GRACE)
+    if not _gone(pid, info, grace):
+        _kill_group(pid)
+        how = f" with SIGKILL: it had not stopped {grace:g} s after SIGTERM"
+        if not _gone(pid, info, 5.0):
+            raise Failure(f"The server (process {pid}) did not stop, even after SIGKILL.")
+    state.unlink(missing_ok=True)
+    out(f"Stopped the server on port {info['port']} (process {pid}){how}.\n")
+    return 0
+
+
+def _gone(pid: int, info: dict[str, Any], seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except OSError:
-            break
+            return True
+        if _started_at(pid) != info.get("started"):
+            return True  # gone, and the pid already names another process
+        if _zombie(pid):
+            return True
         time.sleep(0.05)
-    state.unlink(missing_ok=True)
-    out(f"Stopped the server on port {info['port']} (process {pid}).\n")
-    return 0
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _accepted_sockets_without_delay() -> None:
