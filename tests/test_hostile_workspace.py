@@ -400,3 +400,23 @@ def test_stop_waits_then_kills_a_server_that_does_not_stop(tmp_path: Path) -> No
     assert stop.returncode == 0, stop.stderr
     assert "with SIGKILL: it had not stopped 1 s after SIGTERM" in stop.stdout
     assert not _pid_alive(pid) and not (root / ".local" / "serve.json").exists()
+
+
+def test_get_mcp_opens_no_endless_stream(tmp_path: Path, serve) -> None:
+    """300 GET /mcp streams stayed open for good; now each is a quick 405 (the MCP transport
+    allows it), and the server still answers."""
+    import httpx
+
+    from sessionmem.keys import KeyRing
+
+    root = tmp_path / ".memory"
+    key = KeyRing(Store(root).layout).create("alice")[1]
+    server = serve(root)
+    headers = {"x-api-key": key, "accept": "text/event-stream"}
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        answers = [http.get("/mcp", headers=headers) for _ in range(50)]
+        assert {a.status_code for a in answers} == {405}
+        assert answers[0].headers["allow"] == "POST, DELETE"
+        assert "stateless" in answers[0].json()["detail"]
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/mcp").status_code == 401  # a key first, as everywhere

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from ..store import Store
 
 PATH = "/mcp"
+MAX_REQUEST_SECONDS = 120.0  # no MCP request holds a connection longer (a tool answers in ms)
+NO_STREAM = (
+    b'{"detail":"GET /mcp opens no event stream: this server is stateless and sends nothing '
+    b'unasked. POST JSON-RPC requests to /mcp."}'
+)
 _USER: contextvars.ContextVar[str] = contextvars.ContextVar("sessionmem_mcp_user")
 
 
@@ -48,10 +53,17 @@ class McpEndpoint:
         if user is None:
             await _send(send, *error_body(Unauthorized(UNAUTHORIZED)))
             return
+        if scope.get("method") == "GET":
+            # The stream a GET opens carries only what the server sends unasked — nothing, in
+            # stateless mode — and it never ended (a descriptor and a connection slot each).
+            # The MCP transport lets a server answer 405 instead.
+            await _send(send, 405, NO_STREAM, [(b"allow", b"POST, DELETE")])
+            return
         handle = await self._started()
         token = _USER.set(user)  # the tools' memory is this user's (tasks copy the context)
         try:
-            await handle(scope, receive, send)
+            with anyio.move_on_after(MAX_REQUEST_SECONDS):
+                await handle(scope, receive, send)
         finally:
             _USER.reset(token)
 
@@ -92,8 +104,11 @@ async def _run(manager: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) ->
         await anyio.sleep_forever()
 
 
-async def _send(send: Any, status: int, raw: bytes) -> None:
+async def _send(
+    send: Any, status: int, raw: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    headers += extra or []
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="sessionmem"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
