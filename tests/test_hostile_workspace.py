@@ -420,3 +420,39 @@ def test_get_mcp_opens_no_endless_stream(tmp_path: Path, serve) -> None:
         assert "stateless" in answers[0].json()["detail"]
         assert http.get("/healthz").status_code == 200
         assert http.get("/mcp").status_code == 401  # a key first, as everywhere
+
+
+# --- redaction patterns that cannot stall ----------------------------------------------------
+
+
+def test_a_catastrophic_pattern_cannot_stall_a_save(tmp_path: Path) -> None:
+    root = tmp_path / ".memory"
+    root.mkdir()
+    (root / "config.toml").write_text('[redact]\npatterns = ["(a+)+$", "ACME-[0-9]{8}"]\n')
+    env = {**os.environ, "SESSIONMEM_USER": "dev", "SESSIONMEM_ROOT": str(root)}
+    # 40 a's and a '!': 2^40 steps for a backtracking engine; RE2 is linear. (The subprocess
+    # timeout only turns a hang into a failure; no time is asserted.)
+    run = subprocess.run(
+        [*sessionmem_cmd(), "save", "--session-id", "s", "--task", "a" * 40 + "!",
+         "--task", "send ACME-12345678 and aaaa"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    tasks = Store(root).get("dev", "s").open_tasks
+    assert tasks == ["a" * 40 + "!", "send [REDACTED] and [REDACTED]"]
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\\1", r"(?<=x)secret", "(unclosed"])
+def test_a_pattern_re2_cannot_run_is_refused_in_one_line(tmp_path: Path, pattern: str) -> None:
+    root = tmp_path / ".memory"
+    root.mkdir()
+    (root / "config.toml").write_text(f'[redact]\npatterns = ["{pattern}"]\n')
+    env = {**os.environ, "SESSIONMEM_USER": "dev", "SESSIONMEM_ROOT": str(root)}
+    run = subprocess.run(
+        [*sessionmem_cmd(), "save", "--session-id", "s", "--task", "t"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    shown = pattern.replace("\\\\", "\\")
+    assert "redact.patterns has a pattern that cannot be used" in run.stderr
+    assert repr(shown) in run.stderr or shown in run.stderr
