@@ -142,7 +142,7 @@ def test_several_workers_get_a_tcp_listening_socket() -> None:
 
     import uvicorn.config
 
-    from sessionmem.cli.admin import _accepted_sockets_without_delay
+    from sessionmem.cli.serving import _accepted_sockets_without_delay
 
     original = uvicorn.config.Config.bind_socket
     try:

@@ -456,3 +456,69 @@ def test_a_pattern_re2_cannot_run_is_refused_in_one_line(tmp_path: Path, pattern
     shown = pattern.replace("\\\\", "\\")
     assert "redact.patterns has a pattern that cannot be used" in run.stderr
     assert repr(shown) in run.stderr or shown in run.stderr
+
+
+# --- installers respect the user's file ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("agent", "where"),
+    [("claude-code", ".claude/settings.json"), ("codex", ".codex/hooks.json"),
+     ("gemini", ".gemini/settings.json"), ("cursor", ".cursor/hooks.json")],
+)  # fmt: skip
+def test_installers_write_through_links_and_keep_modes_and_values(
+    repo, tmp_path: Path, agent: str, where: str
+) -> None:
+    repo, env = repo
+    secret = tmp_path / "private" / "settings.json"
+    secret.parent.mkdir()
+    original = (
+        '{"apiKeyHelper": "echo sk-test", "big": 18446744073709551616, '
+        '"pi": 3.14159265358979323846264338327950288, "tiny": 1e-400, "list": [1.0, -0]}'
+    )
+    secret.write_text(original)
+    secret.chmod(0o600)
+    link = repo / where
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(secret)
+    run = subprocess.run(
+        [*sessionmem_cmd(), "install", agent], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"{link} is a link: its target {secret} is what changes." in run.stdout
+    assert link.is_symlink() and (secret.stat().st_mode & 0o777) == 0o600
+    text = secret.read_text()
+    for literal in ("18446744073709551616", "3.14159265358979323846264338327950288", "1e-400",
+                    "1.0", "-0", '"echo sk-test"'):  # fmt: skip
+        assert literal in text
+    assert "sessionmem" in text
+    # and back: the user's values are still all there, byte for byte
+    undo = subprocess.run(
+        [*sessionmem_cmd(), "install", agent, "--uninstall"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    left = json.loads(secret.read_text())
+    if agent == "cursor":
+        assert left.pop("version") == 1  # (Cursor's file needs it; it stays)
+    assert undo.returncode == 0 and left == json.loads(original)
+
+
+def test_installers_refuse_duplicate_keys_and_read_only_files(repo) -> None:
+    repo, env = repo
+    settings = repo / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text('{"model": "a", "model": "b"}')
+    run = subprocess.run(
+        [*sessionmem_cmd(), "install", "claude-code"], cwd=repo, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 1 and "has the key 'model' twice" in run.stderr
+    assert settings.read_text() == '{"model": "a", "model": "b"}'
+    settings.write_text('{"model": "a"}')
+    settings.chmod(0o444)
+    run = subprocess.run(
+        [*sessionmem_cmd(), "install", "claude-code"], cwd=repo, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 1 and "is read-only" in run.stderr
+    assert settings.read_text() == '{"model": "a"}' and (settings.stat().st_mode & 0o777) == 0o444

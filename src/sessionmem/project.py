@@ -24,10 +24,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import SessionmemError
-from .model import Snapshot
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (not imported at run time: the hooks load this module for `holds_work`)
     from .memory import Memory
+    from .model import Snapshot
 
 # What makes a snapshot worth a briefing (and a hook's save worth storing).
 WORK_FIELDS = (
@@ -81,6 +81,8 @@ class ProjectView(NamedTuple):
 
     @classmethod
     def from_view(cls, raw: Mapping[str, Any]) -> ProjectView:
+        from .model import Snapshot
+
         head = raw.get("head")
         return cls(
             raw.get("project_path"),

@@ -314,7 +314,7 @@ def build_parser(only: str | None = None) -> _Parser:
     )
     _memory_options(p, json=False)
 
-    p = command("serve", "Serve the memory folder over HTTP (FastAPI on uvicorn).", "admin:serve")
+    p = command("serve", "Serve the memory folder over HTTP (FastAPI on uvicorn).", "serving:serve")
     _root_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
@@ -447,6 +447,8 @@ def _run(spec: str) -> Callable[[argparse.Namespace], int | None]:
     module, name = spec.split(":")
     if module == "memory":
         from . import memory as mod
+    elif module == "serving":
+        from . import serving as mod  # type: ignore[no-redef]
     else:
         from . import admin as mod  # type: ignore[no-redef]
     fn: Callable[[argparse.Namespace], int | None] = getattr(mod, name)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..config import read_config
 from ..errors import NotFound, SessionmemError
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..project import holds_work
@@ -363,6 +362,8 @@ class Hook:
         return body
 
     def _capture(self) -> Capture:
+        from ..config import read_config
+
         try:
             return capture_settings(read_config(self.root).get("capture", {}))
         except SessionmemError as exc:

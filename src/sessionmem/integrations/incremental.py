@@ -83,8 +83,11 @@ def read_transcript(
 
 
 def digest(parsed: Parsed) -> str:
-    """What a snapshot would take from `parsed` (not how many lines it took to say it)."""
-    return _hash(json.dumps(parsed._replace(lines=0, skipped=0), separators=(",", ":")).encode())
+    """The work a snapshot would take from `parsed` — not how many lines it took to say it, nor
+    the user's latest words and turn counts, which alone never make a new snapshot (a `Stop`
+    after a turn of plain conversation then stops here, before the store is even loaded)."""
+    work = parsed._replace(lines=0, skipped=0, requests=[], title=None, stated={})
+    return _hash(json.dumps(work, separators=(",", ":")).encode())
 
 
 def _hash(data: bytes) -> str:

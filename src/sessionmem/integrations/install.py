@@ -9,11 +9,10 @@ documentation (docs/decisions.md, "Agent hooks").
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from ..errors import FieldError, InvalidInput
 
@@ -79,16 +78,43 @@ def settings_path(
     return project / SCOPES[scope]
 
 
+class Number(str):
+    """A JSON number as the file wrote it: written back byte for byte (a float would turn
+    18446744073709551616 into 1.8446744073709552e+19 and shorten long decimals)."""
+
+
 def read_settings(path: Path) -> dict[str, Any]:
+    """An agent's JSON settings, every value as written. A file that is not a JSON object, or
+    an object with a key twice (which a rewrite would collapse), is refused: nothing changes."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     if not raw.strip():
         return {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise InvalidInput(
+                    FieldError(
+                        str(path),
+                        f"has the key {key!r} twice in one object; a rewrite would keep only "
+                        "one: fix it first, nothing was changed.",
+                    )
+                )
+            out[key] = value
+        return out
+
     try:
-        settings = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        settings = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=pairs, parse_int=Number, parse_float=Number,
+            parse_constant=_no_constant,
+        )  # fmt: skip
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput(
             FieldError(str(path), f"is not valid JSON ({exc}); fix it first, nothing was changed.")
         ) from None
@@ -97,11 +123,57 @@ def read_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dump(value: Any, indent: str = "") -> str:
+    """JSON with two-space indentation, numbers exactly as they were read."""
+    inner = indent + "  "
+    if isinstance(value, Number):
+        return str(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {_dump(v, inner)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _dump(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def target_of(path: Path) -> Path:
+    """Where writing `path` lands: a link's target (the user's own file, kept where it is)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def _save(path: Path, settings: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(orjson.dumps(settings, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(tmp, path)
+    """Write the settings atomically — through a link to its target, keeping the file's mode
+    (a 0600 file holding a key stays 0600); a read-only file is refused."""
+    target = target_of(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode: int | None = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not mode & 0o200:
+        raise InvalidInput(
+            FieldError(
+                str(target), "is read-only; make it writable to install, nothing was changed."
+            )
+        )
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode if mode is not None else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(_dump(settings).encode() + b"\n")
+    if mode is not None:
+        os.chmod(tmp, mode)  # (the umask narrowed the create)
+    os.replace(tmp, target)
 
 
 def _ours(handler: Any, command: str = HOOK_COMMAND) -> bool:
