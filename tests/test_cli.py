@@ -194,7 +194,7 @@ def test_save_and_latest(root: Path) -> None:
     code, out, _ = run("latest", "--format", "json", "--root", str(root))
     assert '"open_tasks":["from stdin"]' in out
     code, _, err = run("save", "--session-id", "bad id", "--root", str(root))
-    assert code == 1 and err.startswith("Error: --session-id must be 1-128 characters")
+    assert code == 1 and err.startswith("Error: session_id must be 1-128 characters")
 
 
 def test_cli_as_a_subprocess_finds_memory_upward(tmp_path: Path) -> None:

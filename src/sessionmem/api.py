@@ -44,7 +44,6 @@ from .fastpath import (
 )
 from .keys import KeyRing
 from .schemas import (
-    SESSION_PATTERN,
     UUID_PATTERN,
     Deleted,
     DiffOut,
@@ -68,7 +67,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "A field broke a rule; `detail` names it."},
 }
 
-SessionId = Annotated[str, Path(pattern=SESSION_PATTERN, max_length=128)]
+# Checked by the library (one rule book: the same message on both doors), not by pydantic.
+SessionId = Annotated[
+    str, Path(description="1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]*.")
+]
 EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
 SearchQuery = Annotated[
     str, Query(description='Words, "phrases", prefix*, and task:/decision:/file:/command: scopes.')

@@ -4,8 +4,8 @@
 `GET /session/latest` and `GET /session/{id}` (no query) come straight from the store's cached
 JSON; `POST /session` is read, checked and written on the event loop (its fsync awaited from the
 store's sync thread). The FastAPI routes document these paths and give the same answers — the
-POST route calls the same `post_snapshot`; reads that fail here (unknown key, unknown session,
-bad id) go on to the routes, which answer with the proper error.
+POST route calls the same `post_snapshot`. A request taken here is answered here, errors
+included (an unknown key, an unknown session, a bad id): it is evaluated once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from .errors import (
 )
 from .keys import KeyRing
 from .projection import Stale
-from .schemas import SESSION_PATTERN
 from .store import Store
 
 PREFIX = "/api/v1/public/memory/v2"
@@ -34,7 +33,6 @@ UNAUTHORIZED = (
     "Missing or unknown API key. Send it in the x-api-key header (or as "
     "`Authorization: Bearer KEY`); create one with `sessionmem keys create USER`."
 )
-_SESSION_RE = re.compile(SESSION_PATTERN)
 _STATUS = {InvalidInput: 422, NotFound: 404, Conflict: 409, Unauthorized: 401, StorageError: 503}
 _JSON = (b"content-type", b"application/json")
 # Every 503 (a storage failure, too many open files, the log changing under a read) says when to
@@ -56,12 +54,18 @@ HINTS = {
 }
 
 
+PATH_FIELDS = ("session_id",)  # fields that travel in the URL path of the routes naming them
+
+
 def error_body(exc: Exception, where: str = "body") -> tuple[int, bytes]:
     """(status, JSON) of the answer to a library error."""
     status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
     detail: Any
     if isinstance(exc, InvalidInput):
-        detail = [e.as_dict(where) for e in exc.errors]
+        detail = [
+            e.as_dict("path" if where != "body" and e.field in PATH_FIELDS else where)
+            for e in exc.errors
+        ]
     else:
         detail = hint(exc, HINTS)
     return status, dumps_view({"detail": detail})
@@ -118,24 +122,45 @@ async def post_snapshot(
     return 201, answer
 
 
+DRAIN_BYTES = 16 * 1024 * 1024  # an over-limit body read and dropped before the 413 is sent
+
+
 async def read_body(
     length: str | None, chunks: AsyncIterator[bytes], limit: int
 ) -> bytes | tuple[int, bytes]:
     """A request body within `limit` bytes, or the (status, JSON) to answer instead — the one
-    reader both doors use (`chunks`: the ASGI messages here, Starlette's stream in `api`)."""
+    reader both doors use (`chunks`: the ASGI messages here, Starlette's stream in `api`).
+
+    A body over the limit is read on and dropped, up to DRAIN_BYTES, before the 413 goes out
+    (what nginx calls a lingering close): a server that answers and closes while the client is
+    still sending makes the client see a broken pipe or a reset instead of the 413."""
     if length is not None:
         if not (length.isascii() and length.isdigit()):
             return 400, dumps_view({"detail": "The Content-Length header is not a number."})
         if int(length) > limit:
+            if len(length) <= 12 and int(length) <= DRAIN_BYTES:
+                await _drain(chunks, DRAIN_BYTES)
             return 413, too_big(limit)
     parts = []
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
+            await _drain(chunks, DRAIN_BYTES - size)
             return 413, too_big(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def _drain(chunks: AsyncIterator[bytes], budget: int) -> None:
+    """Read and drop what the client still sends, up to `budget` bytes (a client gone is fine)."""
+    try:
+        async for chunk in chunks:
+            budget -= len(chunk)
+            if budget <= 0:
+                return
+    except Exception:  # noqa: BLE001 - the client went away meanwhile: nothing left to read
+        return
 
 
 class _ClientGone(Exception):
@@ -171,10 +196,13 @@ class HotPaths:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not scope["query_string"]:
             method, path = scope["method"], scope["path"]
-            if method == "GET" and path.startswith(self.session_prefix):
-                raw = self._read(scope)
-                if raw is not None:
-                    return await _respond(send, 200, raw)
+            if (
+                method == "GET"
+                and path.startswith(self.session_prefix)
+                and "/" not in path[len(self.session_prefix) :]
+            ):
+                status, raw = self._read(scope)
+                return await _respond(send, status, raw)
             elif method == "POST" and path == self.post_path:
                 status, raw = await self._post(scope, receive)
                 return await _respond(send, status, raw)
@@ -183,19 +211,18 @@ class HotPaths:
     def _user(self, scope: Any) -> str | None:
         return user_of(self.keyring, _header(scope, b"x-api-key"), _header(scope, b"authorization"))
 
-    def _read(self, scope: Any) -> bytes | None:
-        session_id = scope["path"][len(self.session_prefix) :]
-        if not _SESSION_RE.match(session_id):
-            return None
+    def _read(self, scope: Any) -> tuple[int, bytes]:
+        """GET /session/latest or /session/{id}, answered whole: (status, JSON)."""
+        session_id = _unquote(scope)
         try:
             user = self._user(scope)
             if user is None:
-                return None
+                return 401, dumps_view({"detail": UNAUTHORIZED})
             if session_id == "latest":
-                return self.store.latest(user).json()
-            return self.store.get(user, session_id).json()
-        except (InvalidInput, NotFound, Stale, StorageError):
-            return None  # the FastAPI route answers with the proper error
+                return 200, self.store.latest(user).json()
+            return 200, self.store.get(user, session_id).json()
+        except (InvalidInput, NotFound, Stale, StorageError) as exc:
+            return error_body(exc, "query")
 
     async def _post(self, scope: Any, receive: Any) -> tuple[int, bytes]:
         try:
@@ -233,6 +260,11 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None  # Basic and the like are not our keys
     return token.strip() or None
+
+
+def _unquote(scope: Any) -> str:
+    """The session id as the routes see it (Starlette's path is already percent-decoded)."""
+    return str(scope["path"][len(PREFIX + "/session/") :])
 
 
 def _header(scope: Any, name: bytes) -> str | None:

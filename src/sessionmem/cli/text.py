@@ -49,7 +49,12 @@ def describe(exc: SessionmemError, args: argparse.Namespace | None) -> str:
         flags = (
             {**FLAGS, "session_id": "--session-id"} if args and args.run == "memory:save" else FLAGS
         )
-        return " ".join(f"{flags.get(e.field, e.field)} {e.message}" for e in exc.errors)
+        # The library's own words (every surface says the same), then where the CLI took it.
+        return " ".join(
+            f"{e.field} {e.message}"
+            + (f" (given as {flags[e.field]})" if flags.get(e.field, e.field) != e.field else "")
+            for e in exc.errors
+        )
     text = hint(exc, HINTS)
     folder = getattr(args, "_folder", None)
     if folder is not None and getattr(exc, "what", None) in ("session", "snapshot", "filters",

@@ -1,0 +1,191 @@
+"""The HTTP edge (docs/decisions.md, "The HTTP edge"): each request is evaluated once, on either
+door, errors included; a body over the limit always reads as 413, even from a client that is
+still sending; the same bad input gets the same message on every surface."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from sessionmem import Client, InvalidInput, Store
+from sessionmem.api import PREFIX, create_app
+from sessionmem.keys import KeyRing
+
+from conftest import sessionmem_cmd
+
+
+class CountingStore(Store):
+    """The real store, counting the reads each request makes of it (calls from outside only:
+    `diff` reads its two snapshots through `get`)."""
+
+    calls: Counter[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = Counter()
+        self._depth = threading.local()
+
+    def _count(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            self.calls[name] += 1
+        self._depth.n = depth + 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._depth.n = depth
+
+    def latest(self, *args: Any, **kwargs: Any) -> Any:
+        return self._count("latest", super().latest, *args, **kwargs)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._count("get", super().get, *args, **kwargs)
+
+    def history(self, *args: Any, **kwargs: Any) -> Any:
+        return self._count("history", super().history, *args, **kwargs)
+
+    def diff(self, *args: Any, **kwargs: Any) -> Any:
+        return self._count("diff", super().diff, *args, **kwargs)
+
+
+def _clients(store: Store, key: str) -> list[tuple[str, TestClient]]:
+    hot = TestClient(create_app(store))
+    parent = FastAPI()
+    parent.mount("/mounted", create_app(store))
+    mounted = TestClient(parent, base_url="http://testserver/mounted")
+    for client in (hot, mounted):
+        client.headers["x-api-key"] = key
+    return [("hot", hot), ("mounted", mounted)]
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/session/latest", "latest"),
+        ("/session/nope", "get"),
+        ("/session/nope?version=2", "get"),
+        ("/session/nope/history", "history"),
+        ("/session/nope/diff", "diff"),
+    ],
+)
+def test_a_404_on_each_read_route_asks_the_store_once(
+    tmp_path: Path, path: str, method: str
+) -> None:
+    store = CountingStore(tmp_path / ".memory")
+    key = KeyRing(store.layout).create("alice")[1]
+    for door, client in _clients(store, key):
+        with client:
+            store.calls.clear()
+            answer = client.get(PREFIX + path)
+            assert answer.status_code == 404, (door, answer.text)
+            assert store.calls == Counter({method: 1}), (door, store.calls)
+
+
+def test_both_doors_answer_a_bad_id_and_a_bad_key_alike(tmp_path: Path) -> None:
+    store = Store(tmp_path / ".memory")
+    key = KeyRing(store.layout).create("alice")[1]
+    answers: dict[str, list[Any]] = {}
+    for door, client in _clients(store, key):
+        with client:
+            bad_id = client.get(PREFIX + "/session/bad%20id")
+            no_key = client.get(PREFIX + "/session/s", headers={"x-api-key": "wrong"})
+            answers[door] = [bad_id.status_code, bad_id.json(), no_key.status_code, no_key.json()]
+    assert answers["hot"] == answers["mounted"]
+    assert answers["hot"][0] == 422 and answers["hot"][1]["detail"][0]["loc"] == [
+        "path",
+        "session_id",
+    ]
+    assert answers["hot"][2] == 401
+
+
+# --- the same message on every surface ----------------------------------------------------------
+
+BAD_SESSION = "bad id"
+SESSION_RULE = "session_id must be 1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]*"
+
+
+def test_a_bad_session_id_reads_the_same_everywhere(tmp_path: Path) -> None:
+    root = tmp_path / ".memory"
+    store = Store(root)
+    key = KeyRing(store.layout).create("alice")[1]
+    seen: dict[str, str] = {}
+    with pytest.raises(InvalidInput) as err:
+        store.get("alice", BAD_SESSION)
+    seen["Store"] = str(err.value)
+    for door, client in _clients(store, key):
+        with client:
+            detail = client.get(PREFIX + "/session/bad%20id").json()["detail"][0]["msg"]
+            seen[f"HTTP {door}"] = detail
+            with pytest.raises(InvalidInput) as err:
+                Client(str(client.base_url), key, http=client).get(BAD_SESSION)
+            seen[f"Client {door}"] = str(err.value)
+    cli = subprocess.run(
+        [*sessionmem_cmd(), "show", BAD_SESSION, "--root", str(root), "--user", "alice"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    seen["CLI"] = cli.stderr
+    for surface, text in seen.items():
+        assert SESSION_RULE in text, (surface, text)
+
+
+# --- 413 always reads as 413 ----------------------------------------------------------------------
+
+
+def _burn(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))  # keep a core busy, as a loaded machine is
+
+
+@pytest.mark.slow
+def test_a_body_over_the_limit_always_reads_as_413(tmp_path: Path, serve) -> None:
+    root = tmp_path / ".memory"
+    key = KeyRing(Store(root).layout).create("alice")[1]
+    server = serve(root)
+    body = b'{"session_id": "s", "open_tasks": ["' + b"x" * (3 << 20) + b'"]}'
+    stop = threading.Event()
+    burners = [threading.Thread(target=_burn, args=(stop,)) for _ in range(2)]
+    for b in burners:
+        b.start()
+    statuses: list[Any] = []
+    try:
+        for _ in range(50):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                conn.request(
+                    "POST", PREFIX + "/session", body=body,
+                    headers={"x-api-key": key, "content-type": "application/json"},
+                )  # fmt: skip
+                statuses.append(conn.getresponse().status)
+            except OSError as exc:  # a broken pipe or a reset instead of the answer
+                statuses.append(type(exc).__name__)
+            finally:
+                conn.close()
+        with httpx.Client(timeout=30) as client:
+            for _ in range(50):
+                try:
+                    answer = client.post(
+                        server.base + PREFIX + "/session", content=body,
+                        headers={"x-api-key": key, "content-type": "application/json"},
+                    )  # fmt: skip
+                    statuses.append(answer.status_code)
+                except httpx.TransportError as exc:
+                    statuses.append(type(exc).__name__)
+    finally:
+        stop.set()
+        for b in burners:
+            b.join()
+    assert Counter(statuses) == Counter({413: 100})
+    assert json.loads(httpx.get(server.base + "/healthz", timeout=10).text)[
+        "status"
+    ] == "ok" and os.path.isdir(root)
