@@ -417,9 +417,13 @@ def test_mcp_refuses_unknown_arguments(repo) -> None:
         return wrong, made_up
 
     wrong, made_up = _drive(repo, mcp_env, body)
-    assert wrong.is_error and "takes no argument 'open_tasks'" in wrong.content[0].text
+    assert wrong.is_error and "no argument 'open_tasks'" in wrong.content[0].text
     assert "commands, decisions, done, files, replace, session_id, tasks" in wrong.content[0].text
-    assert made_up.is_error and "it takes: project_path" in made_up.content[0].text
+    assert (
+        made_up.is_error
+        and "get_briefing: no argument 'verbose'" in made_up.content[0].text
+        and "it takes: project_path" in made_up.content[0].text
+    )
     with pytest.raises(Exception):  # noqa: B017 - nothing was stored
         Store(repo / ".memory").get("dev", "s")
 

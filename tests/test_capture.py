@@ -345,9 +345,7 @@ def test_session_start_after_a_compaction_stores_the_hand_over_and_prints_it(
     )
 
 
-def test_without_a_transcript_the_hook_stores_no_empty_snapshot_and_says_so(
-    repo, tmp_path
-) -> None:
+def test_without_a_transcript_the_hook_stores_no_empty_snapshot_and_says_so(repo, tmp_path) -> None:
     repo, env = repo
     other = tmp_path / "other.jsonl"  # another session's transcript nearby: never read
     t.write(other, _lines_before())

@@ -83,7 +83,10 @@ MISTAKES = [
     ),
     (["save", "--session-id", "x", "--root", "{broken}"], "Could not set up the memory folder"),
     (["latest", "--url", "http://127.0.0.1:9"], "--url needs an API key"),
-    (["latest", "--url", "localhost:8765", "--api-key", "k"], "base_url 'localhost:8765' must start"),
+    (
+        ["latest", "--url", "localhost:8765", "--api-key", "k"],
+        "base_url 'localhost:8765' must start",
+    ),
     (["latest", "--url", "http://127.0.0.1:9", "--api-key", "k"], "Could not reach the sessionmem"),
 ]
 

@@ -126,7 +126,7 @@ def test_tools_and_resources_save_read_history_diff_and_errors(repo) -> None:
     text = out["briefing"].content[0].text
     assert text.startswith("# Session memory: s1 (version 2)") and "- B" in text
     for bad, words in (
-        ("bad_version", "greater than or equal to 1"),
+        ("bad_version", "version must be a whole number from 1"),
         ("missing", "No session 'nope'"),
         ("bad_id", "session_id"),
     ):
@@ -223,7 +223,10 @@ def test_the_same_tools_over_the_served_http_endpoint_with_a_key(tmp_path: Path,
         "open_tasks"
     ] == []
     assert out["briefing"].content[0].text.startswith("# Session memory: s1 (version 2)")
-    assert out["bad"].is_error and "greater than or equal to 1" in out["bad"].content[0].text
+    assert (
+        out["bad"].is_error
+        and "limit must be an integer from 1 to 1000" in out["bad"].content[0].text
+    )
     # saved through MCP, read through the HTTP API: the same snapshot, with either header
     import httpx
 

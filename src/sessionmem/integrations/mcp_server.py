@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from ..errors import NotFound, SessionmemError
 from ..memory import Memory, merged
@@ -149,7 +149,7 @@ def build(
     )
     def get_snapshot(
         session_id: Annotated[str, Field(description="the session")],
-        version: Annotated[int | None, Field(description="a past version", ge=1)] = None,
+        version: Annotated[int | None, Field(description="a past version (1 is the first)")] = None,
         snapshot_id: Annotated[str | None, Field(description="a past snapshot's id")] = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = call(
@@ -167,7 +167,7 @@ def build(
     )
     def get_history(
         session_id: Annotated[str, Field(description="the session")],
-        limit: Annotated[int, Field(description="entries per page", ge=1, le=1000)] = 20,
+        limit: Annotated[int, Field(description="entries per page (1-1000)")] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = call(
@@ -205,7 +205,7 @@ def build(
         agent: Annotated[
             str | None, Field(description="only what this agent saved (claude-code, codex, ...)")
         ] = None,
-        limit: Annotated[int, Field(description="sessions per page", ge=1, le=1000)] = 20,
+        limit: Annotated[int, Field(description="sessions per page (1-1000)")] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = call(
@@ -237,7 +237,7 @@ def build(
         project_path: Annotated[str | None, Field(description="only this project")] = None,
         agent: Annotated[str | None, Field(description="only what this agent saved")] = None,
         all_versions: Annotated[bool, Field(description="every version, not only newest")] = False,
-        limit: Annotated[int, Field(description="hits per page", ge=1, le=1000)] = 10,
+        limit: Annotated[int, Field(description="hits per page (1-1000)")] = 10,
         cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = call(
@@ -298,11 +298,38 @@ def _refuse_unknown_arguments(server: MCPServer) -> None:
                 near = difflib.get_close_matches(unknown[0], known, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ToolError(
-                    f"{name} takes no argument {unknown[0]!r}{hint}; it takes: {', '.join(known)}."
+                    f"{name}: no argument {unknown[0]!r}{hint}; it takes: {', '.join(known)}."
                 )
-        return await original(name, arguments, context)
+        try:
+            return await original(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):  # the SDK's check of the arguments' types
+                raise ToolError(_one_line(name, cause)) from None
+            text = str(exc).removeprefix(f"Error executing tool {name}: ")
+            raise ToolError(f"{name}: {text}") from None
 
     server.call_tool = call_tool  # type: ignore[method-assign]
+
+
+_TYPE_WORDS = {
+    "int": "must be an integer",
+    "string": "must be a string",
+    "list": "must be a list of strings",
+    "bool": "must be true or false",
+    "missing": "is required",
+}
+
+
+def _one_line(tool: str, error: ValidationError) -> str:
+    """An argument error in the library's words: the field, the rule, one line."""
+    parts = []
+    for e in error.errors():
+        field = ".".join(str(p) for p in e.get("loc", ())) or "arguments"
+        kind = str(e.get("type", ""))
+        rule = next((w for k, w in _TYPE_WORDS.items() if kind.startswith(k)), None)
+        parts.append(f"{field} {rule or str(e.get('msg', 'is not valid')).lower()}.")
+    return f"{tool}: " + " ".join(parts)
 
 
 def _answer(snap: Snapshot) -> dict[str, Any]:
