@@ -1,5 +1,6 @@
-"""The Store contract: every configuration of the store must pass these (STYLE: eventsourcing's
-shared persistence test suite). Subclass `StoreContract` and provide `make_store`."""
+"""The Store contract: every configuration of the store must pass these (as eventsourcing's
+shared persistence test suite does for its recorders). Subclass `StoreContract` and provide
+`make_store`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """An independent, naive reading of the logs: the oracle the store's projection must equal
-(SPEC §3: the fold of the distinct events present, ordered by (ts, writer, seq))."""
+(docs/storage.md, "Reading": the fold of the distinct events present, ordered by (ts, writer,
+seq))."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Concurrency and crash safety of the log, with real processes (SPEC §3, issues 2 and 4)."""
+"""Concurrency and crash safety of the log, with real processes (docs/storage.md, "Writing")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Projections are pure functions of the logs (SPEC §3): order by (ts, writer, seq), duplicates
-count once, bad lines are skipped and reported, replaced files are re-read."""
+"""Projections are pure functions of the logs (docs/storage.md, "Reading"): order by (ts, writer,
+seq), duplicates count once, bad lines are skipped and reported, replaced files are re-read."""
 
 from __future__ import annotations
 

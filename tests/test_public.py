@@ -1,4 +1,4 @@
-"""The public surface: a sorted `__all__` whose every name imports (STYLE: httpx)."""
+"""The public surface: a sorted `__all__` whose every name imports (as httpx guards its own)."""
 
 from __future__ import annotations
 

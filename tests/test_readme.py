@@ -1,4 +1,4 @@
-"""The README runs verbatim, top to bottom, in a fresh clone (STYLE habit 11).
+"""The README runs verbatim, top to bottom, in a fresh clone, so its first screen cannot lie.
 
 The clone holds this tree's files as git would clone them (tracked, and new files not ignored),
 no `.venv`: the README's first command installs it, as it would for a new user. Every console

@@ -9,10 +9,10 @@ from collections import OrderedDict
 from typing import Any
 
 from .codec import Event
-from .errors import NotFound
+from .errors import NotFound, Stale
 from .lru import ByteLRU
 from .model import HistoryEntry, Snapshot, counts
-from .projection import Stale, UserView
+from .projection import UserView
 from .rows import History
 
 ANSWER_BYTES = 32 << 20  # newest answers kept ready to send, over all users and sessions

@@ -9,15 +9,15 @@ import contextlib
 import os
 import threading
 from array import array
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rows import COLUMNS, FoldResult, Part, _intern
+from .rows import FoldResult, Part, _intern
 
 if TYPE_CHECKING:
     from .fold import Folding
 
 _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
+_CHILD_CODE = "from sessionmem.projection import fold_child; fold_child()"
 
 
 def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldResult) -> None:
@@ -59,7 +59,11 @@ def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldRe
             env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
             try:
                 child = subprocess.Popen(
-                    [sys.executable, "-c", "from sessionmem.childfold import _child; _child()"]
+                    [
+                        sys.executable,
+                        "-c",
+                        "from sessionmem.projection import fold_child; fold_child()",
+                    ]
                     + [*args, str(out_fd)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -89,9 +93,8 @@ def _fork_child(view: Folding, part: Part, split: int, size: int, out_fd: int) -
     if pid == 0:  # the child: fold the second half, write it down, and leave at once
         code = 1
         try:
-            _write_rows(
-                fold_range(str(view.folder), view.user, part.path.name, split, size), out_fd
-            )
+            fold = getattr(type(view), "fold_range")  # noqa: B009 - the view's own (projection)
+            write_rows(fold(str(view.folder), view.user, part.path.name, split, size), out_fd)
             code = 0
         finally:
             os._exit(code)
@@ -144,15 +147,7 @@ def can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _child() -> None:
-    """Entry point of the `_fold_in_halves` child: fold a range, pickle it to a descriptor."""
-    import sys
-
-    folder, user, name, start, end, out_fd = sys.argv[1:7]
-    _write_rows(fold_range(folder, user, name, int(start), int(end)), int(out_fd))
-
-
-def _write_rows(got: dict[str, Any], out_fd: int) -> None:
+def write_rows(got: dict[str, Any], out_fd: int) -> None:
     import pickle
 
     with os.fdopen(os.dup(out_fd), "wb") as f:
@@ -174,31 +169,3 @@ def _stop(child: Any) -> None:
         else:
             child.kill()
             child.wait()
-
-
-def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
-    """Fold the lines of `folder/name` from `start` up to `end` in a fresh view (run in a child
-    process by `fold_in_halves`); returns its rows as plain, picklable values."""
-    from .projection import UserView  # (the view imports this module)
-
-    view = UserView(Path(folder), user)
-    part = view._new_part(name)
-    part.consumed = start
-    result = FoldResult()
-    fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        view._fold_lines(part, fd, result, end=end)
-    finally:
-        os.close(fd)
-    return {
-        "sessions": view.session_names,
-        "writers": view.writer_names,
-        "columns": {a: getattr(part, a).tobytes() for a, _ in COLUMNS},
-        "by_session": {s: rows.tobytes() for s, rows in part.by_session.items()},
-        "heads": {s: (*key, ref & 0xFFFF_FFFF, kind) for s, (key, ref, kind) in view.heads.items()},
-        "idem": {k: r & 0xFFFF_FFFF for k, r in view.idem.items()},
-        "max_ts": part.max_ts,
-        "problems": [(p.offset, p.reason) for p in part.problems],
-        "problem_count": part.problem_count,
-        "consumed": part.consumed,
-    }

@@ -7,7 +7,8 @@
     ├── Conflict              an idempotency key or snapshot id reused with another body (HTTP 409)
     ├── Unauthorized          missing or unknown API key (HTTP 401)
     ├── StorageError          the log could not be written (disk full, permissions) (HTTP 503)
-    │   └── Stale             the log kept changing under a read (a git checkout?) (HTTP 503)
+    │   ├── Stale             the log kept changing under a read (a git checkout?) (HTTP 503)
+    │   └── DamagedKeyFile    keys.json cannot be read as keys; nothing is written over it
     └── ClientError           raised by `sessionmem.Client` for an error answer from a server
         (`.status` and `.detail` carry what the server said; it is also the matching class
         above — a 404 is a `NotFound` — so code written against `Store` catches the same)
@@ -58,6 +59,22 @@ class Unauthorized(SessionmemError):
 
 class StorageError(SessionmemError):
     pass
+
+
+class Stale(StorageError):
+    """A log file changed under a read (a git checkout?) and kept changing while the read was
+    tried again (HTTP 503: retry). `part` is the number of the part found changed, if known."""
+
+    def __init__(self, where: int = 0, part: int | None = None):
+        super().__init__(
+            "The log changed during the read (a git checkout?) and kept changing. Retry."
+        )
+        self.where = where
+        self.part = part
+
+
+class DamagedKeyFile(StorageError):
+    """keys.json cannot be read as a list of keys: nothing is written over it."""
 
 
 class ClientError(SessionmemError):

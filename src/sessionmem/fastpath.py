@@ -20,12 +20,12 @@ from .errors import (
     FieldError,
     InvalidInput,
     NotFound,
+    Stale,
     StorageError,
     Unauthorized,
     hint,
 )
 from .keys import KeyRing
-from .projection import Stale
 from .store import Store
 
 PREFIX = "/api/v1/public/memory/v2"

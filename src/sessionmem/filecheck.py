@@ -1,5 +1,6 @@
 """Has a log file changed since it was folded, and how? The checks the fold (and the projection
-cache) make before they trust what they folded (docs/storage.md, "When a file is re-read")."""
+cache) make before they trust what they folded (docs/storage.md, "Reading": when a file is
+re-read)."""
 
 from __future__ import annotations
 

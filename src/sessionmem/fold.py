@@ -370,7 +370,7 @@ class Folding:
                     except DecodeError as exc:
                         part.report(start, str(exc))
                         continue
-                    except Exception as exc:  # noqa: BLE001 - a reader is total (STYLE 14)
+                    except Exception as exc:  # noqa: BLE001 - a reader is total (docs/storage.md, "Reading")
                         part.report(start, f"unreadable event ({type(exc).__name__}: {exc})")
                         continue
                     latest, row = self._latest, len(part.ts) - 1

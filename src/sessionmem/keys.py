@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from .codec import ms_to_ts, now_ms
-from .errors import NotFound, StorageError, storage_error
+from .errors import DamagedKeyFile, NotFound, StorageError, storage_error
 from .layout import Layout, check_user
 from .names import USER_RE
 
@@ -42,10 +42,6 @@ class KeyInfo(NamedTuple):
     id: str
     user: str
     created_at: str
-
-
-class DamagedKeyFile(StorageError):
-    """keys.json cannot be read as a list of keys: nothing is written over it."""
 
 
 def parse_keys(raw: bytes, path: str) -> list[dict[str, str]]:

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .codec import DecodeError, Event, event_from_record, id_hash, loads
+from .errors import Stale
 from .filecheck import PASSING, unreadable
 from .fold import FULL_CHECK_SECONDS, PARALLEL_FOLD_BYTES, Folding
 from .lru import ByteLRU
 from .model import Problem
-from .rows import DELETE, SNAPSHOT, FoldResult, Head, History, Part, Stale, Summary, summarize
+from .rows import COLUMNS, DELETE, SNAPSHOT, FoldResult, Head, History, Part, Summary, summarize
 
 SUMMARY_BYTES = 16 << 20  # session-head summaries kept for filtered listings, per store
 
@@ -37,6 +38,12 @@ __all__ = [
 
 class UserView(Folding):
     """The projection of `log/<user>/`. Thread-safe: every public method takes `lock`."""
+
+    @staticmethod
+    def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
+        """The child's side of `childfold.fold_in_halves`, called through the view's class (so
+        the child-fold module never imports this one)."""
+        return fold_range(folder, user, name, start, end)
 
     def __init__(self, folder: Path, user: str):
         self.folder = folder
@@ -229,3 +236,40 @@ class UserView(Folding):
                 (t for p in self.by_no.values() for w, t in p.max_ts.items() if w != writer),
                 default=0,
             )
+
+
+def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[str, Any]:
+    """Fold the lines of `folder/name` from `start` up to `end` in a fresh view (run in a child
+    process by `fold_in_halves`); returns its rows as plain, picklable values."""
+    view = UserView(Path(folder), user)
+    part = view._new_part(name)
+    part.consumed = start
+    result = FoldResult()
+    fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        view._fold_lines(part, fd, result, end=end)
+    finally:
+        os.close(fd)
+    return {
+        "sessions": view.session_names,
+        "writers": view.writer_names,
+        "columns": {a: getattr(part, a).tobytes() for a, _ in COLUMNS},
+        "by_session": {s: rows.tobytes() for s, rows in part.by_session.items()},
+        "heads": {s: (*key, ref & 0xFFFF_FFFF, kind) for s, (key, ref, kind) in view.heads.items()},
+        "idem": {k: r & 0xFFFF_FFFF for k, r in view.idem.items()},
+        "max_ts": part.max_ts,
+        "problems": [(p.offset, p.reason) for p in part.problems],
+        "problem_count": part.problem_count,
+        "consumed": part.consumed,
+    }
+
+
+def fold_child() -> None:
+    """Entry point of a `fold_in_halves` child started as a subprocess: fold a range, pickle
+    its rows to a descriptor."""
+    import sys
+
+    from .childfold import write_rows
+
+    folder, user, name, start, end, out_fd = sys.argv[1:7]
+    write_rows(fold_range(folder, user, name, int(start), int(end)), int(out_fd))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import LIST_FIELDS
-from .errors import StorageError
 from .model import Problem
 
 if TYPE_CHECKING:
@@ -25,18 +24,6 @@ _MAX_PROBLEMS = 100  # per part; the count goes on
 # (attribute, array typecode). `Part` has exactly these (a test holds them together).
 COLUMNS = (("ts", "q"), ("seq", "q"), ("widx", "i"), ("off", "q"), ("ln", "i"), ("kind", "b"),
            ("idh", "q"))  # fmt: skip
-
-
-class Stale(StorageError):
-    """A log file changed under a read (a git checkout?) and kept changing while the read was
-    tried again (HTTP 503: retry). `part` is the number of the part found changed, if known."""
-
-    def __init__(self, where: int = 0, part: int | None = None):
-        super().__init__(
-            "The log changed during the read (a git checkout?) and kept changing. Retry."
-        )
-        self.where = where
-        self.part = part
 
 
 class Part:

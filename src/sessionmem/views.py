@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from . import cache
+from .errors import Stale
 from .layout import Layout, check_user
-from .projection import SUMMARY_BYTES, Stale, UserView
+from .projection import SUMMARY_BYTES, UserView
 
 T = TypeVar("T")
 CACHE_MIN_ROWS = 10_000  # fold at least this much before writing the cache again

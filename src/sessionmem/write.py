@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .batch import LoopBatches, ThreadBatches, unacknowledged
 from .codec import Event, dumps, encode, loads, ms_to_ts, uuid7
-from .errors import Conflict, FieldError, InvalidInput, StorageError, storage_error
+from .errors import Conflict, FieldError, InvalidInput, Stale, StorageError, storage_error
 from .layout import Layout, check_user
 from .log import Appended, Appender
 from .model import Snapshot, check_session_id, normalize_snapshot
-from .projection import Stale, UserView
+from .projection import UserView
 
 if TYPE_CHECKING:
     from .answers import Answers

@@ -18,7 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-__all__ = ["main"]
+from .text import Failure, UsageError
+
+__all__ = ["Failure", "UsageError", "main"]
 
 SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
 
@@ -27,14 +29,6 @@ SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
 # gettext searches the locale folders anew every time it finds none (~2 ms a start). Python
 # ships no translations of argparse, so its messages are the same without the search.
 argparse._ = str  # type: ignore[attr-defined]
-
-
-class UsageError(Exception):
-    """A mistake in the command line itself (exit code 2)."""
-
-
-class Failure(Exception):
-    """A command that cannot go on; its message is the one `Error:` line (exit code 1)."""
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -464,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         args = parser.parse_args(argv)
+        args._parser = parser  # (for a command that prints help: `keys` alone)
         if getattr(args, "run", None) is None:
             parser.print_help()
             return 0 if not argv else 2

@@ -14,9 +14,8 @@ from ..errors import NotFound, StorageError
 
 if TYPE_CHECKING:
     from ..keys import KeyRing
-from . import Failure, build_parser
 from .memory import memory_root, open_root, root_of
-from .text import out, out_json, plural
+from .text import Failure, out, out_json, plural
 
 
 def _ensure(folder: Path) -> list[str]:
@@ -70,7 +69,7 @@ def _ring(args: argparse.Namespace) -> KeyRing:
 
 
 def keys_help(args: argparse.Namespace) -> int:
-    build_parser().parse_args(["keys", "--help"])
+    args._parser.parse_args(["keys", "--help"])
     return 0
 
 

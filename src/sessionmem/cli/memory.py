@@ -11,8 +11,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..memory import Memory, merged
-from . import Failure
-from .text import colour, out, out_json, plural, table
+from .text import Failure, colour, out, out_json, plural, table
 
 
 def root_of(args: argparse.Namespace) -> Path:

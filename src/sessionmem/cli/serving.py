@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import Failure
 from .admin import _ensure
 from .memory import root_of
-from .text import out
+from .text import Failure, out
 
 
 def serve(args: argparse.Namespace) -> int | None:

@@ -9,6 +9,15 @@ from typing import Any
 
 from ..errors import ClientError, InvalidInput, SessionmemError, hint
 
+
+class UsageError(Exception):
+    """A mistake in the command line itself (exit code 2)."""
+
+
+class Failure(Exception):
+    """A command that cannot go on; its message is the one `Error:` line (exit code 1)."""
+
+
 # What a command-line user can do about a miss (the library's messages name no command).
 HINTS = {
     "session": "`sessionmem sessions` lists them.",
