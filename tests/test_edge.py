@@ -189,3 +189,103 @@ def test_a_body_over_the_limit_always_reads_as_413(tmp_path: Path, serve) -> Non
     assert json.loads(httpx.get(server.base + "/healthz", timeout=10).text)[
         "status"
     ] == "ok" and os.path.isdir(root)
+
+
+# One table of bad input, every surface: Store, the Client over the app (both doors), raw HTTP on
+# both doors, the CLI, the MCP tools. Each must say the library's words (a surface may add a hint).
+LIMIT = "limit must be an integer from 1 to 1000."
+EVENT = "event must be one of pre_compact, session_end, checkpoint; got 'lunch'."
+VERSION = "version must be a whole number from 1."
+SNAPSHOT = "snapshot_id must be a snapshot id (a UUID)."
+CURSOR = "cursor is not a cursor this listing gave out; omit it to start over."
+IDEM = "Idempotency-Key must be 1-255 characters when sent."
+SESSION = "session_id must be 1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]* (it travels"
+LONG_KEY = "k" * 300
+
+BAD = [
+    # (name, Store call, HTTP (method, path, headers), CLI argv, MCP (tool, args), words)
+    ("limit", lambda s: s.history("alice", "s1", limit=0),
+     ("GET", "/session/s1/history?limit=0", {}), ["history", "s1", "--limit", "0"],
+     ("get_history", {"session_id": "s1", "limit": 0}), LIMIT),
+    ("limit text", lambda s: s.sessions("alice", limit="abc"),
+     ("GET", "/sessions?limit=abc", {}), ["sessions", "--limit", "abc"], None, LIMIT),
+    ("event", lambda s: s.sessions("alice", event="lunch"),
+     ("GET", "/sessions?event=lunch", {}), ["sessions", "--event", "lunch"],
+     ("list_sessions", {"event": "lunch"}), EVENT),
+    ("latest event", lambda s: s.latest("alice", event="lunch"),
+     ("GET", "/session/latest?event=lunch", {}), ["latest", "--event", "lunch"], None, EVENT),
+    ("version", lambda s: s.get("alice", "s1", version=0),
+     ("GET", "/session/s1?version=0", {}), ["show", "s1", "--version", "0"],
+     ("get_snapshot", {"session_id": "s1", "version": 0}), VERSION),
+    ("snapshot id", lambda s: s.get("alice", "s1", snapshot_id="xyz"),
+     ("GET", "/session/s1?snapshot_id=xyz", {}), ["show", "s1", "--snapshot-id", "xyz"],
+     ("get_snapshot", {"session_id": "s1", "snapshot_id": "xyz"}), SNAPSHOT),
+    ("cursor", lambda s: s.history("alice", "s1", cursor="garbage"),
+     ("GET", "/session/s1/history?cursor=garbage", {}),
+     ["history", "s1", "--cursor", "garbage"],
+     ("get_history", {"session_id": "s1", "cursor": "garbage"}), CURSOR),
+    ("idempotency key", lambda s: s.save("alice", {"session_id": "s1"}, idempotency_key=LONG_KEY),
+     ("POST", "/session", {"Idempotency-Key": LONG_KEY}),
+     ["save", "--session-id", "s1", "--idempotency-key", LONG_KEY], None, IDEM),
+    ("session id", lambda s: s.history("alice", "bad id"),
+     ("GET", "/session/bad%20id/history", {}), ["history", "bad id"],
+     ("get_history", {"session_id": "bad id"}), SESSION),
+]  # fmt: skip
+
+
+def test_one_table_of_bad_input_reads_the_same_on_every_surface(tmp_path: Path) -> None:
+    from test_mcp import _drive
+
+    root = tmp_path / ".memory"
+    store = Store(root)
+    key = KeyRing(store.layout).create("alice")[1]
+    store.save("alice", {"session_id": "s1", "open_tasks": ["t"]})
+    said: dict[tuple[str, str], str] = {}
+    for name, call, _, _, _, _ in BAD:
+        with pytest.raises(InvalidInput) as err:
+            call(store)
+        said[(name, "Store")] = str(err.value)
+    for door, client in _clients(store, key):
+        with client:
+            api = Client(str(client.base_url), key, http=client)
+            for name, _, (method, path, headers), _, _, _ in BAD:
+                body = {"session_id": "s1"} if method == "POST" else None
+                answer = client.request(method, PREFIX + path, json=body, headers=headers)
+                assert answer.status_code == 422, (name, door, answer.text)
+                said[(name, f"HTTP {door}")] = answer.json()["detail"][0]["msg"]
+            for name, call, *_ in BAD:
+                with pytest.raises(InvalidInput) as err:
+                    if name == "idempotency key":
+                        api.save({"session_id": "s1"}, idempotency_key=LONG_KEY)
+                    else:
+                        call(_AsUser(api))
+                said[(name, f"Client {door}")] = str(err.value)
+    for name, _, _, argv, _, _ in BAD:
+        run = subprocess.run(
+            [*sessionmem_cmd(), *argv, "--root", str(root), "--user", "alice"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 1, (name, run.stderr)
+        said[(name, "CLI")] = run.stderr
+    tools = [(n, t) for n, *_, t, _ in BAD if t is not None]
+
+    async def body(s: Any) -> list[tuple[str, str]]:
+        return [(n, (await s.call_tool(tool, args)).content[0].text) for n, (tool, args) in tools]
+
+    env = {"SESSIONMEM_USER": "alice", "SESSIONMEM_ROOT": str(root), "PATH": os.environ["PATH"]}
+    for name, text in _drive(tmp_path, env, body):
+        said[(name, "MCP")] = text
+    words = {name: w for name, *_, w in BAD}
+    wrong = {k: v for k, v in said.items() if words[k[0]] not in v}
+    assert not wrong, wrong
+
+
+class _AsUser:
+    """The Store's calls of the table, made through a Client (which has no user argument)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        return lambda user, *args, **kwargs: method(*args, **kwargs)

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from . import __version__
-from .codec import SNAPSHOT_EVENTS, dumps_view
+from .codec import dumps_view
 from .errors import (
     FieldError,
     InvalidInput,
@@ -33,7 +33,6 @@ from .errors import (
     Unauthorized,
 )
 from .fastpath import (
-    PREFIX,
     UNAUTHORIZED,
     HotPaths,
     error_body,
@@ -43,12 +42,11 @@ from .fastpath import (
     user_of,
 )
 from .keys import KeyRing
+from .rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
 from .schemas import (
-    UUID_PATTERN,
     Deleted,
     DiffOut,
     ErrorOut,
-    EventName,
     Health,
     HistoryPage,
     SearchPage,
@@ -71,18 +69,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 SessionId = Annotated[
     str, Path(description="1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]*.")
 ]
-EventFilter = Annotated[EventName | None, Query(description="Only snapshots saved at this event.")]
-SearchQuery = Annotated[
-    str, Query(description='Words, "phrases", prefix*, and task:/decision:/file:/command: scopes.')
+EventFilter = Annotated[
+    str | None,
+    Query(description=f"Only snapshots saved at this event: {', '.join(SNAPSHOT_EVENTS)}."),
 ]
-Since = Annotated[str | None, Query(description="From this UTC time (2026-12-01, ...).")]
-Until = Annotated[str | None, Query(description="Up to this UTC time, inclusive.")]
-AllVersions = Annotated[bool, Query(description="Every version, not only the newest.")]
+Limit = Annotated[str | None, Query(description=f"Items per page, 1-{MAX_LIMIT}.")]
 AgentFilter = Annotated[
     str | None, Query(description="Only snapshots an agent's hooks saved (metadata.agent).")
 ]
-SnapshotIdQuery = Annotated[str | None, Query(pattern=UUID_PATTERN, description="Replay this one.")]
-Cursor = Annotated[str | None, Query(min_length=1, description="next_cursor of the page before.")]
+SnapshotIdQuery = Annotated[str | None, Query(description="Replay this snapshot (its id).")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the page before.")]
 
 
 async def _user_of(
@@ -270,7 +266,11 @@ def create_app(
         request: Request,
         user: User,
         idempotency_key: Annotated[
-            str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="1-255 characters: a retry with the same key stores nothing new.",
+            ),
         ] = None,
     ) -> Response:
         # `HotPaths` answers this route before FastAPI sees it; this handler (the same code)
@@ -295,7 +295,6 @@ def create_app(
         event: EventFilter = None,
         agent: AgentFilter = None,
     ) -> Response:
-        _check_event(event)
         raw = store.latest(
             user, project_path=project_path, git_branch=git_branch, event=event, agent=agent
         ).json()
@@ -309,10 +308,9 @@ def create_app(
     async def get_session(
         user: User,
         session_id: SessionId,
-        version: Annotated[int | None, Query(ge=1)] = None,
+        version: Annotated[str | None, Query(description="Replay this version (from 1).")] = None,
         snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
-        snapshot_id = _uuid_param(snapshot_id, "snapshot_id")
         raw = store.get(user, session_id, version=version, snapshot_id=snapshot_id).json()
         return Response(raw, media_type="application/json")
 
@@ -324,10 +322,12 @@ def create_app(
     async def get_history(
         user: User,
         session_id: SessionId,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        limit: Limit = None,
         cursor: Cursor = None,
     ) -> Response:
-        page = await run_in_threadpool(store.history, user, session_id, limit=limit, cursor=cursor)
+        page = await run_in_threadpool(
+            store.history, user, session_id, limit=_limit(limit, 50), cursor=cursor
+        )
         return _json(page.view())
 
     @app.get(
@@ -364,10 +364,9 @@ def create_app(
         git_branch: str | None = None,
         event: EventFilter = None,
         agent: AgentFilter = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        limit: Limit = None,
         cursor: Cursor = None,
     ) -> Response:
-        _check_event(event)
         page = await run_in_threadpool(
             store.sessions,
             user,
@@ -375,7 +374,7 @@ def create_app(
             git_branch=git_branch,
             event=event,
             agent=agent,
-            limit=limit,
+            limit=_limit(limit, 50),
             cursor=cursor,
         )
         return _json(page.view())
@@ -429,15 +428,14 @@ def create_app(
         all_versions: Annotated[
             bool, Query(description="Every version, not only the newest.")
         ] = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+        limit: Limit = None,
         cursor: Cursor = None,
     ) -> Response:
-        _check_event(event)
         cancel = threading.Event()
         call = functools.partial(
             store.search, user, q, project_path=project_path, git_branch=git_branch, event=event,
             agent=agent, session_id=session_id, since=since, until=until,
-            all_versions=all_versions, limit=limit, cursor=cursor, cancel=cancel,
+            all_versions=all_versions, limit=_limit(limit, 20), cursor=cursor, cancel=cancel,
         )  # fmt: skip
         page = await slow_read(request, call, cancel)
         return _json(page.view())
@@ -483,22 +481,9 @@ async def slow_read(request: Request, call: Callable[[], T], cancel: threading.E
     return result[0]
 
 
-def _check_event(event: str | None) -> None:
-    if event is not None and event not in SNAPSHOT_EVENTS:
-        raise InvalidInput(
-            FieldError("event", "must be one of pre_compact, session_end, checkpoint.")
-        )
-
-
-def _uuid_param(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    from .codec import normalize_uuid
-
-    norm = normalize_uuid(value)
-    if norm is None:
-        raise InvalidInput(FieldError(name, "must be a snapshot id (a UUID)."))
-    return norm
+def _limit(value: str | None, default: int) -> int:
+    """A page size from the query string, by the rule book's check (the same words as Store)."""
+    return default if value is None else check_limit(value)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | Response:

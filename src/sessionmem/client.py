@@ -17,8 +17,8 @@ from .errors import ClientError, FieldError, InvalidInput, client_error
 from .memory import body_of
 from .model import Diff, HistoryEntry, Page, SearchHit, SessionSummary, Snapshot
 from .project import ProjectView
+from .rules import PREFIX
 
-PREFIX = "/api/v1/public/memory/v2"
 T = TypeVar("T")
 
 

@@ -47,7 +47,7 @@ def store_settings(
     SESSIONMEM_CACHE=0), else `config.toml`, else the defaults — read here and nowhere else."""
     import os
 
-    from .log import DURABILITY_MODES
+    from .rules import check_durability
 
     config = read_config(root)
     durability = (
@@ -56,10 +56,7 @@ def store_settings(
         or config.get("durability")
         or "durable"
     )
-    if durability not in DURABILITY_MODES:
-        raise InvalidInput(
-            FieldError("durability", f"must be one of {', '.join(DURABILITY_MODES)}.")
-        )
+    durability = check_durability(durability)
     if cache is None:
         cache = os.environ.get("SESSIONMEM_CACHE", "1") != "0"
     return StoreSettings(durability, cache, config.get("redact", {}))

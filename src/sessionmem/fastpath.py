@@ -26,9 +26,9 @@ from .errors import (
     hint,
 )
 from .keys import KeyRing
+from .rules import INT_MAX, INT_MIN, PREFIX, check_idempotency_key
 from .store import Store
 
-PREFIX = "/api/v1/public/memory/v2"
 UNAUTHORIZED = (
     "Missing or unknown API key. Send it in the x-api-key header (or as "
     "`Authorization: Bearer KEY`); create one with `sessionmem keys create USER`."
@@ -81,11 +81,7 @@ def _big_integer(raw: bytes) -> bytes | None:
     when the body holds 19 digits in a row somewhere)."""
     for match in _TOKENS.finditer(raw):
         digits = match.group(1)
-        if (
-            digits is not None
-            and len(digits) >= 19
-            and not -(1 << 63) <= int(digits[:30]) <= (1 << 63) - 1
-        ):
+        if digits is not None and len(digits) >= 19 and not INT_MIN <= int(digits[:30]) <= INT_MAX:
             return digits
     return None
 
@@ -96,9 +92,11 @@ async def post_snapshot(
     """The whole of `POST /session` once the body is read: (status, JSON)."""
     if user is None:
         return 401, dumps_view({"detail": UNAUTHORIZED})
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        err = InvalidInput(FieldError("Idempotency-Key", "must be 1-255 characters when sent."))
-        return error_body(err, "header")
+    if idempotency_key is not None:
+        try:
+            check_idempotency_key(idempotency_key)
+        except InvalidInput as err:
+            return error_body(err, "header")
     try:
         body = loads(raw)
     except ValueError as exc:

@@ -26,7 +26,6 @@ from .codec import MAX_SEQ, DecodeError, decode, now_ms
 from .errors import StorageError, storage_error
 from .layout import Layout
 
-DURABILITY_MODES = ("durable", "fast")
 _TAIL_CHUNK = 64 * 1024
 # How far ahead of this machine's clock another event's ts may pull this writer's clock (the
 # hybrid-logical clock, docs/storage.md "Clocks"): a clone with a wrong clock cannot drag every

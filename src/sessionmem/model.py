@@ -14,16 +14,20 @@ import orjson
 from .codec import (
     LIST_FIELDS,
     SCALAR_FIELDS,
-    SNAPSHOT_EVENTS,
     dumps,
     dumps_view,
     normalize_uuid,
 )
 from .errors import FieldError, InvalidInput
-from .names import SESSION_RE
+from .rules import (
+    DEFAULT_EVENT,
+    INT_MAX,
+    INT_MIN,
+    RESERVED_SESSION_ID,
+    check_event,
+    check_session_id,
+)
 
-DEFAULT_EVENT = "checkpoint"
-RESERVED_SESSION_ID = "latest"  # GET /session/latest would shadow it
 MAX_LIST_ITEMS = 10_000
 MAX_ITEM_CHARS = 65_536
 MAX_METADATA_BYTES = 64 * 1024
@@ -32,21 +36,6 @@ MAX_DATA_BYTES = 1024 * 1024
 # snapshot may cost to parse, hold and answer stays small whatever it contains.
 MAX_EXTRA_VALUES = 10_000  # JSON values (objects, arrays, strings, numbers...) in all of them
 MAX_DEPTH = 32
-INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1  # integers round-trip exactly within these
-
-
-def check_session_id(value: Any, field_name: str = "session_id") -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(FieldError(field_name, "must be a string."))
-    if not SESSION_RE.match(value):
-        raise InvalidInput(
-            FieldError(
-                field_name,
-                "must be 1-128 characters matching [A-Za-z0-9][A-Za-z0-9._:@-]* "
-                "(it travels in URL paths).",
-            )
-        )
-    return value
 
 
 def normalize_snapshot(body: Any) -> tuple[str, str | None, dict[str, Any]]:
@@ -96,10 +85,10 @@ def normalize_snapshot(body: Any) -> tuple[str, str | None, dict[str, Any]]:
         elif name == "event":
             if value is None:
                 value = DEFAULT_EVENT
-            if value not in SNAPSHOT_EVENTS:
-                errors.append(
-                    FieldError("event", "must be one of pre_compact, session_end, checkpoint.")
-                )
+            try:
+                check_event(value)
+            except InvalidInput as exc:
+                errors.extend(exc.errors)
             data[name] = value
         elif name == "metadata":
             if value is not None and not isinstance(value, Mapping):

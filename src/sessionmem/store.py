@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .answers import HISTORY_CACHE_ENTRIES, Answers, entries_of, snapshot_of
-from .codec import SNAPSHOT_EVENTS, dumps, id_hash, loads, normalize_uuid
+from .codec import dumps, id_hash, loads, normalize_uuid
 from .config import store_settings
 from .errors import FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
@@ -22,9 +22,15 @@ from .model import (
     Problem,
     SessionSummary,
     Snapshot,
-    check_session_id,
 )
 from .projection import UserView
+from .rules import (
+    check_event,
+    check_limit,
+    check_session_id,
+    check_snapshot_id,
+    check_version,
+)
 from .views import Views
 from .write import Writer
 
@@ -32,8 +38,6 @@ if TYPE_CHECKING:
     from .memory import UserMemory
     from .project import ProjectView
     from .search import SearchIndex
-
-MAX_LIMIT = 1000
 
 
 class Store:
@@ -233,7 +237,7 @@ class Store:
     ) -> Page:
         """A session's snapshots, newest first, `limit` at a time; pass back `next_cursor`."""
         check_session_id(session_id)
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         below = _decode_cursor(cursor, "v")
 
         def run(view: UserView) -> Page:
@@ -321,7 +325,7 @@ class Store:
             check_session_id(session_id)
         check_time("since", since)
         check_time("until", until)
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         start = _decode_cursor(cursor, "q") or 0
         where = {
             "project": project_path,
@@ -381,7 +385,7 @@ class Store:
     ) -> Page:
         """The user's sessions, newest first, each with its latest snapshot's summary."""
         filters = _check_filters(Filters(project_path, git_branch, event, agent))
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         before = _decode_cursor(cursor, "s")
 
         def run(view: UserView) -> Page:
@@ -422,42 +426,9 @@ def _no_session(session_id: str, user: str) -> NotFound:
 
 
 def _check_filters(filters: Filters) -> Filters:
-    if filters.event is not None and filters.event not in SNAPSHOT_EVENTS:
-        raise InvalidInput(
-            FieldError(
-                "event", f"must be one of {', '.join(SNAPSHOT_EVENTS)}; got {filters.event!r}."
-            )
-        )
+    if filters.event is not None:
+        check_event(filters.event)
     return filters
-
-
-MAX_VERSION_DIGITS = 18  # any version a log can hold; a longer number is refused unparsed
-
-
-def check_version(value: Any, name: str = "version") -> int:
-    """A version number: an int from 1, or a string of ASCII digits (no sign, no '²')."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        if len(value) > MAX_VERSION_DIGITS:
-            raise InvalidInput(
-                FieldError(name, f"must be a whole number from 1 (got {len(value)} digits).")
-            )
-        value = int(value)
-    if type(value) is not int or value < 1:
-        raise InvalidInput(FieldError(name, "must be a whole number from 1."))
-    return value
-
-
-def check_snapshot_id(value: Any, name: str = "snapshot_id") -> str:
-    sid = normalize_uuid(value) if isinstance(value, str) else None
-    if sid is None:
-        raise InvalidInput(FieldError(name, "must be a snapshot id (a UUID)."))
-    return sid
-
-
-def _check_limit(limit: int) -> int:
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}."))
-    return limit
 
 
 def _cursor_value_ok(kind: str, value: Any) -> bool:

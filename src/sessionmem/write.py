@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .batch import LoopBatches, ThreadBatches, unacknowledged
 from .codec import Event, dumps, encode, loads, ms_to_ts, uuid7
-from .errors import Conflict, FieldError, InvalidInput, Stale, StorageError, storage_error
+from .errors import Conflict, Stale, StorageError, storage_error
 from .layout import Layout, check_user
 from .log import Appended, Appender
-from .model import Snapshot, check_session_id, normalize_snapshot
+from .model import Snapshot, normalize_snapshot
 from .projection import UserView
+from .rules import check_idempotency_key, check_session_id
 
 if TYPE_CHECKING:
     from .answers import Answers
@@ -85,10 +86,7 @@ class Writer:
         data = loads(dumps(self._redact(data)))
         idem = body_hash = None
         if idempotency_key is not None:
-            if not idempotency_key or len(idempotency_key) > 255:
-                raise InvalidInput(
-                    FieldError("Idempotency-Key", "must be 1-255 characters when sent.")
-                )
+            check_idempotency_key(idempotency_key)
             idem = _sha256(idempotency_key.encode())
             body_hash = _sha256(encode_body(session_id, snapshot_id, data))
         return WriteJob(user, session_id, "snapshot", data, snapshot_id, idem, body_hash)

@@ -22,7 +22,8 @@ from .text import Failure, UsageError
 
 __all__ = ["Failure", "UsageError", "main"]
 
-SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")
+SNAPSHOT_EVENTS = ("pre_compact", "session_end", "checkpoint")  # rules.SNAPSHOT_EVENTS: not
+# imported, to keep the parser's start free of the codec (a test holds the two together)
 
 
 # argparse asks gettext for a translation of each of its messages as a parser is built, and
@@ -144,7 +145,11 @@ def _memory_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
 def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project-path", help="only this project")
     p.add_argument("--git-branch", help="only this git branch")
-    p.add_argument("--event", choices=SNAPSHOT_EVENTS, help="only snapshots of this event")
+    p.add_argument(
+        "--event",
+        metavar="EVENT",
+        help=f"only snapshots of this event: {', '.join(SNAPSHOT_EVENTS)}",
+    )
     p.add_argument("--agent", help="only what this agent's hooks saved (claude-code, codex, ...)")
 
 
@@ -193,7 +198,9 @@ def build_parser(only: str | None = None) -> _Parser:
     p.add_argument(
         "--session-id", help="the session; default: the Claude Code session the hooks recorded"
     )
-    p.add_argument("--event", choices=SNAPSHOT_EVENTS, help="default checkpoint")
+    p.add_argument(
+        "--event", metavar="EVENT", help=f"{', '.join(SNAPSHOT_EVENTS)} (default checkpoint)"
+    )
     p.add_argument("--file", action="append", metavar="F", help="a file modified (repeat)")
     p.add_argument("--command", action="append", metavar="C", help="a command run (repeat)")
     p.add_argument("--decision", action="append", metavar="D", help="a key decision (repeat)")
@@ -250,7 +257,7 @@ def build_parser(only: str | None = None) -> _Parser:
 
     p = command("history", "List a session's snapshots, newest first.", "memory:history")
     p.add_argument("session_id", metavar="SESSION")
-    p.add_argument("--limit", type=_count, default=50, help="entries per page (default 50)")
+    p.add_argument("--limit", default="50", help="entries per page, 1-1000 (default 50)")
     p.add_argument("--cursor", help="next_cursor of the page before")
     _memory_options(p)
 
@@ -264,7 +271,7 @@ def build_parser(only: str | None = None) -> _Parser:
 
     p = command("sessions", "List your sessions, newest first.", "memory:sessions")
     _filter_options(p)
-    p.add_argument("--limit", type=_count, default=50, help="sessions per page (default 50)")
+    p.add_argument("--limit", default="50", help="sessions per page, 1-1000 (default 50)")
     p.add_argument("--cursor", help="next_cursor of the page before")
     _memory_options(p)
 
@@ -283,7 +290,7 @@ def build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--since", help="only snapshots from this UTC time (2026-12-01, ...)")
     p.add_argument("--until", help="only snapshots up to this UTC time")
     p.add_argument("--all-versions", action="store_true", help="every version, not only newest")
-    p.add_argument("--limit", type=_count, default=20, help="hits per page (default 20)")
+    p.add_argument("--limit", default="20", help="hits per page, 1-1000 (default 20)")
     p.add_argument("--cursor", help="next_cursor of the page before")
     _memory_options(p)
 
