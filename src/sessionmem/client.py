@@ -7,9 +7,9 @@ of each call (`_Call`), so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 import httpx
 
@@ -20,6 +20,12 @@ from .project import ProjectView
 from .rules import PREFIX
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .model import FilterArgs, SearchArgs, SessionsArgs
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -50,12 +56,14 @@ def _diff(raw: dict[str, Any]) -> Diff:
 
 
 class _Calls:
-    """What each method sends and how its answer is read."""
+    """What each method sends and how its answer is read: written once, with the public
+    signature; `Client` and `AsyncClient` are made of these (`_sync`, `_async`)."""
 
     @staticmethod
     def save(
-        session_id: str | Mapping[str, Any], idempotency_key: str | None, fields: dict[str, Any]
+        session_id: str | Mapping[str, Any], *, idempotency_key: str | None = None, **fields: Any
     ) -> _Call[Snapshot]:
+        """Store a full snapshot: `save("s1", open_tasks=[...])` or `save({...body...})`."""
         body = body_of(session_id, fields)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return _Call(
@@ -63,21 +71,27 @@ class _Calls:
         )
 
     @staticmethod
-    def latest(
-        project_path: str | None, git_branch: str | None, event: str | None, agent: str | None
-    ) -> _Call[Snapshot]:
-        params = _params(project_path=project_path, git_branch=git_branch, event=event, agent=agent)
+    def latest(**filters: Unpack[FilterArgs]) -> _Call[Snapshot]:
+        """The latest snapshot over all your sessions (filters: project_path, git_branch,
+        event, agent)."""
+        params = _params(**filters)
         return _Call("GET", f"{PREFIX}/session/latest", Snapshot.from_view, {"params": params})
 
     @staticmethod
-    def get(session_id: str, version: int | str | None, snapshot_id: str | None) -> _Call[Snapshot]:
+    def get(
+        session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
+    ) -> _Call[Snapshot]:
+        """A session's latest snapshot, or a past one by `version` or `snapshot_id`."""
         params = _params(version=version, snapshot_id=snapshot_id)
         return _Call(
             "GET", f"{PREFIX}/session/{session_id}", Snapshot.from_view, {"params": params}
         )
 
     @staticmethod
-    def history(session_id: str, limit: int, cursor: str | None) -> _Call[Page]:
+    def history(
+        session_id: str, *, limit: int | str = 50, cursor: str | None = None
+    ) -> _Call[Page]:
+        """A session's snapshots, newest first; pass `next_cursor` back as `cursor`."""
         return _Call(
             "GET",
             f"{PREFIX}/session/{session_id}/history",
@@ -86,7 +100,10 @@ class _Calls:
         )
 
     @staticmethod
-    def diff(session_id: str, from_: int | str | None, to: int | str | None) -> _Call[Diff]:
+    def diff(
+        session_id: str, from_: int | str | None = None, to: int | str | None = None
+    ) -> _Call[Diff]:
+        """What changed between two snapshots (default: previous -> latest)."""
         return _Call(
             "GET",
             f"{PREFIX}/session/{session_id}/diff",
@@ -95,60 +112,81 @@ class _Calls:
         )
 
     @staticmethod
-    def sessions(
-        project_path: str | None,
-        git_branch: str | None,
-        event: str | None,
-        agent: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> _Call[Page]:
-        params = _params(
-            project_path=project_path,
-            git_branch=git_branch,
-            event=event,
-            agent=agent,
-            limit=limit,
-            cursor=cursor,
-        )
+    def sessions(**args: Unpack[SessionsArgs]) -> _Call[Page]:
+        """Your sessions, newest first (filters as `latest`; `limit`, `cursor`)."""
         return _Call(
             "GET",
             f"{PREFIX}/sessions",
             lambda raw: Page([SessionSummary(**i) for i in raw["items"]], raw["next_cursor"]),
-            {"params": params},
+            {"params": _params(**args)},
         )
 
     @staticmethod
-    def search(q: str, filters: dict[str, Any]) -> _Call[Page]:
+    def search(q: str, **args: Unpack[SearchArgs]) -> _Call[Page]:
+        """`Store.search` on the server (filters as `sessions`, and session_id, since, until,
+        all_versions)."""
         return _Call(
             "GET",
             f"{PREFIX}/search",
             lambda raw: Page([SearchHit(**i) for i in raw["items"]], raw["next_cursor"]),
-            {"params": _params(q=q, **filters)},
+            {"params": _params(q=q, **args)},
         )
 
     @staticmethod
     def project(
-        project_path: str | None,
-        git_branch: str | None,
-        prefer: Iterable[str | None],
-        also: Iterable[str],
+        project_path: str | None = None,
+        *,
+        git_branch: str | None = None,
+        prefer: Iterable[str | None] = (),
+        also: Iterable[str] = (),
     ) -> _Call[ProjectView]:
+        """The project view on the server (`GET /project`; docs/decisions.md, "The
+        briefing")."""
         params: dict[str, Any] = _params(project_path=project_path, git_branch=git_branch)
         preferred = [p for p in prefer if p]
         if preferred:
             params["prefer"] = preferred
+        also = list(also)
         if also:
-            params["also"] = list(also)
+            params["also"] = also
         return _Call("GET", f"{PREFIX}/project", ProjectView.from_view, {"params": params})
 
     @staticmethod
     def delete(session_id: str) -> _Call[int]:
+        """Hide a session from every read; returns how many versions it hid."""
         return _Call("DELETE", f"{PREFIX}/session/{session_id}", lambda r: int(r["versions"]))
 
     @staticmethod
     def health() -> _Call[dict[str, Any]]:
         return _Call("GET", "/healthz", lambda raw: dict(raw))
+
+
+class _Doer(Protocol):
+    def _do(self, call: _Call[T]) -> T: ...
+
+
+class _AsyncDoer(Protocol):
+    async def _do(self, call: _Call[T]) -> T: ...
+
+
+def _sync(build: Callable[P, _Call[T]]) -> Callable[Concatenate[_Doer, P], T]:
+    """A `Client` method: send what `build` describes, answer what it reads."""
+
+    def method(self: _Doer, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._do(build(*args, **kwargs))
+
+    method.__name__, method.__doc__ = build.__name__, build.__doc__
+    return method
+
+
+def _async(build: Callable[P, _Call[T]]) -> Callable[Concatenate[_AsyncDoer, P], Awaitable[T]]:
+    """An `AsyncClient` method: the same, awaited."""
+
+    async def method(self: _AsyncDoer, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._do(build(*args, **kwargs))
+
+    method.__name__, method.__doc__ = build.__name__, build.__doc__
+    return method
 
 
 def _answer(response: httpx.Response, call: _Call[T]) -> T:
@@ -221,73 +259,16 @@ class Client:
             raise _unreachable(exc, self.base_url) from exc
         return _answer(response, call)
 
-    def save(
-        self,
-        session_id: str | Mapping[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        **fields: Any,
-    ) -> Snapshot:
-        """Store a full snapshot: `save("s1", open_tasks=[...])` or `save({...body...})`."""
-        return self._do(_Calls.save(session_id, idempotency_key, fields))
-
-    def latest(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-    ) -> Snapshot:
-        return self._do(_Calls.latest(project_path, git_branch, event, agent))
-
-    def get(
-        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
-    ) -> Snapshot:
-        return self._do(_Calls.get(session_id, version, snapshot_id))
-
-    def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
-        return self._do(_Calls.history(session_id, limit, cursor))
-
-    def diff(
-        self, session_id: str, from_: int | str | None = None, to: int | str | None = None
-    ) -> Diff:
-        return self._do(_Calls.diff(session_id, from_, to))
-
-    def sessions(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return self._do(_Calls.sessions(project_path, git_branch, event, agent, limit, cursor))
-
-    def search(self, q: str, **filters: Any) -> Page:
-        """`Store.search` on the server (filters: project_path, git_branch, event, agent,
-        session_id, since, until, all_versions, limit, cursor)."""
-        return self._do(_Calls.search(q, filters))
-
-    def project(
-        self,
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
-    ) -> ProjectView:
-        """The project view on the server (`GET /project`; docs/decisions.md, "The briefing")."""
-        return self._do(_Calls.project(project_path, git_branch, prefer, also))
-
-    def delete(self, session_id: str) -> int:
-        """Hide a session from every read; returns how many versions it hid."""
-        return self._do(_Calls.delete(session_id))
-
-    def health(self) -> dict[str, Any]:
-        return self._do(_Calls.health())
+    save = _sync(_Calls.save)
+    latest = _sync(_Calls.latest)
+    get = _sync(_Calls.get)
+    history = _sync(_Calls.history)
+    diff = _sync(_Calls.diff)
+    sessions = _sync(_Calls.sessions)
+    search = _sync(_Calls.search)
+    project = _sync(_Calls.project)
+    delete = _sync(_Calls.delete)
+    health = _sync(_Calls.health)
 
 
 class AsyncClient:
@@ -323,67 +304,13 @@ class AsyncClient:
             raise _unreachable(exc, self.base_url) from exc
         return _answer(response, call)
 
-    async def save(
-        self,
-        session_id: str | Mapping[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        **fields: Any,
-    ) -> Snapshot:
-        return await self._do(_Calls.save(session_id, idempotency_key, fields))
-
-    async def latest(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-    ) -> Snapshot:
-        return await self._do(_Calls.latest(project_path, git_branch, event, agent))
-
-    async def get(
-        self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
-    ) -> Snapshot:
-        return await self._do(_Calls.get(session_id, version, snapshot_id))
-
-    async def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
-        return await self._do(_Calls.history(session_id, limit, cursor))
-
-    async def diff(
-        self, session_id: str, from_: int | str | None = None, to: int | str | None = None
-    ) -> Diff:
-        return await self._do(_Calls.diff(session_id, from_, to))
-
-    async def sessions(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return await self._do(
-            _Calls.sessions(project_path, git_branch, event, agent, limit, cursor)
-        )
-
-    async def search(self, q: str, **filters: Any) -> Page:
-        return await self._do(_Calls.search(q, filters))
-
-    async def project(
-        self,
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
-    ) -> ProjectView:
-        return await self._do(_Calls.project(project_path, git_branch, prefer, also))
-
-    async def delete(self, session_id: str) -> int:
-        return await self._do(_Calls.delete(session_id))
-
-    async def health(self) -> dict[str, Any]:
-        return await self._do(_Calls.health())
+    save = _async(_Calls.save)
+    latest = _async(_Calls.latest)
+    get = _async(_Calls.get)
+    history = _async(_Calls.history)
+    diff = _async(_Calls.diff)
+    sessions = _async(_Calls.sessions)
+    search = _async(_Calls.search)
+    project = _async(_Calls.project)
+    delete = _async(_Calls.delete)
+    health = _async(_Calls.health)

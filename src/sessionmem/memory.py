@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .model import Diff, Page, Snapshot
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .model import FilterArgs, SearchArgs, SessionsArgs
     from .project import ProjectView
     from .store import Store
 
 
 class Memory(Protocol):
-    """What a user-bound memory answers (met by `UserMemory` and `Client`)."""
+    """What a user-bound memory answers (met by `UserMemory` and `Client`); the arguments are
+    the library's vocabulary, typed once (`model.FilterArgs`, `SessionsArgs`, `SearchArgs`)."""
 
     def save(
         self,
@@ -25,37 +29,23 @@ class Memory(Protocol):
         **fields: Any,
     ) -> Snapshot: ...
 
-    def latest(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-    ) -> Snapshot: ...
+    def latest(self, **filters: Unpack[FilterArgs]) -> Snapshot: ...
 
     def get(
         self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
     ) -> Snapshot: ...
 
-    def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page: ...
+    def history(
+        self, session_id: str, *, limit: int | str = 50, cursor: str | None = None
+    ) -> Page: ...
 
     def diff(
         self, session_id: str, from_: int | str | None = None, to: int | str | None = None
     ) -> Diff: ...
 
-    def sessions(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page: ...
+    def sessions(self, **args: Unpack[SessionsArgs]) -> Page: ...
 
-    def search(self, q: str, **filters: Any) -> Page: ...
+    def search(self, q: str, **args: Unpack[SearchArgs]) -> Page: ...
 
     def project(
         self,
@@ -94,24 +84,15 @@ class UserMemory:
             self.user, body_of(session_id, fields), idempotency_key=idempotency_key
         )
 
-    def latest(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-    ) -> Snapshot:
-        return self.store.latest(
-            self.user, project_path=project_path, git_branch=git_branch, event=event, agent=agent
-        )
+    def latest(self, **filters: Unpack[FilterArgs]) -> Snapshot:
+        return self.store.latest(self.user, **filters)
 
     def get(
         self, session_id: str, *, version: int | str | None = None, snapshot_id: str | None = None
     ) -> Snapshot:
         return self.store.get(self.user, session_id, version=version, snapshot_id=snapshot_id)
 
-    def history(self, session_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+    def history(self, session_id: str, *, limit: int | str = 50, cursor: str | None = None) -> Page:
         return self.store.history(self.user, session_id, limit=limit, cursor=cursor)
 
     def diff(
@@ -119,28 +100,11 @@ class UserMemory:
     ) -> Diff:
         return self.store.diff(self.user, session_id, from_, to)
 
-    def sessions(
-        self,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return self.store.sessions(
-            self.user,
-            project_path=project_path,
-            git_branch=git_branch,
-            event=event,
-            agent=agent,
-            limit=limit,
-            cursor=cursor,
-        )
+    def sessions(self, **args: Unpack[SessionsArgs]) -> Page:
+        return self.store.sessions(self.user, **args)
 
-    def search(self, q: str, **filters: Any) -> Page:
-        return self.store.search(self.user, q, **filters)
+    def search(self, q: str, **args: Unpack[SearchArgs]) -> Page:
+        return self.store.search(self.user, q, **args)
 
     def project(
         self,

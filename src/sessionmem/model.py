@@ -7,7 +7,7 @@ same input with the same message naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import orjson
 
@@ -353,6 +353,28 @@ class Problem(NamedTuple):
     path: str
     offset: int
     reason: str
+
+
+class FilterArgs(TypedDict, total=False):
+    """The filters of `latest`, `sessions` and `search`, the same names on every surface (a
+    query parameter each over HTTP, a flag each in the CLI)."""
+
+    project_path: str | None
+    git_branch: str | None
+    event: str | None
+    agent: str | None  # metadata.agent: the agent whose hooks saved it
+
+
+class SessionsArgs(FilterArgs, total=False):
+    limit: int | str  # 1-1000 (rules.check_limit)
+    cursor: str | None  # next_cursor of the page before
+
+
+class SearchArgs(SessionsArgs, total=False):
+    session_id: str | None
+    since: str | None  # a UTC time from 1970 (2026-12-01, 2026-12-01T10:00:00Z)
+    until: str | None
+    all_versions: bool | None  # every version, not only each session's newest
 
 
 class Filters(NamedTuple):

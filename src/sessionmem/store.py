@@ -35,7 +35,10 @@ from .views import Views
 from .write import Writer
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .memory import UserMemory
+    from .model import FilterArgs, SessionsArgs
     from .project import ProjectView
     from .search import SearchIndex
 
@@ -156,29 +159,22 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------
 
-    def latest(
-        self,
-        user: str,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-    ) -> Snapshot:
-        """The user's most recent snapshot over all sessions, optionally filtered."""
-        filters = _check_filters(Filters(project_path, git_branch, event, agent))
+    def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
+        """The user's most recent snapshot over all sessions, optionally filtered (by
+        project_path, git_branch, event, agent)."""
+        checked = _check_filters(Filters(**filters))
 
         def run(view: UserView) -> Snapshot:
-            if not filters.any():
+            if not checked.any():
                 head = view.latest_head()
                 if head is not None:
                     return self._answers.render(view, view.session_names[head[0]], head[1])
             else:
                 for _key, sidx, ref in view.live_heads():
                     summary = view.summary(sidx, ref)
-                    if filters.match(summary.fields):
+                    if checked.match(summary.fields):
                         return self._answers.render(view, summary.session_id, ref)
-            if filters.any():
+            if checked.any():
                 raise NotFound("No snapshot matches these filters.", what="filters")
             raise NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
 
@@ -233,7 +229,7 @@ class Store:
         return self._views.read(user, run)
 
     def history(
-        self, user: str, session_id: str, *, limit: int = 50, cursor: str | None = None
+        self, user: str, session_id: str, *, limit: int | str = 50, cursor: str | None = None
     ) -> Page:
         """A session's snapshots, newest first, `limit` at a time; pass back `next_cursor`."""
         check_session_id(session_id)
@@ -305,8 +301,8 @@ class Store:
         session_id: str | None = None,
         since: str | None = None,
         until: str | None = None,
-        all_versions: bool = False,
-        limit: int = 20,
+        all_versions: bool | None = False,
+        limit: int | str = 20,
         cursor: str | None = None,
         cancel: threading.Event | None = None,
     ) -> Page:
@@ -340,7 +336,7 @@ class Store:
 
         def run(view: UserView) -> Page:
             items, last = find(
-                view, index, expression, where, all_versions, limit, start, cancel=cancel
+                view, index, expression, where, bool(all_versions), limit, start, cancel=cancel
             )
             return Page(items, _encode_cursor("q", last) if last else None)
 
@@ -372,21 +368,18 @@ class Store:
             )
         return index
 
-    def sessions(
-        self,
-        user: str,
-        *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        """The user's sessions, newest first, each with its latest snapshot's summary."""
-        filters = _check_filters(Filters(project_path, git_branch, event, agent))
-        limit = check_limit(limit)
-        before = _decode_cursor(cursor, "s")
+    def sessions(self, user: str, **args: Unpack[SessionsArgs]) -> Page:
+        """The user's sessions, newest first, each with its latest snapshot's summary
+        (filtered by project_path, git_branch, event, agent; `limit` 50 a page, `cursor`)."""
+        unknown = set(args) - {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
+        if unknown:
+            raise TypeError(f"sessions() got an unexpected keyword argument {min(unknown)!r}")
+        limit = check_limit(args.get("limit", 50))
+        before = _decode_cursor(args.get("cursor"), "s")
+        filters = _check_filters(
+            Filters(args.get("project_path"), args.get("git_branch"), args.get("event"),
+                    args.get("agent"))
+        )  # fmt: skip
 
         def run(view: UserView) -> Page:
             items: list[SessionSummary] = []
