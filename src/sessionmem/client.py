@@ -7,7 +7,7 @@ of each call (`_Call`), so they cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
@@ -25,7 +25,7 @@ P = ParamSpec("P")
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .model import FilterArgs, SearchArgs, SessionsArgs
+    from .model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -133,22 +133,15 @@ class _Calls:
         )
 
     @staticmethod
-    def project(
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
-    ) -> _Call[ProjectView]:
+    def project(project_path: str | None = None, **args: Unpack[ProjectArgs]) -> _Call[ProjectView]:
         """The project view on the server (`GET /project`; docs/decisions.md, "The
         briefing")."""
-        params: dict[str, Any] = _params(project_path=project_path, git_branch=git_branch)
-        preferred = [p for p in prefer if p]
-        if preferred:
-            params["prefer"] = preferred
-        also = list(also)
-        if also:
-            params["also"] = also
+        params: dict[str, Any] = _params(
+            project_path=project_path, git_branch=args.get("git_branch")
+        )
+        preferred = [p for p in args.get("prefer", ()) if p]
+        also = list(args.get("also", ()))
+        params.update({k: v for k, v in (("prefer", preferred), ("also", also)) if v})
         return _Call("GET", f"{PREFIX}/project", ProjectView.from_view, {"params": params})
 
     @staticmethod

@@ -4,7 +4,7 @@ which — one vocabulary, the same names and arguments everywhere (docs/http.md)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .model import Diff, Page, Snapshot
@@ -12,7 +12,7 @@ from .model import Diff, Page, Snapshot
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .model import FilterArgs, SearchArgs, SessionsArgs
+    from .model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
     from .project import ProjectView
     from .store import Store
 
@@ -48,12 +48,7 @@ class Memory(Protocol):
     def search(self, q: str, **args: Unpack[SearchArgs]) -> Page: ...
 
     def project(
-        self,
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
+        self, project_path: str | None = None, **args: Unpack[ProjectArgs]
     ) -> ProjectView: ...
 
     def delete(self, session_id: str) -> int: ...
@@ -106,18 +101,11 @@ class UserMemory:
     def search(self, q: str, **args: Unpack[SearchArgs]) -> Page:
         return self.store.search(self.user, q, **args)
 
-    def project(
-        self,
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
-    ) -> ProjectView:
+    def project(self, project_path: str | None = None, **args: Unpack[ProjectArgs]) -> ProjectView:
         """The project view (docs/decisions.md, "The briefing")."""
         from .project import project_view
 
-        return project_view(self, project_path, git_branch, prefer=prefer, also=also)
+        return project_view(self, project_path, **args)
 
     def delete(self, session_id: str) -> int:
         return self.store.delete(self.user, session_id)

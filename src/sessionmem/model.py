@@ -6,7 +6,7 @@ same input with the same message naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypedDict
 
 import orjson
@@ -305,13 +305,7 @@ class HistoryEntry(NamedTuple):
     counts: dict[str, int]
 
     def view(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "snapshot_id": self.snapshot_id,
-            "event": self.event,
-            "created_at": self.created_at,
-            "counts": self.counts,
-        }
+        return self._asdict()  # (the JSON's keys are the fields, in order)
 
 
 class SessionSummary(NamedTuple):
@@ -325,16 +319,7 @@ class SessionSummary(NamedTuple):
     counts: dict[str, int]
 
     def view(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "version": self.version,
-            "snapshot_id": self.snapshot_id,
-            "event": self.event,
-            "created_at": self.created_at,
-            "project_path": self.project_path,
-            "git_branch": self.git_branch,
-            "counts": self.counts,
-        }
+        return self._asdict()
 
 
 class Page(NamedTuple):
@@ -375,6 +360,14 @@ class SearchArgs(SessionsArgs, total=False):
     since: str | None  # a UTC time from 1970 (2026-12-01, 2026-12-01T10:00:00Z)
     until: str | None
     all_versions: bool | None  # every version, not only each session's newest
+
+
+class ProjectArgs(TypedDict, total=False):
+    """The project view's arguments besides the project (`project.project_view`)."""
+
+    git_branch: str | None  # the branch the new session is on (its items first)
+    prefer: Iterable[str | None]  # sessions whose snapshot is the head when it holds work
+    also: Iterable[str]  # other paths the project was saved under
 
 
 class Filters(NamedTuple):

@@ -102,8 +102,8 @@ class ProjectView(NamedTuple):
 def project_view(
     memory: Memory,
     project_path: str | None = None,
-    git_branch: str | None = None,
     *,
+    git_branch: str | None = None,
     prefer: Iterable[str | None] = (),
     also: Iterable[str] = (),
 ) -> ProjectView:

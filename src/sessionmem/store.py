@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .memory import UserMemory
-    from .model import FilterArgs, SessionsArgs
+    from .model import FilterArgs, ProjectArgs, SessionsArgs
     from .project import ProjectView
     from .search import SearchIndex
 
@@ -343,20 +343,12 @@ class Store:
         return self._views.read(user, run)
 
     def project(
-        self,
-        user: str,
-        project_path: str | None = None,
-        *,
-        git_branch: str | None = None,
-        prefer: Iterable[str | None] = (),
-        also: Iterable[str] = (),
+        self, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
     ) -> ProjectView:
         """The project view of `project_path` for a session on `git_branch`: the snapshot a
         briefing comes from, and the open tasks and decisions earlier sessions left (see
         `project.project_view`; docs/decisions.md, "The briefing")."""
-        return self.for_user(check_user(user)).project(
-            project_path, git_branch=git_branch, prefer=prefer, also=also
-        )
+        return self.for_user(check_user(user)).project(project_path, **args)
 
     def _search_index(self, user: str) -> SearchIndex:
         from .search import SearchIndex

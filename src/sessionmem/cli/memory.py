@@ -223,12 +223,7 @@ def _print_snapshot(snap: Any, fmt: str) -> None:
 
 def latest(args: argparse.Namespace) -> None:
     be = backend(args)
-    filters = {
-        "project_path": args.project_path,
-        "git_branch": args.git_branch,
-        "event": args.event,
-        "agent": args.agent,
-    }
+    filters = _filters(args)
     if args.format == "markdown" and not args.json:
         if any(v is not None for v in filters.values()):
             _print_snapshot(be.latest(**filters), "markdown")
@@ -317,13 +312,15 @@ def diff(args: argparse.Namespace) -> None:
     out("".join(line + "\n" for line in lines))
 
 
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filter flags, by the library's names (--project-path is project_path...)."""
+    return {name: getattr(args, name) for name in ("project_path", "git_branch", "event", "agent")}
+
+
 def search(args: argparse.Namespace) -> None:
     page = backend(args).search(
         args.query,
-        project_path=args.project_path,
-        git_branch=args.git_branch,
-        event=args.event,
-        agent=args.agent,
+        **_filters(args),
         session_id=args.session_id,
         since=args.since,
         until=args.until,
@@ -345,14 +342,7 @@ def search(args: argparse.Namespace) -> None:
 
 
 def sessions(args: argparse.Namespace) -> None:
-    page = backend(args).sessions(
-        project_path=args.project_path,
-        git_branch=args.git_branch,
-        event=args.event,
-        agent=args.agent,
-        limit=args.limit,
-        cursor=args.cursor,
-    )
+    page = backend(args).sessions(**_filters(args), limit=args.limit, cursor=args.cursor)
     if args.json:
         out_json(page.view())
         return
