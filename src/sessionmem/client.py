@@ -1,6 +1,6 @@
 """`sessionmem.Client` and `sessionmem.AsyncClient`: the HTTP API from Python, over httpx.
 
-Results are the library's own frozen dataclasses (`Snapshot`, `Page`, `Diff`); an error answer
+Results are the library's own immutable records (`Snapshot`, `Page`, `Diff`); an error answer
 raises `ClientError` carrying the server's status and detail. Both clients share one description
 of each call (`_Call`), so they cannot drift apart.
 """
