@@ -6,8 +6,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,19 @@ def private_store(
     path = tmp_path_factory.mktemp("user-store") / "sessionmem"
     monkeypatch.setenv("SESSIONMEM_HOME", str(path))
     return path
+
+
+# Every storage engine the contract suites run over (docs/decisions.md, "The engine seam"): a
+# factory from a test's place to a fresh, empty engine.
+ENGINES: dict[str, Callable[[Path], Any]] = {
+    "files-durable": lambda root: Store(root, durability="durable"),
+    "files-fast": lambda root: Store(root, durability="fast"),
+}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine_factory(request: pytest.FixtureRequest) -> Callable[[Path], Any]:
+    return ENGINES[request.param]
 
 
 @pytest.fixture

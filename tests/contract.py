@@ -4,7 +4,9 @@ shared persistence test suite does for its recorders). Subclass `StoreContract` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,11 +16,18 @@ from sessionmem.codec import dumps
 
 
 class StoreContract:
+    """Run over every engine of `conftest.ENGINES` (the `engine_factory` fixture); a surface
+    over an engine overrides `make_store` to wrap `self.factory(root)`."""
+
+    factory: Callable[[Path], Any]
+
     def make_store(self, root: Path) -> Store:
-        raise NotImplementedError
+        store: Store = self.factory(root)
+        return store
 
     @pytest.fixture
-    def s(self, tmp_path: Path) -> Store:
+    def s(self, tmp_path: Path, engine_factory: Callable[[Path], Any]) -> Store:
+        self.factory = engine_factory
         return self.make_store(tmp_path / ".memory")
 
     def test_append_then_read_back_exactly(self, s: Store) -> None:

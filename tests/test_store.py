@@ -1,17 +1,9 @@
+"""The Store contract (tests/contract.py) over every engine (`conftest.ENGINES`)."""
+
 from __future__ import annotations
-
-from pathlib import Path
-
-from sessionmem import Store
 
 from contract import StoreContract
 
 
-class TestDurableStore(StoreContract):
-    def make_store(self, root: Path) -> Store:
-        return Store(root, durability="durable")
-
-
-class TestFastStore(StoreContract):
-    def make_store(self, root: Path) -> Store:
-        return Store(root, durability="fast")
+class TestEngine(StoreContract):
+    """The engine itself, as `Store` callers and every surface see it."""

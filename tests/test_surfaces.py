@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from sessionmem import Client, Store
 from sessionmem.api import create_app
-from sessionmem.keys import KeyRing
 from sessionmem.memory import Memory
 
 from contract import StoreContract
@@ -57,15 +56,15 @@ class TestUserMemory(StoreContract):
     """What `sessionmem save/show/...` and the hooks hold in direct mode."""
 
     def make_store(self, root: Path) -> Store:
-        return Surface(root, Store(root, durability="fast").for_user)  # type: ignore[return-value]
+        return Surface(root, self.factory(root).for_user)  # type: ignore[return-value]
 
 
 class TestClientOverTheApp(StoreContract):
     """`Client` over HTTP, one API key per user, against the app factory in this process."""
 
     def make_store(self, root: Path) -> Store:
-        store = Store(root, durability="fast")
-        ring = KeyRing(store.layout)
+        store = self.factory(root)
+        ring = store.keys()
         app = create_app(store, keys=ring, follow=False)  # one ring: a new key counts at once
 
         def memory(user: str) -> Memory:

@@ -1,4 +1,5 @@
-"""The HTTP surface (docs/http.md): a thin FastAPI adapter over `Store`.
+"""The HTTP surface (docs/http.md): a thin FastAPI adapter over an `Engine` (`Store`, the memory
+folder, is the first).
 
 `create_app(store)` builds an app; there is no module-level app. `sessionmem
 serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
@@ -26,6 +27,7 @@ from starlette.routing import Match
 
 from . import __version__
 from .codec import dumps_view
+from .engine import Engine, Keys
 from .errors import (
     FieldError,
     InvalidInput,
@@ -41,7 +43,6 @@ from .fastpath import (
     read_body,
     user_of,
 )
-from .keys import KeyRing
 from .rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
 from .schemas import (
     Deleted,
@@ -151,15 +152,15 @@ class _App(FastAPI):
 
 
 def create_app(
-    store: Store,
+    store: Engine,
     *,
-    keys: KeyRing | None = None,
+    keys: Keys | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     follow: bool = False,
 ) -> FastAPI:
     """The HTTP app over `store`. With `follow`, a watcher folds other processes' appends and
     git's file replacements as they happen (reads are up to date either way)."""
-    keyring = keys or KeyRing(store.layout)
+    keyring = keys or store.keys()
     health: dict[str, Any] = {"status": "ok", "version": __version__}
     if os.environ.get(INSTANCE_ENV):  # a random token: `serve --background` checks its child
         health["instance"] = os.environ[INSTANCE_ENV]
@@ -176,9 +177,7 @@ def create_app(
         quiet_repeats()  # a flood of identical failures is logged once, then counted
         watcher = None
         if follow:
-            from .watch import Follower
-
-            watcher = Follower(store)
+            watcher = store.follower()
             watcher.start()
         try:
             async with mcp.running():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .codec import dumps_view, loads
 from .errors import (
@@ -25,9 +25,10 @@ from .errors import (
     Unauthorized,
     hint,
 )
-from .keys import KeyRing
 from .rules import INT_MAX, INT_MIN, PREFIX, check_idempotency_key
-from .store import Store
+
+if TYPE_CHECKING:
+    from .engine import Engine, Keys
 
 UNAUTHORIZED = (
     "Missing or unknown API key. Send it in the x-api-key header (or as "
@@ -87,7 +88,7 @@ def _big_integer(raw: bytes) -> bytes | None:
 
 
 async def post_snapshot(
-    store: Store, user: str | None, idempotency_key: str | None, raw: bytes
+    store: Engine, user: str | None, idempotency_key: str | None, raw: bytes
 ) -> tuple[int, bytes]:
     """The whole of `POST /session` once the body is read: (status, JSON)."""
     if user is None:
@@ -183,7 +184,7 @@ def too_big(limit: int) -> bytes:
 class HotPaths:
     """ASGI middleware in front of the FastAPI routes (see the module docstring)."""
 
-    def __init__(self, app: Any, store: Store, keyring: KeyRing, max_body: int):
+    def __init__(self, app: Any, store: Engine, keyring: Keys, max_body: int):
         self.app = app
         self.store = store
         self.keyring = keyring
@@ -240,7 +241,7 @@ class HotPaths:
         return await post_snapshot(self.store, user, idem, body)
 
 
-def user_of(keyring: KeyRing, api_key: str | None, authorization: str | None) -> str | None:
+def user_of(keyring: Keys, api_key: str | None, authorization: str | None) -> str | None:
     """The user a request's key belongs to: the `x-api-key` header, or `Authorization: Bearer
     KEY` (clients of the hosted service send one or both; either known key is enough)."""
     for key in (api_key, bearer(authorization)):

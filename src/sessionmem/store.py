@@ -37,10 +37,12 @@ from .write import Writer
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .keys import KeyRing
     from .memory import UserMemory
     from .model import FilterArgs, ProjectArgs, SessionsArgs
     from .project import ProjectView
     from .search import SearchIndex
+    from .watch import Follower
 
 
 class Store:
@@ -67,6 +69,7 @@ class Store:
         self.durability, self.cache = settings.durability, settings.cache
         self._views = Views(self.layout, cache=self.cache)
         self._indexes: dict[str, SearchIndex] = {}
+        self._keys: KeyRing | None = None
         self._answers = Answers()
         self._writer = Writer(
             self.layout,
@@ -111,6 +114,21 @@ class Store:
         return [p for u in users for p in self.view(u).problems()]
 
     # --- writing -------------------------------------------------------------------------
+
+    def keys(self) -> KeyRing:
+        """The API keys of this memory folder (their hashes, under `.local/`)."""
+        from .keys import KeyRing
+
+        if self._keys is None:
+            self._keys = KeyRing(self.layout)
+        return self._keys
+
+    def follower(self) -> Follower:
+        """A watcher that folds other processes' appends and git's file replacements as they
+        happen (`start()`, `stop()`)."""
+        from .watch import Follower
+
+        return Follower(self)
 
     def for_user(self, user: str) -> UserMemory:
         """This store bound to one user, with the `Client`'s vocabulary (`memory.Memory`)."""

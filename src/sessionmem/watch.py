@@ -11,8 +11,10 @@ import contextlib
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .store import Store
+if TYPE_CHECKING:  # (the store makes its follower: `Store.follower`)
+    from .store import Store
 
 log = logging.getLogger("sessionmem.watch")
 

@@ -16,9 +16,8 @@ from ..errors import Unauthorized
 from ..fastpath import UNAUTHORIZED, error_body, user_of
 
 if TYPE_CHECKING:
-    from ..keys import KeyRing
+    from ..engine import Engine, Keys
     from ..memory import Memory
-    from ..store import Store
 
 PATH = "/mcp"
 MAX_REQUEST_SECONDS = 120.0  # no MCP request holds a connection longer (a tool answers in ms)
@@ -32,7 +31,7 @@ _USER: contextvars.ContextVar[str] = contextvars.ContextVar("sessionmem_mcp_user
 class McpEndpoint:
     """An ASGI app answering `/mcp`; `running()` belongs in the server's lifespan."""
 
-    def __init__(self, store: Store, keyring: KeyRing):
+    def __init__(self, store: Engine, keyring: Keys):
         self.store, self.keyring = store, keyring
         self._handle: Any = None  # the SDK's session manager, once started
         self._group: Any = None
