@@ -208,14 +208,14 @@ def test_the_fast_path_accepts_exactly_what_the_decoder_accepts(
     second = orjson.dumps(twin, option=orjson.OPT_SORT_KEYS) + b"\n"
     mutated, _ = _mutate([second], kind, data.draw)
     view = UserView(path.parent, "alice")
-    part = view._new_part("x.jsonl")
+    part = view.new_part("x.jsonl")
     probe = path.parent.parent.parent / ".local" / "probe.jsonl"
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_bytes(first + mutated[0])
     part.path = probe
     fd = os.open(probe, os.O_RDONLY)
     try:
-        view._fold_lines(part, fd, FoldResult())
+        view.fold_lines(part, fd, FoldResult())
     finally:
         os.close(fd)
     pieces = mutated[0].split(b"\n")[:-1]  # a flipped byte may have made a newline

@@ -11,7 +11,7 @@ import threading
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from .rows import FoldResult, Part, _intern
+from .rows import FoldResult, Part, intern
 
 if TYPE_CHECKING:
     from .fold import Folding
@@ -75,7 +75,7 @@ def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldRe
         if child is None:
             return
         try:
-            view._fold_lines(part, fd, result, end=split)
+            view.fold_lines(part, fd, result, end=split)
             if _finished(child) and part.consumed == split:
                 out.seek(0)
                 got = pickle.loads(out.read())  # our own child's answer, not repository data
@@ -103,8 +103,8 @@ def _fork_child(view: Folding, part: Part, split: int, size: int, out_fd: int) -
 
 def merge_range(view: Folding, part: Part, got: dict[str, Any], result: FoldResult) -> None:
     """Append the rows a `fold_range` child folded, in this view's numbering."""
-    smap = [_intern(view.session_index, view.session_names, n) for n in got["sessions"]]
-    wmap = [_intern(view.writer_index, view.writer_names, n) for n in got["writers"]]
+    smap = [intern(view.session_index, view.session_names, n) for n in got["sessions"]]
+    wmap = [intern(view.writer_index, view.writer_names, n) for n in got["writers"]]
     row0 = len(part.ts)
     base = part.no << 32
     for attr, raw in got["columns"].items():

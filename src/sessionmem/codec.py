@@ -25,7 +25,7 @@ from .names import SESSION_RE, USER_RE, WRITER_RE
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("snapshot", "delete")
 _DUMP_OPTS = orjson.OPT_SORT_KEYS
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _TS_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
 MS_DIGITS = frozenset(f"{n:03d}" for n in range(1000))  # the fold's fast path checks ts[20:23]
 BOM = b"\xef\xbb\xbf"
@@ -131,7 +131,7 @@ def event_from_record(raw: Any) -> Event:
         )
     except KeyError as exc:
         raise DecodeError(f"missing field {exc.args[0]!r}") from None
-    if not isinstance(ev.id, str) or not _UUID_RE.match(ev.id):
+    if not isinstance(ev.id, str) or not UUID_RE.match(ev.id):
         raise DecodeError("id is not a lowercase UUID")
     if ev.type not in EVENT_TYPES:
         raise DecodeError(f"unknown type {ev.type!r}")

@@ -10,7 +10,7 @@ Order is `(ts, writer, seq)` (then the id, so two clones holding the same events
 damaged input); duplicate ids (union merges, cherry-picks) count once: identical events have
 identical keys, so after sorting a duplicate sits next to its twin.
 
-(Past our ~500-line habit on purpose: the cold-start loop in `_fold_lines` is written out inline
+(Past our ~500-line habit on purpose: the cold-start loop in `fold_lines` is written out inline
 for speed — docs/decisions.md, "Speed" — beside the general `_add` it mirrors, so a change to one
 is seen next to the other; a property test holds the two together.)
 """
@@ -29,12 +29,12 @@ import orjson
 
 from .childfold import fold_in_halves
 from .codec import (
-    _UUID_RE,
     BOM,
     MAX_LINE_BYTES,
     MAX_SEQ,
     MS_DIGITS,
     SCHEMA_VERSION,
+    UUID_RE,
     DecodeError,
     Event,
     data_problem,
@@ -52,7 +52,7 @@ from .filecheck import (
     unreadable,
 )
 from .lru import ByteLRU
-from .rows import DELETE, SNAPSHOT, FoldResult, Head, History, Part, _intern
+from .rows import DELETE, SNAPSHOT, FoldResult, Head, History, Part, intern
 
 if TYPE_CHECKING:
     from .log import Appended
@@ -142,7 +142,7 @@ class Folding:
             for name, st in entries.items():
                 part = self.parts.get(name)
                 if part is None:
-                    part = self._new_part(name)
+                    part = self.new_part(name)
                 elif (
                     st.st_size == part.seen_size
                     and st.st_mtime_ns == part.seen_mtime
@@ -153,7 +153,7 @@ class Folding:
                     continue
                 elif not appended(part, st):
                     touched |= self._drop(part)
-                    part = self._new_part(name)
+                    part = self.new_part(name)
                 result = self._fold(part)
                 touched |= result.touched
                 changed = True
@@ -178,7 +178,7 @@ class Folding:
                 self._stamp = None
                 return
             touched = self._drop(part)
-            self._new_part(part.path.name)
+            self.new_part(part.path.name)
             self._stamp = None
             self._changed(touched)
 
@@ -209,7 +209,7 @@ class Folding:
             self._changed(result.touched)
             return part.no << 32 | row
 
-    def _new_part(self, name: str) -> Part:
+    def new_part(self, name: str) -> Part:
         part = Part(self._next_no, self.folder / name)
         self._next_no += 1
         self.parts[name] = part
@@ -248,12 +248,12 @@ class Folding:
             ):
                 # Replaced or rewritten between stat and open: read it all again.
                 result.touched |= self._drop(part)
-                part = self._new_part(part.path.name)
+                part = self.new_part(part.path.name)
                 part.dev, part.ino = st.st_dev, st.st_ino
                 result.rebuilt = True
             if st.st_size - part.consumed >= PARALLEL_FOLD_BYTES:
                 fold_in_halves(self, part, fd, st.st_size, result)
-            self._fold_lines(part, fd, result)
+            self.fold_lines(part, fd, result)
             part.seen_size, part.seen_mtime = st.st_size, st.st_mtime_ns
             part.seen_ctime = st.st_ctime_ns
             part.unverified = False
@@ -262,7 +262,7 @@ class Folding:
             os.close(fd)
         return result
 
-    def _fold_lines(self, part: Part, fd: int, result: FoldResult, end: int = -1) -> None:
+    def fold_lines(self, part: Part, fd: int, result: FoldResult, end: int = -1) -> None:
         """Fold every complete line from `part.consumed`. This is the cold-start loop, so the
         common case is checked and added inline, with everything it touches bound to locals;
         an unusual line takes the full decoder (which names what is wrong) and `_add_row`."""
@@ -280,7 +280,7 @@ class Folding:
         by_session = part.by_session
         touched = result.touched
         base = part.no << 32
-        json_loads, uuid_ok, data_bad = orjson.loads, _UUID_RE.match, data_problem
+        json_loads, uuid_ok, data_bad = orjson.loads, UUID_RE.match, data_problem
         row = len(part.ts) - 1
         latest = self._latest
         # A cold fold (no history or newest snapshot worked out yet) leaves each session's head
@@ -437,7 +437,7 @@ class Folding:
         in_order: bool,
         result: FoldResult,
     ) -> None:
-        """The end of a cold fold (`_fold_lines`): heads of the sessions it added rows to, and
+        """The end of a cold fold (`fold_lines`): heads of the sessions it added rows to, and
         the newest ts of each writer, from rows `first_row` on."""
         ts, seq, widx, idh = part.ts, part.seq, part.widx, part.idh
         names, heads, max_ts, base = self.writer_names, self.heads, part.max_ts, part.no << 32
@@ -498,8 +498,8 @@ class Folding:
         length: int,
         result: FoldResult,
     ) -> int:
-        sidx = _intern(self.session_index, self.session_names, session_id)
-        widx = _intern(self.writer_index, self.writer_names, writer)
+        sidx = intern(self.session_index, self.session_names, session_id)
+        widx = intern(self.writer_index, self.writer_names, writer)
         row = len(part.ts)
         part.ts.append(ts)
         part.seq.append(seq)

@@ -242,12 +242,12 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
     """Fold the lines of `folder/name` from `start` up to `end` in a fresh view (run in a child
     process by `fold_in_halves`); returns its rows as plain, picklable values."""
     view = UserView(Path(folder), user)
-    part = view._new_part(name)
+    part = view.new_part(name)
     part.consumed = start
     result = FoldResult()
     fd = os.open(part.path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        view._fold_lines(part, fd, result, end=end)
+        view.fold_lines(part, fd, result, end=end)
     finally:
         os.close(fd)
     return {

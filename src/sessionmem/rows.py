@@ -131,7 +131,7 @@ class FoldResult:
         self.rebuilt = False
 
 
-def _intern(index: dict[str, int], names: list[str], name: str) -> int:
+def intern(index: dict[str, int], names: list[str], name: str) -> int:
     """The number of a session or writer name in this view, given one on first sight."""
     number = index.get(name)
     if number is None:

@@ -18,7 +18,7 @@ from .memory import memory_root, open_root, root_of
 from .text import Failure, out, out_json, plural
 
 
-def _ensure(folder: Path) -> list[str]:
+def ensure_folder(folder: Path) -> list[str]:
     from ..layout import Layout
 
     try:
@@ -29,7 +29,7 @@ def _ensure(folder: Path) -> list[str]:
 
 def init(args: argparse.Namespace) -> None:
     folder = root_of(args)
-    made = _ensure(folder)
+    made = ensure_folder(folder)
     if made:
         out(f"Initialised {folder}: made {', '.join(made)}\n")
     else:

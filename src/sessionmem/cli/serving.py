@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .admin import _ensure
+from .admin import ensure_folder
 from .memory import root_of
 from .text import Failure, out
 
@@ -21,7 +21,7 @@ def serve(args: argparse.Namespace) -> int | None:
     folder = root_of(args).resolve()
     if args.stop:
         return _stop(folder)
-    _ensure(folder)
+    ensure_folder(folder)
     _first_key(folder)
     if args.background:
         return _background(folder, args)
