@@ -133,6 +133,26 @@ def sessionmem_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "sessionmem.cli"]
 
 
+@pytest.fixture
+def agent_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git repository with a committed .memory/ where an agent works, and the environment its
+    hooks run in (user `dev`, no memory folder or server named by this shell)."""
+    from helpers import commit_all, new_repo
+
+    repo = new_repo(tmp_path / "app")
+    (repo / "README.md").write_text("app\n")
+    commit_all(repo, "start")
+    env = {**os.environ, "SESSIONMEM_USER": "dev"}
+    for name in ("SESSIONMEM_ROOT", "SESSIONMEM_URL", "CLAUDE_PROJECT_DIR"):
+        env.pop(name, None)
+    return repo, env
+
+
+@pytest.fixture
+def repo(agent_repo: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    return agent_repo
+
+
 def run_hook(
     payload: dict, cwd: Path, env: dict, agent: str = "claude-code"
 ) -> subprocess.CompletedProcess[str]:

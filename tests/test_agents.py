@@ -6,7 +6,6 @@ their installers on existing files."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,7 +19,6 @@ from sessionmem.integrations.incremental import read_transcript
 from sessionmem.integrations.transcript import parse_transcript
 
 from conftest import DATA, run_hook, sessionmem_cmd
-from helpers import commit_all, new_repo
 
 CODEX = DATA / "transcripts" / "codex"
 GEMINI = DATA / "transcripts" / "gemini" / "session-2025-12-01T21-45-5b959dae.json"
@@ -159,17 +157,6 @@ def test_cursor_transcripts_name_files_by_path(tmp_path: Path) -> None:
 
 
 # --- the hooks, end to end -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    repo = new_repo(tmp_path / "app")
-    (repo / "README.md").write_text("app\n")
-    commit_all(repo, "start")
-    env = {**os.environ, "SESSIONMEM_USER": "dev"}
-    for name in ("SESSIONMEM_ROOT", "SESSIONMEM_URL", "CLAUDE_PROJECT_DIR"):
-        env.pop(name, None)
-    return repo, env
 
 
 def _hook(agent: str, payload: dict[str, Any], repo: Path, env: dict[str, str]) -> str:

@@ -24,7 +24,7 @@ from sessionmem.integrations.transcript import parse_transcript
 from sessionmem.project import ProjectView
 
 from conftest import DATA, run_hook, sessionmem_cmd
-from helpers import commit_all, git, new_repo
+from helpers import commit_all, git
 
 REAL = DATA / "transcripts"
 CLAUDE = REAL / "claude" / "session-196820da.jsonl"
@@ -38,17 +38,6 @@ ANON = {  # the paths their publisher anonymised them to
     CODEX: "/Users/Sample_User/repos/codemie-ai/codemie-code",
     GEMINI: "/Users/Jane_Smith/Documents/projects/epm-cdme",
 }
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    repo = new_repo(tmp_path / "app")  # (with its .memory/, committed)
-    (repo / "README.md").write_text("app\n")
-    commit_all(repo, "start")
-    env = {**os.environ, "SESSIONMEM_USER": "dev"}
-    for name in ("SESSIONMEM_ROOT", "SESSIONMEM_URL", "CLAUDE_PROJECT_DIR"):
-        env.pop(name, None)
-    return repo, env
 
 
 def _copy(src: Path, dest: Path, repo: Path) -> Path:

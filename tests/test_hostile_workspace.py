@@ -26,17 +26,6 @@ from helpers import commit_all, new_repo
 REAL = sorted((DATA / "transcripts").glob("*/*.json*"))
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    repo = new_repo(tmp_path / "app")
-    (repo / "README.md").write_text("app\n")
-    commit_all(repo, "start")
-    env = {**os.environ, "SESSIONMEM_USER": "dev"}
-    for name in ("SESSIONMEM_ROOT", "SESSIONMEM_URL", "CLAUDE_PROJECT_DIR"):
-        env.pop(name, None)
-    return repo, env
-
-
 def _log(repo: Path) -> str:
     return (repo / ".memory" / ".local" / "hooks.log").read_text()
 

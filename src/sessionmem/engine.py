@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .keys import KeyInfo
     from .memory import Memory
-    from .model import Diff, FilterArgs, Page, ProjectArgs, SessionsArgs, Snapshot
+    from .model import Diff, FilterArgs, Page, ProjectArgs, SearchArgs, SessionsArgs, Snapshot
     from .project import ProjectView
 
 
@@ -95,17 +95,8 @@ class Engine(Protocol):
         user: str,
         q: str,
         *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        session_id: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        all_versions: bool | None = False,
-        limit: int | str = 20,
-        cursor: str | None = None,
         cancel: threading.Event | None = None,
+        **args: Unpack[SearchArgs],
     ) -> Page: ...
 
     def project(

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from .keys import KeyRing
     from .memory import UserMemory
-    from .model import FilterArgs, ProjectArgs, SessionsArgs
+    from .model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
     from .project import ProjectView
     from .search import SearchIndex
     from .watch import Follower
@@ -312,26 +312,25 @@ class Store:
         user: str,
         q: str,
         *,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: str | None = None,
-        agent: str | None = None,
-        session_id: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        all_versions: bool | None = False,
-        limit: int | str = 20,
-        cursor: str | None = None,
         cancel: threading.Event | None = None,
+        **args: Unpack[SearchArgs],
     ) -> Page:
         """Snapshots whose tasks, decisions, files or commands match `q` (words, "phrases",
         `prefix*`, `task:` / `decision:` / `file:` / `command:` scopes), best first, then newest:
         each hit's session, version, field and a snippet with the matches in [brackets]. The
         newest version of each session unless `all_versions`; deleted sessions never. A search
         takes at most SESSIONMEM_SEARCH_BUDGET seconds (5; past it, InvalidInput naming `q`)
-        and stops when `cancel` is set."""
+        and stops when `cancel` is set. Filters (`model.SearchArgs`): project_path, git_branch,
+        event, agent, session_id, since, until, all_versions; `limit` (20), `cursor`."""
         from .search import check_time, find, fts_query, until_end
 
+        unknown = set(args) - _SEARCH_ARGS
+        if unknown:
+            raise TypeError(f"search() got an unexpected keyword argument {min(unknown)!r}")
+        project_path, git_branch = args.get("project_path"), args.get("git_branch")
+        event, agent, session_id = args.get("event"), args.get("agent"), args.get("session_id")
+        since, until, cursor = args.get("since"), args.get("until"), args.get("cursor")
+        all_versions = bool(args.get("all_versions"))
         check_user(user)
         expression = fts_query(q)
         _check_filters(Filters(event=event))
@@ -339,7 +338,7 @@ class Store:
             check_session_id(session_id)
         check_time("since", since)
         check_time("until", until)
-        limit = check_limit(limit)
+        limit = check_limit(args.get("limit", 20))
         start = _decode_cursor(cursor, "q") or 0
         where = {
             "project": project_path,
@@ -354,7 +353,7 @@ class Store:
 
         def run(view: UserView) -> Page:
             items, last = find(
-                view, index, expression, where, bool(all_versions), limit, start, cancel=cancel
+                view, index, expression, where, all_versions, limit, start, cancel=cancel
             )
             return Page(items, _encode_cursor("q", last) if last else None)
 
@@ -381,7 +380,7 @@ class Store:
     def sessions(self, user: str, **args: Unpack[SessionsArgs]) -> Page:
         """The user's sessions, newest first, each with its latest snapshot's summary
         (filtered by project_path, git_branch, event, agent; `limit` 50 a page, `cursor`)."""
-        unknown = set(args) - {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
+        unknown = set(args) - _SESSIONS_ARGS
         if unknown:
             raise TypeError(f"sessions() got an unexpected keyword argument {min(unknown)!r}")
         limit = check_limit(args.get("limit", 50))
@@ -422,6 +421,10 @@ class Store:
             return Page(items, nxt)
 
         return self._views.read(user, run)
+
+
+_SESSIONS_ARGS = {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
+_SEARCH_ARGS = _SESSIONS_ARGS | {"session_id", "since", "until", "all_versions"}
 
 
 def _no_session(session_id: str, user: str) -> NotFound:
