@@ -511,3 +511,30 @@ def test_installers_refuse_duplicate_keys_and_read_only_files(repo) -> None:
     )  # fmt: skip
     assert run.returncode == 1 and "is read-only" in run.stderr
     assert settings.read_text() == '{"model": "a"}' and (settings.stat().st_mode & 0o777) == 0o444
+
+
+def test_a_slow_read_is_cancelled_when_its_client_goes_away() -> None:
+    """The HTTP side of a search's cancel: the client disconnects, the event is set, the work
+    stops (an ASGI request whose client leaves after its headers)."""
+    import threading
+
+    import anyio
+    from starlette.requests import Request
+
+    from sessionmem.api import slow_read
+
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await anyio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []}, receive)
+    cancel = threading.Event()
+
+    def work() -> str:
+        return "stopped" if cancel.wait(60) else "ran on for nobody"
+
+    assert anyio.run(slow_read, request, work, cancel) == "stopped"
