@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 
 from sessionmem import Store
-from sessionmem.api import PREFIX, create_app
+from sessionmem.http.app import PREFIX, create_app
 from sessionmem.keys import KeyRing
 
 # CI runs are reproducible (the same generated examples every time); local runs explore.

@@ -301,7 +301,7 @@ def test_installers_merge_are_idempotent_and_remove_exactly_theirs(
 def test_sessions_and_latest_filter_by_agent_on_every_surface(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from sessionmem.api import create_app
+    from sessionmem.http.app import create_app
     from sessionmem.keys import KeyRing
 
     root = tmp_path / ".memory"

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sessionmem import Store
-from sessionmem.api import create_app
+from sessionmem.http.app import create_app
 from sessionmem.keys import KeyRing
 
 from conftest import url

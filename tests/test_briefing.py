@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 import transcripts as t
 from sessionmem import Client, Store
-from sessionmem.api import PREFIX
+from sessionmem.http.app import PREFIX
 from sessionmem.integrations.agents import READERS
 from sessionmem.integrations.handover import read_summary
 from sessionmem.integrations.transcript import parse_transcript
@@ -187,7 +187,7 @@ def test_other_branches_are_marked(repo, tmp_path: Path) -> None:
 
 
 def test_the_project_view_is_the_same_on_every_surface(store: Store, keys) -> None:
-    from sessionmem.api import create_app
+    from sessionmem.http.app import create_app
 
     store.save("alice", {"session_id": "a", "project_path": "/p", "open_tasks": ["t1", "t2"]})
     store.save("alice", {"session_id": "b", "project_path": "/p", "open_tasks": ["t3"],

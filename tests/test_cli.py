@@ -338,7 +338,7 @@ def test_the_client_raises_what_the_store_raises(store: Store, keys: dict[str, s
     from fastapi.testclient import TestClient
 
     from sessionmem import Client, ClientError, InvalidInput, NotFound, Unauthorized
-    from sessionmem.api import create_app
+    from sessionmem.http.app import create_app
 
     with TestClient(create_app(store)) as http:
         client = Client(str(http.base_url), keys["alice"], http=http)

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sessionmem import Client, InvalidInput, Store
-from sessionmem.api import PREFIX, create_app
+from sessionmem.http.app import PREFIX, create_app
 from sessionmem.keys import KeyRing
 
 from conftest import sessionmem_cmd

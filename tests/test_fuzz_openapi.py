@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from sessionmem import Store
-from sessionmem.api import create_app
+from sessionmem.http.app import create_app
 from sessionmem.keys import KeyRing
 
 _TMP = tempfile.TemporaryDirectory(prefix="sessionmem-fuzz-")

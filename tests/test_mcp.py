@@ -295,7 +295,7 @@ def test_install_registers_the_server_in_mcp_json_idempotently_and_removably(rep
 
 
 def test_only_a_bearer_scheme_carries_a_key() -> None:
-    from sessionmem.fastpath import bearer
+    from sessionmem.http.core import bearer
 
     assert bearer("Bearer smk_abc") == "smk_abc" and bearer("bearer  smk_abc ") == "smk_abc"
     for other in ("Basic smk_abc", "smk_abc", "Bearer", "", None):

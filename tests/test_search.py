@@ -194,7 +194,7 @@ def test_two_processes_append_while_a_third_searches(tmp_path: Path) -> None:
 def test_every_surface_gives_the_same_hits(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from sessionmem.api import create_app
+    from sessionmem.http.app import create_app
     from sessionmem.keys import KeyRing
 
     root = tmp_path / ".memory"

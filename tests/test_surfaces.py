@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from sessionmem import Client, Store
-from sessionmem.api import create_app
+from sessionmem.http.app import create_app
 from sessionmem.memory import Memory
 
 from contract import StoreContract

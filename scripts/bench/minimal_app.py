@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from sessionmem.schemas import SnapshotIn
+from sessionmem.http.schemas import SnapshotIn
 
 app = FastAPI()
 _BODY = (b'{"session_id":"s","version":1,"snapshot_id":"01a2148e-b0a0-78bc-a61f-2b24bef470a8",'

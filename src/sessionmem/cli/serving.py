@@ -27,7 +27,7 @@ def serve(args: argparse.Namespace) -> int | None:
         return _background(folder, args)
     import uvicorn
 
-    from ..guard import (
+    from ..http.guard import (
         BODY_TIMEOUT_ENV,
         HEADER_TIMEOUT_ENV,
         PROTOCOL,
@@ -47,7 +47,7 @@ def serve(args: argparse.Namespace) -> int | None:
     if args.workers > 1:
         _accepted_sockets_without_delay()
     uvicorn.run(
-        "sessionmem.api:app_from_env",
+        "sessionmem.http.app:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
@@ -102,8 +102,8 @@ def _start_background(folder: Path, state: Path, args: argparse.Namespace) -> in
     import time
     import urllib.request
 
-    from ..api import INSTANCE_ENV
     from ..codec import dumps, loads
+    from ..http.app import INSTANCE_ENV
 
     running = _running(state)
     if running is not None:

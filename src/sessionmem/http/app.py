@@ -25,16 +25,18 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from . import __version__
-from .codec import dumps_view
-from .engine import Engine, Keys
-from .errors import (
+from .. import __version__
+from ..codec import dumps_view
+from ..engine import Engine, Keys
+from ..errors import (
     FieldError,
     InvalidInput,
     SessionmemError,
     Unauthorized,
 )
-from .fastpath import (
+from ..rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
+from ..store import Store
+from .core import (
     UNAUTHORIZED,
     HotPaths,
     error_body,
@@ -43,7 +45,6 @@ from .fastpath import (
     read_body,
     user_of,
 )
-from .rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
 from .schemas import (
     Deleted,
     DiffOut,
@@ -55,7 +56,6 @@ from .schemas import (
     SnapshotIn,
     SnapshotOut,
 )
-from .store import Store
 
 DEFAULT_MAX_BODY = 1024 * 1024
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your sessionmem API key.")
@@ -166,7 +166,7 @@ def create_app(
         health["instance"] = os.environ[INSTANCE_ENV]
     from starlette.routing import Route
 
-    from .integrations.mcp_http import PATH, McpEndpoint
+    from .mcp import PATH, McpEndpoint
 
     mcp = McpEndpoint(store, keyring)
 
@@ -197,7 +197,7 @@ def create_app(
     app.state.store = store
     app.state.keyring = keyring
     app.hot = HotPaths(functools.partial(FastAPI.__call__, app), store, keyring, max_body)
-    # MCP over streamable HTTP (integrations/mcp_http.py), outside the OpenAPI schema.
+    # MCP over streamable HTTP (http/mcp.py), outside the OpenAPI schema.
     app.router.routes.append(Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
 
     @app.exception_handler(SessionmemError)

@@ -14,8 +14,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .codec import dumps_view, loads
-from .errors import (
+from ..codec import dumps_view, loads
+from ..errors import (
     Conflict,
     FieldError,
     InvalidInput,
@@ -25,10 +25,10 @@ from .errors import (
     Unauthorized,
     hint,
 )
-from .rules import INT_MAX, INT_MIN, PREFIX, check_idempotency_key
+from ..rules import INT_MAX, INT_MIN, PREFIX, check_idempotency_key
 
 if TYPE_CHECKING:
-    from .engine import Engine, Keys
+    from ..engine import Engine, Keys
 
 UNAUTHORIZED = (
     "Missing or unknown API key. Send it in the x-api-key header (or as "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import Unauthorized
-from ..fastpath import UNAUTHORIZED, error_body, user_of
+from .core import UNAUTHORIZED, error_body, user_of
 
 if TYPE_CHECKING:
     from ..engine import Engine, Keys
@@ -78,7 +78,7 @@ class McpEndpoint:
             if self._handle is None:
                 from mcp.server.transport_security import TransportSecuritySettings
 
-                from .mcp_server import build
+                from ..integrations.mcp_server import build
 
                 server = build(self._memory, project=None, session=lambda: None)
                 # Every request carries an API key, so a page that rebinds DNS to this server

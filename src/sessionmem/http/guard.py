@@ -32,7 +32,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_KEEP_ALIVE = 5
 RESERVED_DESCRIPTORS = 48  # for log files, locks, the watcher, the listening socket...
-PROTOCOL = "sessionmem.guard:GuardedH11Protocol"
+PROTOCOL = "sessionmem.http.guard:GuardedH11Protocol"
 _TIMEOUT_BODY = b'{"detail":"The request did not arrive in time; the connection closes."}'
 _TIMEOUT_ANSWER = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
