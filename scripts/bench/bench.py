@@ -507,7 +507,9 @@ def bench_hook(tmp: Path, quick: bool) -> None:
     project = tmp / "hookproj"
     project.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    env = installed_env(SESSIONMEM_USER="u", CLAUDE_PROJECT_DIR=str(project))
+    (project / ".memory").mkdir()  # memory is opt-in per repository (`sessionmem init`)
+    env = installed_env(SESSIONMEM_USER="u", CLAUDE_PROJECT_DIR=str(project),
+                        SESSIONMEM_HOME=str(tmp / "user-store"))
     states = project / ".memory" / ".local" / "transcripts"
 
     def hook(event: str) -> float:
