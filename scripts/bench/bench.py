@@ -595,6 +595,8 @@ def installed_env(**extra: str) -> dict[str, str]:
     no memory folder or server picked by this shell."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONDONTWRITEBYTECODE", "SESSIONMEM_ROOT", "SESSIONMEM_URL")}
+    # never the real home's per-user store (where memory goes in a folder without .memory/)
+    env["SESSIONMEM_HOME"] = str(Path(tempfile.gettempdir()) / "sessionmem-bench-user-store")
     env.update(extra)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "sessionmem")],
                    env=env, capture_output=True)
@@ -608,6 +610,7 @@ def bench_cli(tmp: Path, quick: bool) -> None:
     project = tmp / "cliproj"
     project.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+    (project / ".memory").mkdir()  # memory is opt-in per repository (`sessionmem init`)
     env = installed_env(SESSIONMEM_USER="u")
     cmd = sessionmem_cmd()
     runs = {
