@@ -31,6 +31,8 @@ from .record import (
     aligned,
     as_dict,
     capture_settings,
+    masked,
+    masker,
     redacted,
     same_content,
     union,
@@ -140,6 +142,7 @@ class Hook:
             entry = {"command": self.payload.get("command")}
         if not isinstance(next(iter(entry.values())), str):
             return
+        entry = masked(entry, masker(self.root))  # (kept beside the log: nothing more than it)
         try:
             path = self._events()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +218,9 @@ class Hook:
             from .agents import READERS
 
             reader = READERS[self.agent.name]
-            parsed, how = read_transcript(path, self.project, self._states, reader)
+            parsed, how = read_transcript(
+                path, self.project, self._states, reader, masker(self.root)
+            )
         except OSError as exc:
             why = exc.strerror or exc
             self.log(f"cannot read the transcript {path}: {why}; saving what the payload gives")

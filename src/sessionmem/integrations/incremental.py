@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,17 @@ MAX_READ = 64 * 1024 * 1024  # bytes one hook reads of a transcript; the next on
 
 
 def read_transcript(
-    path: str | Path, project_root: str | None, state_dir: Path, reader: type[Reader] | None = None
+    path: str | Path,
+    project_root: str | None,
+    state_dir: Path,
+    reader: type[Reader] | None = None,
+    mask: Callable[[str], str] | None = None,
 ) -> tuple[Parsed, str]:
     """Read a transcript from where the last call stopped (its state kept in `state_dir`):
     (what it says, how it was read — "whole", "from byte N" or "unchanged"). A transcript that
     shrank, was replaced, or changed before the remembered offset is read again whole. Raises
-    OSError when the transcript cannot be read."""
+    OSError when the transcript cannot be read. `mask` (the folder's redaction) is applied to
+    every string of the state kept on disk, so it holds nothing the log would not."""
     path = str(path)
     cls = reader or Reader
     saved = state_dir / _state_name(path)
@@ -49,7 +55,7 @@ def read_transcript(
         read_lines(r, data)
         kept_saved = kept.get("saved") if kept else None
         _store(saved, {"path": path, "ino": -1, "offset": 0, "fingerprint": [], "saved": kept_saved,
-                       "state": r.state()})  # fmt: skip
+                       "state": _mask(r.state(), mask)})  # fmt: skip
         return r.result(), "whole"
     end = data.rfind(b"\n") + 1  # a line still being written is read next time
     try:
@@ -59,7 +65,7 @@ def read_transcript(
     except Exception:  # a kept state this version cannot use: read it all again
         if not offset:
             raise
-        return _whole(path, project_root, saved, cls)
+        return _whole(path, project_root, saved, cls, mask)
     how = "whole" if offset == 0 else ("unchanged" if not end else f"from byte {offset}")
     if cut:
         how += (
@@ -74,7 +80,7 @@ def read_transcript(
             "ino": st.st_ino,
             "offset": offset + end,
             "fingerprint": fingerprint,
-            "state": r.state(),
+            "state": _mask(r.state(), mask),
             # (a digest of what was last saved holds whatever way the transcript was read)
             "saved": kept.get("saved") if kept else None,
         },
@@ -115,10 +121,14 @@ def _state_name(path: str) -> str:
 
 
 def _whole(
-    path: str, project_root: str | None, saved: Path, cls: type[Reader]
+    path: str,
+    project_root: str | None,
+    saved: Path,
+    cls: type[Reader],
+    mask: Callable[[str], str] | None,
 ) -> tuple[Parsed, str]:
     saved.unlink(missing_ok=True)
-    parsed, _ = read_transcript(path, project_root, saved.parent, cls)
+    parsed, _ = read_transcript(path, project_root, saved.parent, cls, mask)
     return parsed, "whole"
 
 
@@ -147,6 +157,15 @@ def _load(path: Path, transcript: str) -> dict[str, Any] | None:
     ):
         return None
     return kept
+
+
+def _mask(state: dict[str, Any], mask: Callable[[str], str] | None) -> dict[str, Any]:
+    if mask is None:
+        return state
+    from .record import masked
+
+    out: dict[str, Any] = masked(state, mask)
+    return out
 
 
 def _store(path: Path, value: dict[str, Any]) -> None:

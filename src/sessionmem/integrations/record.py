@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
@@ -62,11 +63,13 @@ def capture_settings(section: Any) -> Capture:
 
 
 def tilde(text: str) -> str:
-    """`text` with the home folder written `~` (`/Users/ann/app/x.py` → `~/app/x.py`)."""
+    """`text` with the home folder written `~` (`/Users/ann/app/x.py` → `~/app/x.py`) where it
+    starts a path — not inside another path or a URL (`mysql://root:pw@host` with the home
+    `/root` stays as it is)."""
     home = os.path.expanduser("~").rstrip("/")
     if len(home) < 2 or home not in text:
         return text
-    return re.sub(re.escape(home) + r"(?=/|\b|$)", "~", text)
+    return re.sub(r"(?<![\w/.~:@-])" + re.escape(home) + r"(?=/|$|[\s'\"`:;,)\]])", "~", text)
 
 
 def union(old: Any, new: list[str], *, keep_repeats: bool = False) -> list[str]:
@@ -124,6 +127,31 @@ def lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> di
     return out
 
 
+def masker(root: Path) -> Callable[[str], str]:
+    """The memory folder's redaction as a function of one string (for the files a hook keeps
+    beside the log: the reader's state, Cursor's event records — docs/decisions.md, "Nothing
+    derived holds more than the log")."""
+    from ..config import read_config
+    from ..redact import Redactor, redactor_from_config
+
+    try:
+        redact = redactor_from_config(read_config(root).get("redact", {}))
+    except SessionmemError:
+        redact = redactor_from_config({})
+    return redact.text if isinstance(redact, Redactor) else (lambda text: text)
+
+
+def masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """`value` with every string in it — dict keys too — passed through `mask`."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [masked(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {masked(k, mask): masked(v, mask) for k, v in value.items()}
+    return value
+
+
 def redacted(root: Path, lists: dict[str, list[str]], home: bool) -> dict[str, list[str]]:
     """The items as the store will hold them: home folders written `~` (`[capture]`), then
     the memory folder's redaction rules (a server applies its own, which are the same unless
@@ -131,10 +159,12 @@ def redacted(root: Path, lists: dict[str, list[str]], home: bool) -> dict[str, l
     from ..config import read_config
     from ..redact import redactor_from_config
 
-    if home:
-        lists = {k: [tilde(x) for x in v] for k, v in lists.items()}
     try:
         redact = redactor_from_config(read_config(root).get("redact", {}))
     except SessionmemError:
         redact = redactor_from_config({})
-    return redact(lists) if redact is not None else lists
+    if redact is not None:  # first, on the text as it was: `~` must not hide a credential
+        lists = redact(lists)
+    if home:
+        lists = {k: [tilde(x) for x in v] for k, v in lists.items()}
+    return lists
