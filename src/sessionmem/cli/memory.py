@@ -57,14 +57,16 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
             if os.environ.get("SESSIONMEM_ROOT")
             else None
         )
-        where = (
-            f"named by {how}"
-            if how
-            else f"no .memory/ found upward from {Path.cwd()}; the per-user store"
-        )
+        if how:
+            raise Failure(
+                f"No memory folder at {root} (named by {how}). `sessionmem init` makes one, "
+                "`sessionmem save` makes it with the first snapshot; --root names another."
+            )
         raise Failure(
-            f"No memory folder at {root} ({where}). `sessionmem init` makes one, `sessionmem "
-            "save` makes it with the first snapshot; --root names another."
+            f"No memory folder at {root} (no .memory/ found upward from {Path.cwd()}, and this "
+            "per-user store is empty). `sessionmem init` makes a .memory/ in this repository; "
+            "`sessionmem save` (or an agent's hooks) fills the per-user store; --root names "
+            "another folder."
         )
     from ..layout import existing_root, user_store
 
