@@ -354,8 +354,10 @@ def find(
         live = _Versions(view, every)
         rows = index.matches(expression, where, start)
         while len(found) <= limit:
+            if stop():  # (SQLite's own steps are checked by the progress handler)
+                raise sqlite3.OperationalError("interrupted")
             batch = rows.fetchmany(256)
-            if not batch or stop():
+            if not batch:
                 break
             for rowid, sid, event_id, ts, src, off in batch:
                 pos += 1
@@ -366,8 +368,6 @@ def find(
                     if len(found) > limit:
                         break
         rows.close()
-        if stop():
-            raise sqlite3.OperationalError("interrupted")
         items = [
             Hit(sid, version, event_id, *index.snippets(rowid, expression), ts)
             for rowid, sid, version, event_id, ts, _ in found[:limit]

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -446,13 +447,16 @@ def create_app(
 # the threads every other request needs (docs/decisions.md, "A hostile workspace").
 T = TypeVar("T")
 SLOW_READS = 4
-_limiters: dict[int, anyio.CapacityLimiter] = {}  # per event loop (one per worker process)
+# One per event loop (a worker process has one; tests start many, hence weak keys).
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def slow_read(request: Request, call: Callable[[], T], cancel: threading.Event) -> T:
     """Run `call` on the slow-read threads; when the client goes away, set `cancel` so the work
     stops instead of running on for nobody."""
-    loop = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
         limiter = _limiters[loop] = anyio.CapacityLimiter(SLOW_READS)

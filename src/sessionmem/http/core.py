@@ -212,7 +212,7 @@ class HotPaths:
 
     def _read(self, scope: Any) -> tuple[int, bytes]:
         """GET /session/latest or /session/{id}, answered whole: (status, JSON)."""
-        session_id = _unquote(scope)
+        session_id = scope["path"][len(self.session_prefix) :]  # (Starlette's path: decoded)
         try:
             user = self._user(scope)
             if user is None:
@@ -259,11 +259,6 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None  # Basic and the like are not our keys
     return token.strip() or None
-
-
-def _unquote(scope: Any) -> str:
-    """The session id as the routes see it (Starlette's path is already percent-decoded)."""
-    return str(scope["path"][len(PREFIX + "/session/") :])
 
 
 def _header(scope: Any, name: bytes) -> str | None:

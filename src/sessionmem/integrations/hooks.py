@@ -14,6 +14,7 @@ no command-line parser.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..errors import NotFound, SessionmemError
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..project import holds_work
+from .events import record_event, recorded
 from .gitinfo import branch_and_commit
 from .incremental import digest, mark_saved, read_transcript, saved_digest
 from .record import (
@@ -31,7 +33,7 @@ from .record import (
     aligned,
     as_dict,
     capture_settings,
-    masked,
+    folder_redactor,
     masker,
     redacted,
     same_content,
@@ -44,6 +46,7 @@ from .transcript import EMPTY, MAX_COMMANDS, Parsed
 if TYPE_CHECKING:
     from ..memory import Memory
     from ..model import Snapshot
+    from ..redact import Redactor
 
 
 class Agent(NamedTuple):
@@ -85,9 +88,6 @@ AGENTS = {
     ),
 }
 SAVE_EVENTS = AGENTS["claude-code"].saves
-EVENTS_DIR = (
-    "events"  # .local/events/<session>.jsonl: per-event records (Cursor without a transcript)
-)
 LAST_BRIEFING = "last-briefing.md"
 MAX_PAYLOAD = 16 * 1024 * 1024  # an agent's hook input is a few KiB
 
@@ -124,54 +124,21 @@ class Hook:
 
         return Store(self.root).for_user(default_user(None, Path(self.cwd)))
 
-    def _events(self) -> Path:
-        session = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.session_id)
-        return self.root / ".local" / EVENTS_DIR / f"{session[:128] or 'unknown'}.jsonl"
-
     @property
     def session_id(self) -> str:
         return str(self.payload.get("session_id") or "")
 
     def _record_event(self, event: str) -> None:
-        """A file edit or a shell command reported by its own hook (Cursor's afterFileEdit and
-        afterShellExecution): kept in `.local/events/` for the snapshot to take when there is
-        no transcript to read."""
-        if event == "afterFileEdit":
-            entry = {"file": self.payload.get("file_path")}
-        else:
-            entry = {"command": self.payload.get("command")}
-        if not isinstance(next(iter(entry.values())), str):
-            return
-        entry = masked(entry, masker(self.root))  # (kept beside the log: nothing more than it)
-        try:
-            path = self._events()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-        except OSError as exc:
-            self.log(f"could not record the {event} event: {exc}")
+        problem = record_event(
+            self.root, self.session_id, event, self.payload, masker(self._redactor)
+        )
+        if problem:
+            self.log(problem)
 
     def _from_events(self) -> Parsed:
-        """What the per-event hooks recorded for this session (no transcript to read)."""
-        files: dict[str, None] = {}
-        commands: list[str] = []
-        try:
-            lines = self._events().read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return EMPTY
-        root = self.project.rstrip("/") + "/"
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(entry.get("file"), str):
-                path = entry["file"]
-                files.setdefault(path[len(root) :] if path.startswith(root) else path, None)
-            elif isinstance(entry.get("command"), str):
-                commands.append(entry["command"])
+        files, commands = recorded(self.root, self.session_id, self.project)
         self.log(f"no transcript: {len(files)} files and {len(commands)} commands from its hooks")
-        return EMPTY._replace(files_modified=list(files), commands_run=commands[-MAX_COMMANDS:])
+        return EMPTY._replace(files_modified=files, commands_run=commands[-MAX_COMMANDS:])
 
     def run(self) -> str:
         event = self.payload.get("hook_event_name")
@@ -219,7 +186,7 @@ class Hook:
 
             reader = READERS[self.agent.name]
             parsed, how = read_transcript(
-                path, self.project, self._states, reader, masker(self.root)
+                path, self.project, self._states, reader, masker(self._redactor)
             )
         except OSError as exc:
             why = exc.strerror or exc
@@ -273,7 +240,7 @@ class Hook:
         # transcript's items masked the same way, or each masked item would be added again on
         # every save.
         lists = redacted(
-            self.root,
+            self._redactor,
             {
                 "files_modified": parsed.files_modified,
                 "commands_run": parsed.commands_run if capture.commands else [],
@@ -366,11 +333,25 @@ class Hook:
                 body[name] = text or kept_text
         return body
 
-    def _capture(self) -> Capture:
+    @functools.cached_property
+    def _config(self) -> dict[str, Any]:
+        """The memory folder's config.toml, read once per hook (a damaged one: said, and the
+        defaults apply — the store refuses it when it saves)."""
         from ..config import read_config
 
         try:
-            return capture_settings(read_config(self.root).get("capture", {}))
+            return read_config(self.root)
+        except SessionmemError as exc:
+            self.log(f"{exc}; using the defaults")
+            return {}
+
+    @functools.cached_property
+    def _redactor(self) -> Redactor | None:
+        return folder_redactor(self._config)
+
+    def _capture(self) -> Capture:
+        try:
+            return capture_settings(self._config.get("capture", {}))
         except SessionmemError as exc:
             self.log(f"{exc}; capturing with the defaults")
             return Capture()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from ..errors import SessionmemError
@@ -16,6 +15,7 @@ from ..project import WORK_FIELDS
 
 if TYPE_CHECKING:
     from ..model import Snapshot
+    from ..redact import Redactor
     from .transcript import Parsed
 
 # What says when or why a snapshot was taken, not what it holds; and what changes with every
@@ -127,18 +127,23 @@ def lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> di
     return out
 
 
-def masker(root: Path) -> Callable[[str], str]:
-    """The memory folder's redaction as a function of one string (for the files a hook keeps
-    beside the log: the reader's state, Cursor's event records — docs/decisions.md, "Nothing
-    derived holds more than the log")."""
-    from ..config import read_config
+def folder_redactor(config: dict[str, Any]) -> Redactor | None:
+    """The memory folder's redaction (its `[redact]` section; the built-in rules when that
+    section cannot be used — the store refuses it and says why), None when turned off."""
     from ..redact import Redactor, redactor_from_config
 
     try:
-        redact = redactor_from_config(read_config(root).get("redact", {}))
+        redact = redactor_from_config(config.get("redact", {}))
     except SessionmemError:
         redact = redactor_from_config({})
-    return redact.text if isinstance(redact, Redactor) else (lambda text: text)
+    return redact if isinstance(redact, Redactor) else None
+
+
+def masker(redact: Redactor | None) -> Callable[[str], str]:
+    """The redaction as a function of one string (for the files a hook keeps beside the log:
+    the reader's state, Cursor's event records — docs/decisions.md, "Nothing derived holds
+    more than the log")."""
+    return redact.text if redact is not None else (lambda text: text)
 
 
 def masked(value: Any, mask: Callable[[str], str]) -> Any:
@@ -152,17 +157,12 @@ def masked(value: Any, mask: Callable[[str], str]) -> Any:
     return value
 
 
-def redacted(root: Path, lists: dict[str, list[str]], home: bool) -> dict[str, list[str]]:
-    """The items as the store will hold them: home folders written `~` (`[capture]`), then
-    the memory folder's redaction rules (a server applies its own, which are the same unless
-    its folder's config.toml differs)."""
-    from ..config import read_config
-    from ..redact import redactor_from_config
-
-    try:
-        redact = redactor_from_config(read_config(root).get("redact", {}))
-    except SessionmemError:
-        redact = redactor_from_config({})
+def redacted(
+    redact: Redactor | None, lists: dict[str, list[str]], home: bool
+) -> dict[str, list[str]]:
+    """The items as the store will hold them: the memory folder's redaction rules (a server
+    applies its own, which are the same unless its folder's config.toml differs), then home
+    folders written `~` (`[capture]`)."""
     if redact is not None:  # first, on the text as it was: `~` must not hide a credential
         lists = redact(lists)
     if home:
