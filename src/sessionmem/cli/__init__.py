@@ -142,6 +142,13 @@ def _memory_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
+def _page_options(p: argparse.ArgumentParser, items: str, default: int) -> None:
+    p.add_argument(
+        "--limit", default=str(default), help=f"{items} per page, 1-1000 (default {default})"
+    )
+    p.add_argument("--cursor", help="next_cursor of the page before")
+
+
 def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project-path", help="only this project")
     p.add_argument("--git-branch", help="only this git branch")
@@ -257,8 +264,7 @@ def build_parser(only: str | None = None) -> _Parser:
 
     p = command("history", "List a session's snapshots, newest first.", "memory:history")
     p.add_argument("session_id", metavar="SESSION")
-    p.add_argument("--limit", default="50", help="entries per page, 1-1000 (default 50)")
-    p.add_argument("--cursor", help="next_cursor of the page before")
+    _page_options(p, "entries", 50)
     _memory_options(p)
 
     p = command(
@@ -271,8 +277,7 @@ def build_parser(only: str | None = None) -> _Parser:
 
     p = command("sessions", "List your sessions, newest first.", "memory:sessions")
     _filter_options(p)
-    p.add_argument("--limit", default="50", help="sessions per page, 1-1000 (default 50)")
-    p.add_argument("--cursor", help="next_cursor of the page before")
+    _page_options(p, "sessions", 50)
     _memory_options(p)
 
     p = command(
@@ -290,8 +295,7 @@ def build_parser(only: str | None = None) -> _Parser:
     p.add_argument("--since", help="only snapshots from this UTC time (2026-12-01, ...)")
     p.add_argument("--until", help="only snapshots up to this UTC time")
     p.add_argument("--all-versions", action="store_true", help="every version, not only newest")
-    p.add_argument("--limit", default="20", help="hits per page, 1-1000 (default 20)")
-    p.add_argument("--cursor", help="next_cursor of the page before")
+    _page_options(p, "hits", 20)
     _memory_options(p)
 
     p = command(

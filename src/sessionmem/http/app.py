@@ -35,6 +35,7 @@ from ..errors import (
     SessionmemError,
     Unauthorized,
 )
+from ..model import FilterArgs
 from ..rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
 from ..store import Store
 from .core import (
@@ -59,6 +60,8 @@ from .schemas import (
 )
 
 DEFAULT_MAX_BODY = 1024 * 1024
+T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your sessionmem API key.")
 _bearer = HTTPBearer(auto_error=False, description="The same API key, as a bearer token.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -81,6 +84,19 @@ AgentFilter = Annotated[
 ]
 SnapshotIdQuery = Annotated[str | None, Query(description="Replay this snapshot (its id).")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the page before.")]
+
+
+async def _filter_args(
+    project_path: str | None = None,
+    git_branch: str | None = None,
+    event: EventFilter = None,
+    agent: AgentFilter = None,
+) -> FilterArgs:
+    """The filters of latest, sessions and search, declared once (model.FilterArgs)."""
+    return {"project_path": project_path, "git_branch": git_branch, "event": event, "agent": agent}
+
+
+Filters = Annotated[FilterArgs, Depends(_filter_args)]
 
 
 async def _user_of(
@@ -130,6 +146,17 @@ def _all_query_params(dependant: Any) -> list[Any]:
     for sub in dependant.dependencies:
         params += _all_query_params(sub)
     return params
+
+
+def route(
+    method: Callable[..., Any], path: str, model: Any, tag: str = "sessions", **kw: Any
+) -> Callable[[Handler], Handler]:
+    """A route under the URL prefix answering `model`, with the error shapes every route shares."""
+    responses = _ERRORS if model is None else {200: {"model": model}, **_ERRORS}
+    decorate: Callable[[Handler], Handler] = method(
+        PREFIX + path, responses=responses, tags=[tag], **kw
+    )
+    return decorate
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -283,28 +310,12 @@ def create_app(
             answer, status_code=status, media_type="application/json", headers=extra_headers(status)
         )
 
-    @app.get(
-        PREFIX + "/session/latest",
-        responses={200: {"model": SnapshotOut}, **_ERRORS},
-        tags=["sessions"],
-    )
-    async def get_latest(
-        user: User,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: EventFilter = None,
-        agent: AgentFilter = None,
-    ) -> Response:
-        raw = store.latest(
-            user, project_path=project_path, git_branch=git_branch, event=event, agent=agent
-        ).json()
+    @route(app.get, "/session/latest", SnapshotOut)
+    async def get_latest(user: User, filters: Filters) -> Response:
+        raw = store.latest(user, **filters).json()
         return Response(raw, media_type="application/json")
 
-    @app.get(
-        PREFIX + "/session/{session_id}",
-        responses={200: {"model": SnapshotOut}, **_ERRORS},
-        tags=["sessions"],
-    )
+    @route(app.get, "/session/{session_id}", SnapshotOut)
     async def get_session(
         user: User,
         session_id: SessionId,
@@ -314,11 +325,7 @@ def create_app(
         raw = store.get(user, session_id, version=version, snapshot_id=snapshot_id).json()
         return Response(raw, media_type="application/json")
 
-    @app.get(
-        PREFIX + "/session/{session_id}/history",
-        responses={200: {"model": HistoryPage}, **_ERRORS},
-        tags=["sessions"],
-    )
+    @route(app.get, "/session/{session_id}/history", HistoryPage)
     async def get_history(
         user: User,
         session_id: SessionId,
@@ -330,11 +337,7 @@ def create_app(
         )
         return _json(page.view())
 
-    @app.get(
-        PREFIX + "/session/{session_id}/diff",
-        responses={200: {"model": DiffOut}, **_ERRORS},
-        tags=["sessions"],
-    )
+    @route(app.get, "/session/{session_id}/diff", DiffOut)
     async def get_diff(
         user: User,
         session_id: SessionId,
@@ -344,45 +347,26 @@ def create_app(
         d = await run_in_threadpool(store.diff, user, session_id, from_, to)
         return _json(d.view())
 
-    @app.delete(
-        PREFIX + "/session/{session_id}",
-        responses={200: {"model": Deleted}, **_ERRORS},
-        tags=["sessions"],
-    )
+    @route(app.delete, "/session/{session_id}", Deleted)
     async def delete_session(user: User, session_id: SessionId) -> Response:
         hidden = await run_in_threadpool(store.delete, user, session_id)
         return _json({"session_id": session_id, "deleted": True, "versions": hidden})
 
-    @app.get(
-        PREFIX + "/sessions",
-        responses={200: {"model": SessionsPage}, **_ERRORS},
-        tags=["sessions"],
-    )
+    @route(app.get, "/sessions", SessionsPage)
     async def list_sessions(
-        user: User,
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: EventFilter = None,
-        agent: AgentFilter = None,
-        limit: Limit = None,
-        cursor: Cursor = None,
+        user: User, filters: Filters, limit: Limit = None, cursor: Cursor = None
     ) -> Response:
         page = await run_in_threadpool(
-            store.sessions,
-            user,
-            project_path=project_path,
-            git_branch=git_branch,
-            event=event,
-            agent=agent,
-            limit=_limit(limit, 50),
-            cursor=cursor,
+            functools.partial(
+                store.sessions, user, **filters, limit=_limit(limit, 50), cursor=cursor
+            )
         )
         return _json(page.view())
 
-    @app.get(
-        PREFIX + "/project",
-        responses=_ERRORS,
-        tags=["sessions"],
+    @route(
+        app.get,
+        "/project",
+        None,
         summary="The project view: the snapshot a briefing comes from, and what earlier "
         "sessions left open",
     )
@@ -403,10 +387,11 @@ def create_app(
         )  # fmt: skip
         return _json(view.view())
 
-    @app.get(
-        PREFIX + "/search",
-        responses={200: {"model": SearchPage}, **_ERRORS},
-        tags=["search"],
+    @route(
+        app.get,
+        "/search",
+        SearchPage,
+        "search",
         summary="Search your snapshots' tasks, decisions, files and commands",
     )
     async def search(
@@ -416,10 +401,7 @@ def create_app(
             str,
             Query(description='Words, "phrases", prefix*, task:/decision:/file:/command: scopes.'),
         ],
-        project_path: str | None = None,
-        git_branch: str | None = None,
-        event: EventFilter = None,
-        agent: AgentFilter = None,
+        filters: Filters,
         session_id: str | None = None,
         since: Annotated[
             str | None, Query(description="From this UTC time (2026-12-01...).")
@@ -433,8 +415,7 @@ def create_app(
     ) -> Response:
         cancel = threading.Event()
         call = functools.partial(
-            store.search, user, q, project_path=project_path, git_branch=git_branch, event=event,
-            agent=agent, session_id=session_id, since=since, until=until,
+            store.search, user, q, **filters, session_id=session_id, since=since, until=until,
             all_versions=all_versions, limit=_limit(limit, 20), cursor=cursor, cancel=cancel,
         )  # fmt: skip
         page = await slow_read(request, call, cancel)
@@ -445,7 +426,6 @@ def create_app(
 
 # Searches run on threads of their own, at most this many at once: however slow, they never take
 # the threads every other request needs (docs/decisions.md, "A hostile workspace").
-T = TypeVar("T")
 SLOW_READS = 4
 # One per event loop (a worker process has one; tests start many, hence weak keys).
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (

@@ -22,7 +22,7 @@ from ..errors import NotFound, SessionmemError
 from ..memory import Memory, merged
 
 if TYPE_CHECKING:
-    from ..model import Snapshot
+    from ..model import SearchArgs, SessionsArgs, Snapshot
 
 INSTRUCTIONS = (
     "Session memory for this project: what earlier sessions did, decided and left open. Call "
@@ -35,6 +35,14 @@ INSTRUCTIONS = (
 # (write?) -> the user's memory; raises with a message for the agent when there is none.
 MemoryFor = Callable[[bool], Memory]
 Items = Annotated[list[str], Field(default_factory=list)]
+# The arguments several tools take, described once.
+SessionId = Annotated[str, Field(description="the session")]
+Cursor = Annotated[str | None, Field(description="next_cursor of the page before")]
+Ref = Annotated[str | None, Field(description="version or snapshot id")]
+OnlyProject = Annotated[str | None, Field(description="only this project")]
+OnlyAgent = Annotated[
+    str | None, Field(description="only what this agent saved (claude-code, codex, ...)")
+]
 
 
 def build(
@@ -56,6 +64,10 @@ def build(
             return fn(mem)
         except SessionmemError as exc:
             raise ToolError(str(exc)) from None
+
+    def read(fn: Callable[[Memory], Any]) -> dict[str, Any]:
+        result: dict[str, Any] = call(False, fn)
+        return result
 
     def current(given: str | None) -> str:
         found = given or session()
@@ -148,15 +160,11 @@ def build(
         structured_output=True,
     )
     def get_snapshot(
-        session_id: Annotated[str, Field(description="the session")],
+        session_id: SessionId,
         version: Annotated[int | None, Field(description="a past version (1 is the first)")] = None,
         snapshot_id: Annotated[str | None, Field(description="a past snapshot's id")] = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = call(
-            False,
-            lambda m: _answer(m.get(session_id, version=version, snapshot_id=snapshot_id)),
-        )
-        return result
+        return read(lambda m: _answer(m.get(session_id, version=version, snapshot_id=snapshot_id)))
 
     @server.tool(
         description=(
@@ -166,14 +174,11 @@ def build(
         structured_output=True,
     )
     def get_history(
-        session_id: Annotated[str, Field(description="the session")],
+        session_id: SessionId,
         limit: Annotated[int, Field(description="entries per page (1-1000)")] = 20,
-        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = call(
-            False, lambda m: m.history(session_id, limit=limit, cursor=cursor).view()
-        )
-        return result
+        return read(lambda m: m.history(session_id, limit=limit, cursor=cursor).view())
 
     @server.tool(
         description=(
@@ -184,12 +189,9 @@ def build(
         structured_output=True,
     )
     def diff_snapshots(
-        session_id: Annotated[str, Field(description="the session")],
-        from_ref: Annotated[str | None, Field(description="version or snapshot id")] = None,
-        to_ref: Annotated[str | None, Field(description="version or snapshot id")] = None,
+        session_id: SessionId, from_ref: Ref = None, to_ref: Ref = None
     ) -> dict[str, Any]:
-        result: dict[str, Any] = call(False, lambda m: m.diff(session_id, from_ref, to_ref).view())
-        return result
+        return read(lambda m: m.diff(session_id, from_ref, to_ref).view())
 
     @server.tool(
         description=(
@@ -199,27 +201,22 @@ def build(
         structured_output=True,
     )
     def list_sessions(
-        project_path: Annotated[str | None, Field(description="only this project")] = None,
+        project_path: OnlyProject = None,
         git_branch: Annotated[str | None, Field(description="only this branch")] = None,
         event: Annotated[str | None, Field(description="only this event")] = None,
-        agent: Annotated[
-            str | None, Field(description="only what this agent saved (claude-code, codex, ...)")
-        ] = None,
+        agent: OnlyAgent = None,
         limit: Annotated[int, Field(description="sessions per page (1-1000)")] = 20,
-        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = call(
-            False,
-            lambda m: m.sessions(
-                project_path=project_path,
-                git_branch=git_branch,
-                event=event,
-                agent=agent,
-                limit=limit,
-                cursor=cursor,
-            ).view(),
-        )
-        return result
+        args: SessionsArgs = {
+            "project_path": project_path,
+            "git_branch": git_branch,
+            "event": event,
+            "agent": agent,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return read(lambda m: m.sessions(**args).view())
 
     @server.tool(
         description=(
@@ -234,24 +231,20 @@ def build(
         query: Annotated[
             str, Field(description='e.g. rate limiting, file:router.py, "migrate the cache"')
         ],
-        project_path: Annotated[str | None, Field(description="only this project")] = None,
-        agent: Annotated[str | None, Field(description="only what this agent saved")] = None,
+        project_path: OnlyProject = None,
+        agent: OnlyAgent = None,
         all_versions: Annotated[bool, Field(description="every version, not only newest")] = False,
         limit: Annotated[int, Field(description="hits per page (1-1000)")] = 10,
-        cursor: Annotated[str | None, Field(description="next_cursor of the page before")] = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = call(
-            False,
-            lambda m: m.search(
-                query,
-                project_path=project_path,
-                agent=agent,
-                all_versions=all_versions or None,
-                limit=limit,
-                cursor=cursor,
-            ).view(),
-        )
-        return result
+        args: SearchArgs = {
+            "project_path": project_path,
+            "agent": agent,
+            "all_versions": all_versions or None,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return read(lambda m: m.search(query, **args).view())
 
     @server.resource(
         "sessionmem://briefing",
