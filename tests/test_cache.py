@@ -35,7 +35,7 @@ def filled(root: Path) -> Path:
 def test_warm_start_loads_the_cache_and_answers_the_same(filled: Path) -> None:
     warm = Store(filled)
     view = warm._views.get("alice")
-    assert view.loaded_rows == N + 1  # every row came from the cache, none from the log
+    assert view.state.loaded_rows == N + 1  # every row came from the cache, none from the log
     cold = Store(filled, cache=False)
     assert state(warm) == state(cold)
     assert_matches(warm, "alice")
@@ -50,7 +50,7 @@ def test_a_stale_cache_folds_the_tail(filled: Path) -> None:
         other.append("alice", {"session_id": "tail", "open_tasks": [f"x{i}"]})
     warm = Store(filled)
     assert warm.get("alice", "tail").version == 5
-    assert warm._views.get("alice").loaded_rows == N + 1
+    assert warm._views.get("alice").state.loaded_rows == N + 1
     assert state(warm) == state(Store(filled, cache=False))
 
 
@@ -73,7 +73,7 @@ def test_a_corrupt_cache_is_ignored(filled: Path, damage: str) -> None:
         raw = bytearray(cache_path(filled, "bob").read_bytes())
     path.write_bytes(bytes(raw))
     store = Store(filled)
-    assert store._views.get("alice").loaded_rows == 0
+    assert store._views.get("alice").state.loaded_rows == 0
     assert state(store) == state(Store(filled, cache=False))
     assert_matches(store, "alice")
 

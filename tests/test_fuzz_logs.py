@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from sessionmem import Store
 from sessionmem.codec import BOM, DecodeError, decode, id_hash
-from sessionmem.projection import FoldResult, UserView
+from sessionmem.fold import fold_lines, new_part
+from sessionmem.rows import FoldResult, Rows
 from sessionmem.verify import verify
 
 from oracle import assert_matches, events_of
@@ -151,7 +152,7 @@ def test_one_mutation_never_breaks_a_reader(
 
     expected = assert_matches(Store(root, durability="fast", cache=False), "alice")
     assert_matches(Store(root, durability="fast"), "alice")  # warm, from the old cache
-    running._views.get("alice")._full_at = 0  # as the watcher would, on a change in place
+    running._views.get("alice").state.full_at = 0  # as the watcher would, on a change in place
     assert_matches(running, "alice")
 
     # Every event the mutation did not touch is still read.
@@ -207,15 +208,15 @@ def test_the_fast_path_accepts_exactly_what_the_decoder_accepts(
     twin["seq"] = 2
     second = orjson.dumps(twin, option=orjson.OPT_SORT_KEYS) + b"\n"
     mutated, _ = _mutate([second], kind, data.draw)
-    view = UserView(path.parent, "alice")
-    part = view.new_part("x.jsonl")
+    view = Rows(path.parent, "alice")
+    part = new_part(view, "x.jsonl")
     probe = path.parent.parent.parent / ".local" / "probe.jsonl"
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_bytes(first + mutated[0])
     part.path = probe
     fd = os.open(probe, os.O_RDONLY)
     try:
-        view.fold_lines(part, fd, FoldResult())
+        fold_lines(view, part, fd, FoldResult())
     finally:
         os.close(fd)
     pieces = mutated[0].split(b"\n")[:-1]  # a flipped byte may have made a newline

@@ -336,7 +336,7 @@ def test_every_change_to_a_cached_file_is_seen(tmp_path: Path, change) -> None: 
     assert log.stat().st_ino == ino
     fresh = content(Store(root, cache=False))
     assert content(Store(root)) == fresh, "warm start from the cache"
-    running._views.get(USER)._full_at = 0  # the watcher's nudge for an edit in place
+    running._views.get(USER).state.full_at = 0  # the watcher's nudge for an edit in place
     assert content(running) == fresh, "a running store"
     assert_matches(Store(root), USER)
 

@@ -40,7 +40,7 @@ class Answers:
             raise Stale(ref)
         total = len(hist.refs) - hist.start
         newest = total > 0 and hist.refs[-1] == ref
-        key = (view.user, view.session_index[session_id])
+        key = (view.state.user, view.state.session_index[session_id])
         if newest:
             cached = self._newest.get(key)
             if cached is not None and cached[0] == ref and cached[1] == total:
@@ -72,7 +72,7 @@ class Answers:
         """Every live version's entry, oldest first. Built once per session and kept (a History
         only ever grows at its end, so a new version reads just its own line): listing a long
         history costs a slice. The entries are shared: treat them as read-only."""
-        key = (view.user, view.session_index[session_id])
+        key = (view.state.user, view.state.session_index[session_id])
         total = len(hist.refs) - start
         cached = self._entries.get(key)
         have: list[HistoryEntry] = []
@@ -103,9 +103,9 @@ def version_of(view: UserView, hist: History, ref: int) -> int:
     for i in range(len(refs) - 1, start - 1, -1):  # mostly found among the last few
         if refs[i] == ref:
             return i - start + 1
-    target = view.idh(ref)
+    target = view.state.idh(ref)
     for i in range(len(refs) - 1, start - 1, -1):
-        if view.idh(refs[i]) == target:
+        if view.state.idh(refs[i]) == target:
             return i - start + 1
     return 0
 

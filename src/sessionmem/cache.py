@@ -27,8 +27,7 @@ from typing import Any
 import orjson
 
 from .filecheck import prefix_crc
-from .projection import UserView
-from .rows import COLUMNS, Part
+from .rows import COLUMNS, Part, Rows
 
 MAGIC = b"SMCACHE3\n"
 ITEMSIZES = {code: array(code).itemsize for _, code in COLUMNS}
@@ -38,10 +37,10 @@ def cache_path(root: Path, user: str) -> Path:
     return root / ".local" / "cache" / f"{user}.bin"
 
 
-def save(view: UserView, path: Path) -> None:
-    """Write the view's projection to `path` atomically (temp file, then rename)."""
-    with view.lock:
-        parts = list(view.parts.values())
+def save(state: Rows, path: Path) -> None:
+    """Write a projection's rows to `path` atomically (temp file, then rename)."""
+    with state.lock:
+        parts = list(state.parts.values())
         index = {p.no: i for i, p in enumerate(parts)}
         blobs: list[bytes] = []
         meta = []
@@ -62,20 +61,20 @@ def save(view: UserView, path: Path) -> None:
             for s in sessions:
                 blobs.append(p.by_session[s].tobytes())
         header = {
-            "user": view.user,
+            "user": state.user,
             "itemsizes": ITEMSIZES,
-            "sessions": view.session_names,
-            "writers": view.writer_names,
+            "sessions": state.session_names,
+            "writers": state.writer_names,
             "parts": meta,
             "heads": [[sidx, index[ref >> 32], ref & 0xFFFF_FFFF, kind]
-                      for sidx, (_, ref, kind) in view.heads.items() if ref >> 32 in index],
-            "idem": [[k, index[r >> 32], r & 0xFFFF_FFFF] for k, r in view.idem.items()
+                      for sidx, (_, ref, kind) in state.heads.items() if ref >> 32 in index],
+            "idem": [[k, index[r >> 32], r & 0xFFFF_FFFF] for k, r in state.idem.items()
                      if r >> 32 in index],
         }  # fmt: skip
     body = b"".join(blobs)
     head = orjson.dumps(header)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(view)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(state)}.tmp")
     with open(tmp, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<QQI", len(head), len(body), zlib.crc32(head + body)))
@@ -110,20 +109,20 @@ def _crc(part: Part) -> int | None:
         os.close(fd)
 
 
-def load(view: UserView, path: Path) -> bool:
-    """Fill an empty view from the cache. Returns False (view untouched) if unusable."""
+def load(state: Rows, path: Path) -> bool:
+    """Fill empty rows from the cache. Returns False (rows untouched) if unusable."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError:
         return False
     try:
-        return _load(view, raw)
+        return _load(state, raw)
     except (ValueError, KeyError, TypeError, IndexError, struct.error, OverflowError):
         return False
 
 
-def _load(view: UserView, raw: bytes) -> bool:
+def _load(state: Rows, raw: bytes) -> bool:
     if not raw.startswith(MAGIC):
         return False
     at = len(MAGIC)
@@ -132,7 +131,7 @@ def _load(view: UserView, raw: bytes) -> bool:
     if len(raw) != at + head_len + body_len or zlib.crc32(raw[at:]) != crc:
         return False
     header = orjson.loads(raw[at : at + head_len])
-    if header["user"] != view.user or header["itemsizes"] != ITEMSIZES:
+    if header["user"] != state.user or header["itemsizes"] != ITEMSIZES:
         return False
     body = memoryview(raw)[at + head_len :]
     parts: list[Part] = []
@@ -149,7 +148,7 @@ def _load(view: UserView, raw: bytes) -> bool:
         return column
 
     for meta in header["parts"]:
-        part = Part(0, view.folder / meta["name"])
+        part = Part(0, state.folder / meta["name"])
         part.dev, part.ino = meta["dev"], meta["ino"]
         part.consumed = meta["consumed"]
         part.seen_size, part.seen_mtime = meta["seen_size"], meta["seen_mtime"]
@@ -173,21 +172,21 @@ def _load(view: UserView, raw: bytes) -> bool:
         parts.append(part)
     if pos != len(body):
         return False
-    with view.lock:
-        if view.parts:
+    with state.lock:
+        if state.parts:
             return False  # only ever loaded into a fresh view
-        view.session_names = list(header["sessions"])
-        view.session_index = {name: i for i, name in enumerate(view.session_names)}
-        view.writer_names = list(header["writers"])
-        view.writer_index = {name: i for i, name in enumerate(view.writer_names)}
+        state.session_names = list(header["sessions"])
+        state.session_index = {name: i for i, name in enumerate(state.session_names)}
+        state.writer_names = list(header["writers"])
+        state.writer_index = {name: i for i, name in enumerate(state.writer_names)}
         for part in parts:
-            part.no = view._next_no
-            view._next_no += 1
-            view.parts[part.path.name] = part
-            view.by_no[part.no] = part
+            part.no = state.next_no
+            state.next_no += 1
+            state.parts[part.path.name] = part
+            state.by_no[part.no] = part
         for sidx, pi, row, kind in header["heads"]:
             ref = parts[pi].no << 32 | row
-            view.heads[sidx] = (view.key(ref), ref, kind)
-        view.idem = {k: parts[pi].no << 32 | row for k, pi, row in header["idem"]}
-        view.loaded_rows = sum(len(p.ts) for p in parts)
+            state.heads[sidx] = (state.key(ref), ref, kind)
+        state.idem = {k: parts[pi].no << 32 | row for k, pi, row in header["idem"]}
+        state.loaded_rows = sum(len(p.ts) for p in parts)
     return True

@@ -9,18 +9,28 @@ import contextlib
 import os
 import threading
 from array import array
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from .rows import FoldResult, Part, intern
-
-if TYPE_CHECKING:
-    from .fold import Folding
+from .rows import FoldResult, Part, Rows, intern
 
 _CHILD_ENV = "SESSIONMEM_FOLD_CHILD"
-_CHILD_CODE = "from sessionmem.projection import fold_child; fold_child()"
+_CHILD_CODE = "from sessionmem.fold import fold_child; fold_child()"
+# `fold.fold_lines` and `fold.fold_range`, handed in by `fold` (which calls this module: taking
+# them as arguments keeps the import graph a tree).
+FoldLines = Callable[[Rows, Part, int, FoldResult, int], None]
+FoldRange = Callable[[str, str, str, int, int], dict[str, Any]]
 
 
-def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldResult) -> None:
+def fold_in_halves(
+    view: Rows,
+    part: Part,
+    fd: int,
+    size: int,
+    result: FoldResult,
+    fold_lines: FoldLines,
+    fold_range: FoldRange,
+) -> None:
     """A big cold fold on a machine with several cores: a child process folds the second
     half of the file while this one folds the first; then its rows are appended. Any
     trouble with the child and the caller folds the rest itself, as usual.
@@ -53,18 +63,13 @@ def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldRe
         out_fd = out.fileno()
         child: Any
         if forking:
-            child = _fork_child(view, part, split, size, out_fd)
+            child = _fork_child(view, part, split, size, out_fd, fold_range)
         else:
             args = [str(view.folder), view.user, part.path.name, str(split), str(size)]
             env = {**os.environ, _CHILD_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)}
             try:
                 child = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        "from sessionmem.projection import fold_child; fold_child()",
-                    ]
-                    + [*args, str(out_fd)],
+                    [sys.executable, "-c", _CHILD_CODE, *args, str(out_fd)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     env=env,
@@ -75,7 +80,7 @@ def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldRe
         if child is None:
             return
         try:
-            view.fold_lines(part, fd, result, end=split)
+            fold_lines(view, part, fd, result, split)
             if _finished(child) and part.consumed == split:
                 out.seek(0)
                 got = pickle.loads(out.read())  # our own child's answer, not repository data
@@ -84,7 +89,9 @@ def fold_in_halves(view: Folding, part: Part, fd: int, size: int, result: FoldRe
             _stop(child)
 
 
-def _fork_child(view: Folding, part: Part, split: int, size: int, out_fd: int) -> int | None:
+def _fork_child(
+    view: Rows, part: Part, split: int, size: int, out_fd: int, fold_range: FoldRange
+) -> int | None:
     """Fork a child that folds [split, size) into `out_fd`; its pid, or None."""
     try:
         pid = os.fork()
@@ -93,15 +100,14 @@ def _fork_child(view: Folding, part: Part, split: int, size: int, out_fd: int) -
     if pid == 0:  # the child: fold the second half, write it down, and leave at once
         code = 1
         try:
-            fold = getattr(type(view), "fold_range")  # noqa: B009 - the view's own (projection)
-            write_rows(fold(str(view.folder), view.user, part.path.name, split, size), out_fd)
+            write_rows(fold_range(str(view.folder), view.user, part.path.name, split, size), out_fd)
             code = 0
         finally:
             os._exit(code)
     return pid
 
 
-def merge_range(view: Folding, part: Part, got: dict[str, Any], result: FoldResult) -> None:
+def merge_range(view: Rows, part: Part, got: dict[str, Any], result: FoldResult) -> None:
     """Append the rows a `fold_range` child folded, in this view's numbering."""
     smap = [intern(view.session_index, view.session_names, n) for n in got["sessions"]]
     wmap = [intern(view.writer_index, view.writer_names, n) for n in got["writers"]]
@@ -139,7 +145,7 @@ def merge_range(view: Folding, part: Part, got: dict[str, Any], result: FoldResu
         part.report(offset, reason)
     part.problem_count += got["problem_count"] - len(got["problems"])
     part.consumed = got["consumed"]
-    view._latest = None
+    view.latest = None
 
 
 def can_fork() -> bool:

@@ -8,6 +8,7 @@ log, read back on demand. A row is addressed by a *ref*: `part_no << 32 | row`.
 
 from __future__ import annotations
 
+import threading
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -119,6 +120,50 @@ def summarize(ref: int, ev: Event) -> Summary:
     fields["agent"] = agent if isinstance(agent, str) else None
     counts = {name: len(data.get(name) or []) for name in LIST_FIELDS}
     return Summary(ref, ev.session_id, ev.id, ev.ts, fields, counts)
+
+
+class Rows:
+    """The state of one user's projection: every part's rows, the session and writer names they
+    number, each session's head and (once asked) merged history, the idempotency keys seen.
+    `projection.UserView` owns one and reads it; the functions of `fold` write it; the projection
+    cache saves and loads it. Every access takes `lock`."""
+
+    def __init__(self, folder: Path, user: str):
+        self.folder = folder
+        self.user = user
+        self.lock = threading.RLock()
+        self.parts: dict[str, Part] = {}  # by file name
+        self.by_no: dict[int, Part] = {}  # by part number (the high half of a ref)
+        self.next_no = 1
+        self.session_names: list[str] = []
+        self.session_index: dict[str, int] = {}
+        self.writer_names: list[str] = []
+        self.writer_index: dict[str, int] = {}
+        self.heads: dict[int, Head] = {}
+        self.histories: dict[int, History] = {}
+        self.idem: dict[str, int] = {}  # Idempotency-Key -> ref of the first event holding it
+        self.generation = 0  # bumped whenever anything changed; caches key on it
+        self.stamp: tuple[int, int] | None = None  # (inode, mtime_ns) of the folder when read
+        self.full_at = 0.0  # when every file was last looked at
+        self.seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ms, while folding
+        self.loaded_rows = 0  # rows that came from the projection cache
+        self.saved_rows = 0  # rows when the cache was last written or read
+        self.saved_generation = 0  # `generation` then
+        self.rebuilt = False  # a file was dropped since: the cache describes files gone
+        # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
+        self.latest: tuple[tuple[Any, ...], int, int] | None = None
+
+    def key(self, ref: int) -> tuple[int, str, int, int]:
+        """The order of the event at `ref`: (ts, writer, seq, id hash)."""
+        part = self.by_no[ref >> 32]
+        row = ref & 0xFFFF_FFFF
+        return (part.ts[row], self.writer_names[part.widx[row]], part.seq[row], part.idh[row])
+
+    def kind(self, ref: int) -> int:
+        return self.by_no[ref >> 32].kind[ref & 0xFFFF_FFFF]
+
+    def idh(self, ref: int) -> int:
+        return self.by_no[ref >> 32].idh[ref & 0xFFFF_FFFF]
 
 
 class FoldResult:

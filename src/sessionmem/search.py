@@ -140,8 +140,8 @@ class SearchIndex:
         """(file, inode, from offset — -1: drop what the index holds of it first —, up to, row
         refs, row offsets) of every file with something to take; a file gone is dropped."""
         plan = []
-        with view.lock:
-            parts = {n: (p.no, p.ino, p.consumed) for n, p in view.parts.items()}
+        with view.state.lock:
+            parts = {n: (p.no, p.ino, p.consumed) for n, p in view.state.parts.items()}
         for name, (no, ino, end) in parts.items():
             kept = files.get(name)
             trusted = self._checked.get(name) == no or (
@@ -159,8 +159,8 @@ class SearchIndex:
                 start = 0  # new to the index: nothing to drop
             elif kept[0] == ino and kept[1] <= end and trusted and _holds(view, name, kept):
                 start = kept[1]
-            with view.lock:
-                part = view.parts.get(name)
+            with view.state.lock:
+                part = view.state.parts.get(name)
                 if part is None or part.no != no:
                     continue  # changed meanwhile: the next search takes it
                 first = bisect.bisect_left(part.off, max(start, 0))
@@ -189,11 +189,11 @@ class SearchIndex:
             ]
             db.executemany("INSERT INTO fts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         old = db.execute("SELECT crc FROM files WHERE name = ?", (name,)).fetchone()
-        crc = _crc(view.folder / name, max(start, 0), end, old[0] if old and start > 0 else 0)
+        crc = _crc(view.state.folder / name, max(start, 0), end, old[0] if old and start > 0 else 0)
         db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
-                   (name, ino, end, _tail(view.folder / name, end), crc))  # fmt: skip
-        with view.lock:
-            part = view.parts.get(name)
+                   (name, ino, end, _tail(view.state.folder / name, end), crc))  # fmt: skip
+        with view.state.lock:
+            part = view.state.parts.get(name)
             if part is not None and part.ino == ino:
                 self._checked[name] = part.no
         return len(refs)
@@ -201,7 +201,7 @@ class SearchIndex:
     def _check(self, view: UserView, name: str, kept: tuple[int, int, str, int], no: int) -> bool:
         """Whether the file still holds every byte the index took from it (its CRC), checked
         once per fold of the file in this process."""
-        ok = _crc(view.folder / name, 0, kept[1]) == kept[3]
+        ok = _crc(view.state.folder / name, 0, kept[1]) == kept[3]
         if ok:
             self._checked[name] = no
         return ok
@@ -288,8 +288,8 @@ class _Versions:
         """The live version of the event indexed from `src` at `off` (0: not live, or not the
         newest when every version is not asked for)."""
         view = self.view
-        with view.lock:
-            part = view.parts.get(src)
+        with view.state.lock:
+            part = view.state.parts.get(src)
             if part is None:
                 return 0
             row = bisect.bisect_left(part.off, off)
@@ -302,7 +302,7 @@ class _Versions:
         newest = len(hist.refs) - hist.start
         if not self.every:  # only the newest counts: one comparison (or its union-merge twin)
             last = hist.refs[-1]
-            return newest if last == ref or view.idh(last) == view.idh(ref) else 0
+            return newest if last == ref or view.state.idh(last) == view.state.idh(ref) else 0
         kept = self._maps.get(session_id)
         if kept is None or kept[0] is not hist:
             refs = {r: i - hist.start + 1 for i, r in enumerate(hist.refs) if i >= hist.start}
@@ -311,9 +311,9 @@ class _Versions:
         if version is None:  # another copy of the same event (a union merge's duplicate)?
             ids = kept[2]
             if ids is None:
-                ids = {view.idh(r): v for r, v in kept[1].items()}
+                ids = {view.state.idh(r): v for r, v in kept[1].items()}
                 self._maps[session_id] = (hist, kept[1], ids)
-            version = ids.get(view.idh(ref), 0)
+            version = ids.get(view.state.idh(ref), 0)
         return version
 
 
@@ -445,7 +445,7 @@ def _tail(path: Path, upto: int) -> str:
 
 def _holds(view: UserView, name: str, kept: tuple[int, int, str, int]) -> bool:
     """Whether the file still holds, at their place, the bytes indexed from it."""
-    return not kept[1] or _tail(view.folder / name, kept[1]) == kept[2]
+    return not kept[1] or _tail(view.state.folder / name, kept[1]) == kept[2]
 
 
 def _row(rec: dict[str, Any], name: str, off: int) -> tuple[Any, ...]:

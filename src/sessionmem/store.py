@@ -186,7 +186,7 @@ class Store:
             if not checked.any():
                 head = view.latest_head()
                 if head is not None:
-                    return self._answers.render(view, view.session_names[head[0]], head[1])
+                    return self._answers.render(view, view.state.session_names[head[0]], head[1])
             else:
                 for _key, sidx, ref in view.live_heads():
                     summary = view.summary(sidx, ref)
@@ -227,7 +227,7 @@ class Store:
                 target = id_hash(snapshot_id)
                 for i in range(len(hist.refs) - 1, hist.start - 1, -1):
                     ref = hist.refs[i]
-                    if view.idh(ref) == target and view.read(ref).id == snapshot_id:
+                    if view.state.idh(ref) == target and view.read(ref).id == snapshot_id:
                         return self._answers.render(view, session_id, ref)
                 raise NotFound(
                     f"Session {session_id!r} of user {user!r} has no snapshot {snapshot_id}.",

@@ -38,9 +38,9 @@ class Views:
                     view = UserView(self.layout.log / user, user)
                     view.summaries = self._summaries
                     path = cache.cache_path(self.layout.root, user)
-                    if self.cache and cache.load(view, path):
-                        view.saved_rows = view.loaded_rows
-                        view.saved_generation = view.generation
+                    if self.cache and cache.load(view.state, path):
+                        view.state.saved_rows = view.state.loaded_rows
+                        view.state.saved_generation = view.state.generation
                     self._views[user] = view
         return view
 
@@ -74,17 +74,17 @@ class Views:
 
     def _maybe_save(self, view: UserView, *, always: bool = False) -> None:
         """Write the projection cache when much was folded since it was last written."""
-        rows = view.event_count()
-        fresh = rows - view.saved_rows
+        state, rows = view.state, view.event_count()
+        fresh = rows - state.saved_rows
         # After a file was dropped and folded again the count may match while the rows do not.
-        changed = view.generation != view.saved_generation
+        changed = state.generation != state.saved_generation
         if (
             (always and changed)
-            or (changed and view.rebuilt)
+            or (changed and state.rebuilt)
             or fresh >= max(CACHE_MIN_ROWS, rows // 4)
         ):
             try:
-                cache.save(view, cache.cache_path(self.layout.root, view.user))
+                cache.save(state, cache.cache_path(self.layout.root, state.user))
             except OSError:
                 return  # a cache is only ever an optimisation
-            view.saved_rows, view.saved_generation, view.rebuilt = rows, view.generation, False
+            state.saved_rows, state.saved_generation, state.rebuilt = rows, state.generation, False

@@ -198,7 +198,7 @@ class Writer:
         Conflict if the key or id was used for something else."""
         view = self.views.fresh(job.user)
         if job.idem is not None:
-            ref = view.idem.get(job.idem)
+            ref = view.state.idem.get(job.idem)
             if ref is not None:
                 ev = view.read(ref)
                 if ev.body != job.body:
@@ -281,8 +281,8 @@ def _sha256(raw: bytes) -> str:
 
 def _ref_at(view: UserView, path: str, offset: int) -> int | None:
     """The ref of the row folded from `offset` of the file at `path`, if folded."""
-    with view.lock:
-        part = view.parts.get(os.path.basename(path))
+    with view.state.lock:
+        part = view.state.parts.get(os.path.basename(path))
         if part is None:
             return None
         for row in range(len(part.off) - 1, -1, -1):
