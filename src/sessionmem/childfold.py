@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from array import array
 from collections.abc import Callable
@@ -39,9 +40,9 @@ def fold_in_halves(
     With other threads running (a server), forking could copy a lock some thread holds, so
     the child is a plain `python -c` subprocess instead — not multiprocessing, whose
     spawning would import the caller's main script again in the child."""
+    # lazy, ms at start-up: pickle 2, subprocess 3, tempfile 3
     import pickle
     import subprocess
-    import sys
     import tempfile
 
     if (os.cpu_count() or 1) < 2 or os.environ.get(_CHILD_ENV):
@@ -154,6 +155,7 @@ def can_fork() -> bool:
 
 
 def write_rows(got: dict[str, Any], out_fd: int) -> None:
+    # lazy: pickle costs 2 ms at start-up
     import pickle
 
     with os.fdopen(os.dup(out_fd), "wb") as f:

@@ -12,6 +12,7 @@ fold child, `verify`, the writer looking for its last seq) accepts exactly what 
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 from datetime import UTC, datetime
@@ -229,7 +230,6 @@ class _Random:
     secrecy, and a system call per id was a measurable part of a save."""
 
     def __init__(self) -> None:
-        import random
 
         self._gen = random.Random(os.urandom(32))
         self.bits = self._gen.getrandbits

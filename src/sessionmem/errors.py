@@ -20,6 +20,8 @@ adds its own hint of what to do (an endpoint over HTTP, a command or flag in the
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any, NamedTuple
 
 
@@ -138,8 +140,6 @@ def client_error(status: int, detail: Any, url: str | None = None) -> ClientErro
 def storage_error(doing: str, exc: OSError) -> StorageError:
     """The one error for a file system that failed us (read-only, no permission, no space, out
     of descriptors, I/O error...): what was being done, why, and that nothing was stored."""
-    import errno
-    import os
 
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     advice = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import time
 from array import array
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .childfold import fold_in_halves
+from .childfold import fold_in_halves, write_rows
 from .codec import (
     BOM,
     MAX_LINE_BYTES,
@@ -561,9 +562,6 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
 def fold_child() -> None:
     """Entry point of a `fold_in_halves` child started as a subprocess: fold a range, pickle
     its rows to a descriptor."""
-    import sys  # (the child's own start: nothing else of this module needs it)
-
-    from .childfold import write_rows
 
     folder, user, name, start, end, out_fd = sys.argv[1:7]
     write_rows(fold_range(folder, user, name, int(start), int(end)), int(out_fd))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import getpass
 import json
 import os
 import re
@@ -129,7 +131,7 @@ def default_user(explicit: str | None = None, cwd: Path | None = None) -> str:
     env = os.environ.get("SESSIONMEM_USER")
     if env:
         return check_user(env)
-    import getpass
+    # lazy: subprocess costs 4 ms at start-up
     import subprocess
 
     try:
@@ -186,6 +188,7 @@ class Layout:
         for name, text in SCAFFOLD.items():
             path = self.root / name
             if not path.exists():
+                # lazy: secrets costs 5 ms at start-up
                 import secrets
 
                 # Several threads or processes may set up one folder at once: unique temp names.
@@ -210,7 +213,7 @@ class Layout:
             info = json.loads(self.writer_file.read_bytes())
             if info.get("root") == real and WRITER_RE.match(info.get("writer", "")):
                 return str(info["writer"])
-        import fcntl
+        # lazy, ms at start-up: secrets 5, socket 3
         import secrets
         import socket
 

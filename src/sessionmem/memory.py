@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .model import Diff, Page, Snapshot
+from .project import project_view
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -103,7 +104,6 @@ class UserMemory:
 
     def project(self, project_path: str | None = None, **args: Unpack[ProjectArgs]) -> ProjectView:
         """The project view (docs/decisions.md, "The briefing")."""
-        from .project import project_view
 
         return project_view(self, project_path, **args)
 

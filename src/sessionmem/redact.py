@@ -209,6 +209,7 @@ class Redactor:
 
 def _linear(pattern: str) -> Any:
     """`pattern` compiled for RE2 (linear time); InvalidInput naming it if RE2 cannot run it."""
+    # lazy: re2 costs 2 ms at start-up
     import re2  # only a folder with extra patterns pays for loading it
 
     options = re2.Options()

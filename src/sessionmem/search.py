@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,6 @@ def check_time(name: str, value: str | None) -> None:
     0)."""
     if value is None:
         return
-    from datetime import datetime
 
     ok = isinstance(value, str) and TIME.match(value) is not None
     if ok:

@@ -4,6 +4,7 @@ answers kept ready to send (`answers`)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from .answers import HISTORY_CACHE_ENTRIES, Answers, entries_of, snapshot_of
 from .codec import dumps, id_hash, loads, normalize_uuid
 from .config import store_settings
+from .diff import diff_data
 from .errors import FieldError, InvalidInput, NotFound
 from .layout import Layout, check_user
+from .memory import UserMemory
 from .model import (
     Diff,
     Filters,
@@ -117,6 +120,7 @@ class Store:
 
     def keys(self) -> KeyRing:
         """The API keys of this memory folder (their hashes, under `.local/`)."""
+        # lazy: .keys costs 7 ms at start-up
         from .keys import KeyRing
 
         if self._keys is None:
@@ -126,13 +130,13 @@ class Store:
     def follower(self) -> Follower:
         """A watcher that folds other processes' appends and git's file replacements as they
         happen (`start()`, `stop()`)."""
+        # lazy: .watch costs 3 ms at start-up
         from .watch import Follower
 
         return Follower(self)
 
     def for_user(self, user: str) -> UserMemory:
         """This store bound to one user, with the `Client`'s vocabulary (`memory.Memory`)."""
-        from .memory import UserMemory
 
         return UserMemory(self, check_user(user))
 
@@ -293,7 +297,6 @@ class Store:
                 older = self.get(user, session_id, version=newer.version - 1)
         else:
             older = self._resolve(user, session_id, from_, "from")
-        from .diff import diff_data
 
         return diff_data(older, newer)
 
@@ -322,6 +325,7 @@ class Store:
         takes at most SESSIONMEM_SEARCH_BUDGET seconds (5; past it, InvalidInput naming `q`)
         and stops when `cancel` is set. Filters (`model.SearchArgs`): project_path, git_branch,
         event, agent, session_id, since, until, all_versions; `limit` (20), `cursor`."""
+        # lazy: .search costs 5 ms at start-up
         from .search import check_time, find, fts_query, until_end
 
         unknown = set(args) - _SEARCH_ARGS
@@ -368,6 +372,7 @@ class Store:
         return self.for_user(check_user(user)).project(project_path, **args)
 
     def _search_index(self, user: str) -> SearchIndex:
+        # lazy: .search costs 5 ms at start-up
         from .search import SearchIndex
 
         index = self._indexes.get(user)
@@ -453,7 +458,6 @@ def _cursor_value_ok(kind: str, value: Any) -> bool:
 
 
 def _encode_cursor(kind: str, value: Any) -> str:
-    import base64
 
     raw = dumps([kind, list(value) if isinstance(value, tuple) else value])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -462,7 +466,6 @@ def _encode_cursor(kind: str, value: Any) -> str:
 def _decode_cursor(cursor: str | None, kind: str) -> Any:
     if cursor is None:
         return None
-    import base64
 
     try:
         got, value = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))

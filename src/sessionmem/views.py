@@ -10,6 +10,7 @@ from typing import TypeVar
 from . import cache
 from .errors import Stale
 from .layout import Layout, check_user
+from .lru import ByteLRU
 from .projection import SUMMARY_BYTES, UserView
 
 T = TypeVar("T")
@@ -23,7 +24,6 @@ class Views:
         self._views: dict[str, UserView] = {}
         self._lock = threading.Lock()
         # The heads' summaries for filtered listings: one byte budget for every user.
-        from .lru import ByteLRU
 
         self._summaries = ByteLRU(SUMMARY_BYTES)
 

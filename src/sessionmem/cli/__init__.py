@@ -13,12 +13,16 @@ mistake (an unknown flag, a bad value), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .text import Failure, UsageError
+from .. import __version__
+from ..errors import SessionmemError
+from .text import Failure, UsageError, describe
 
 __all__ = ["Failure", "UsageError", "main"]
 
@@ -62,8 +66,6 @@ class _Parser(argparse.ArgumentParser):
 
     def _did_you_mean(self, message: str) -> str:
         """The nearest known flag or command to a mistyped one, as `; did you mean --task?`."""
-        import difflib
-        import re
 
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:
@@ -178,7 +180,6 @@ class _Unbuilt:
 def build_parser(only: str | None = None) -> _Parser:
     """The whole parser; with `only`, the arguments of that command alone (every command is
     still known by name): building all of them costs ~10 ms, a third of a start."""
-    from .. import __version__
 
     parser = _Parser(
         prog="sessionmem",
@@ -451,10 +452,13 @@ def build_parser(only: str | None = None) -> _Parser:
 def _run(spec: str) -> Callable[[argparse.Namespace], int | None]:
     module, name = spec.split(":")
     if module == "memory":
+        # lazy: memory costs 18 ms at start-up
         from . import memory as mod
     elif module == "serving":
+        # lazy: serving costs 20 ms at start-up
         from . import serving as mod  # type: ignore[no-redef]
     else:
+        # lazy: admin costs 20 ms at start-up
         from . import admin as mod  # type: ignore[no-redef]
     fn: Callable[[argparse.Namespace], int | None] = getattr(mod, name)
     return fn
@@ -462,7 +466,6 @@ def _run(spec: str) -> Callable[[argparse.Namespace], int | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `sessionmem ARGV...`; returns the exit code."""
-    from ..errors import SessionmemError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
@@ -483,8 +486,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return 1
     except SessionmemError as exc:
-        from .text import describe
-
         _error(describe(exc, args))
         return 1
     except KeyboardInterrupt:

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, StorageError
+from ..integrations import install as inst
+from ..integrations.restore import view_for
+from ..integrations.status import NEEDS, installed_hooks, last_runs
+from ..layout import Layout, default_user, existing_root, project_root, user_store
+from ..render import safe as safe_text
+from .memory import backend
 
 if TYPE_CHECKING:
     from ..keys import KeyRing
@@ -19,7 +25,6 @@ from .text import Failure, out, out_json, plural
 
 
 def ensure_folder(folder: Path) -> list[str]:
-    from ..layout import Layout
 
     try:
         return Layout(folder).ensure()
@@ -41,9 +46,8 @@ def init(args: argparse.Namespace) -> None:
 
 def mcp(args: argparse.Namespace) -> None:
     """`sessionmem mcp`: the MCP server over stdio, on the memory the other commands use."""
+    # lazy: ..integrations.mcp_server costs 512 ms at start-up
     from ..integrations.mcp_server import build
-    from ..layout import Layout, project_root
-    from .memory import backend
 
     made: list[Any] = []
 
@@ -62,8 +66,8 @@ def mcp(args: argparse.Namespace) -> None:
 
 
 def _ring(args: argparse.Namespace) -> KeyRing:
+    # lazy: ..keys costs 9 ms at start-up
     from ..keys import KeyRing
-    from ..layout import Layout
 
     return KeyRing(Layout(root_of(args)))
 
@@ -111,6 +115,7 @@ def keys_revoke(args: argparse.Namespace) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
+    # lazy: ..verify costs 4 ms at start-up
     from ..verify import verify as run_verify
 
     folder = open_root(args)
@@ -147,6 +152,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def hook(args: argparse.Namespace) -> int:
+    # lazy: ..integrations.hooks costs 3 ms at start-up
     from ..integrations.hooks import main as hook_main
 
     return hook_main([args.agent])  # (an unknown agent is said on stderr; a hook exits 0)
@@ -168,7 +174,6 @@ def hook_command(agent: str) -> str:
 def _install_other(args: argparse.Namespace, path: Path, command: str) -> None:
     """Codex, Gemini CLI, Cursor: their hooks in their own file (the MCP server is one line in
     each agent's own configuration: README)."""
-    from ..integrations import install as inst
 
     if args.uninstall:
         if args.agent == "cursor":
@@ -195,7 +200,6 @@ def _install_other(args: argparse.Namespace, path: Path, command: str) -> None:
 
 def _needs(agent: str) -> None:
     """What the agent needs beyond its hook file, and where the memory will go."""
-    from ..integrations.status import NEEDS
 
     out(f"{agent} needs: {NEEDS[agent]}\n")
     out(
@@ -205,8 +209,6 @@ def _needs(agent: str) -> None:
 
 
 def install(args: argparse.Namespace) -> None:
-    from ..integrations import install as inst
-    from ..layout import project_root
 
     project = Path(
         args.project_dir or os.environ.get("CLAUDE_PROJECT_DIR") or project_root(Path.cwd())
@@ -255,9 +257,6 @@ def install(args: argparse.Namespace) -> None:
 def status(args: argparse.Namespace) -> int:
     """`sessionmem status`: where memory goes here, the hooks installed, their last runs and the
     snapshot the next briefing comes from (docs/decisions.md, "Where the hooks write")."""
-    from ..integrations.status import NEEDS, installed_hooks, last_runs
-    from ..layout import default_user, existing_root, project_root, user_store
-    from ..render import safe as safe_text
 
     project = Path(args.project_dir or project_root(Path.cwd()))
     found = existing_root(project)
@@ -271,7 +270,7 @@ def status(args: argparse.Namespace) -> int:
     carried = 0
     problem = None
     if root.is_dir() and not args.url:
-        from ..integrations.restore import view_for
+        # lazy: ..store costs 5 ms at start-up
         from ..store import Store
 
         try:

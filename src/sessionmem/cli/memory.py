@@ -9,15 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..codec import loads
 from ..errors import NotFound
+from ..integrations.gitinfo import branch_and_commit
+from ..integrations.restore import restore_text, view_for
+from ..layout import Layout, default_user, existing_root, find_root, project_root, user_store
 from ..memory import Memory, merged
+from ..render import briefing, plain
 from .text import Failure, colour, out, out_json, plural, table
 
 
 def root_of(args: argparse.Namespace) -> Path:
     """`--root` (or SESSIONMEM_ROOT), else the nearest .memory/ upward, else the git top
     level's .memory/, else ./.memory (docs/decisions.md, "The command line")."""
-    from ..layout import find_root
 
     return Path(args.root) if args.root else find_root()
 
@@ -27,7 +31,6 @@ def memory_root(args: argparse.Namespace) -> Path:
     .memory/ upward, else the per-user store the hooks use in a project without one — so an
     agent's `save --merge` lands beside its hooks' snapshots and never makes a folder in a
     working tree (docs/decisions.md, "Where the hooks write"). `init` makes a .memory/."""
-    from ..layout import existing_root, user_store
 
     if args.root:
         return Path(args.root)
@@ -68,7 +71,6 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
             "`sessionmem save` (or an agent's hooks) fills the per-user store; --root names "
             "another folder."
         )
-    from ..layout import existing_root, user_store
 
     private = not args.root and existing_root(Path.cwd()) is None and root == user_store()
     if private:
@@ -78,7 +80,6 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
             raise Failure(f"Cannot make the per-user store {root}: {exc.strerror}.") from None
     if not root.parent.is_dir():
         raise Failure(f"Cannot make the memory folder {root}: {root.parent} does not exist.")
-    from ..layout import Layout
 
     try:
         Layout(root).ensure()
@@ -104,11 +105,12 @@ def backend(args: argparse.Namespace, *, write: bool = False) -> Memory:
                 "--url needs an API key: pass --api-key KEY or set SESSIONMEM_API_KEY "
                 "(`sessionmem keys create USER` on the server makes one)."
             )
+        # lazy: ..client costs 75 ms at start-up
         from ..client import Client
 
         return Client(args.url, args.api_key)
     root = open_root(args, write=write)
-    from ..layout import default_user
+    # lazy: ..store costs 5 ms at start-up
     from ..store import Store
 
     return Store(root).for_user(default_user(args.user))
@@ -160,7 +162,6 @@ def save(args: argparse.Namespace) -> None:
 
 
 def _from_json(source: str) -> dict[str, Any]:
-    from ..codec import loads
 
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -178,7 +179,6 @@ def _from_json(source: str) -> dict[str, Any]:
 def _where_and_when(body: dict[str, Any], args: argparse.Namespace) -> None:
     """The project (the git top level, as the hooks record it), branch and commit of this save,
     unless given: so a CLI save is found by the next session's briefing like a hook's."""
-    from ..layout import project_root
 
     given = {
         "project_path": args.project_path,
@@ -193,8 +193,6 @@ def _where_and_when(body: dict[str, Any], args: argparse.Namespace) -> None:
     here = project_root(Path.cwd())
     branch = commit = None
     if (here / ".git").exists():
-        from ..integrations.gitinfo import branch_and_commit
-
         branch, commit = branch_and_commit(str(Path.cwd()))
     current = {"project_path": str(here), "git_branch": branch, "git_commit": commit}
     for name, value in current.items():
@@ -204,7 +202,6 @@ def _where_and_when(body: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _current_session(args: argparse.Namespace) -> str | None:
     """The session the SessionStart hook recorded last in this memory folder, if any."""
-    from ..layout import Layout
 
     return Layout(memory_root(args)).current_session()
 
@@ -213,7 +210,6 @@ def _current_session(args: argparse.Namespace) -> str | None:
 
 
 def _print_snapshot(snap: Any, fmt: str) -> None:
-    from ..render import briefing, plain
 
     if fmt == "json":
         out_json(snap.view())
@@ -238,9 +234,6 @@ def latest(args: argparse.Namespace) -> None:
 
 def brief(args: argparse.Namespace, be: Memory | None = None) -> None:
     """The briefing of this project (the project view: docs/decisions.md, "The briefing")."""
-    from ..integrations.restore import restore_text, view_for
-    from ..layout import project_root
-
     be = be or backend(args)
     project = getattr(args, "project_path", None) or str(project_root(Path.cwd()))
     view = view_for(

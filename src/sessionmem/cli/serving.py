@@ -8,10 +8,14 @@ import argparse
 import contextlib
 import fcntl
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from ..codec import dumps, loads
+from ..layout import Layout, default_user
 from .admin import ensure_folder
 from .memory import root_of
 from .text import Failure, out
@@ -25,6 +29,7 @@ def serve(args: argparse.Namespace) -> int | None:
     _first_key(folder)
     if args.background:
         return _background(folder, args)
+    # lazy, ms at start-up: uvicorn 46, ..http.guard 56
     import uvicorn
 
     from ..http.guard import (
@@ -63,8 +68,8 @@ def serve(args: argparse.Namespace) -> int | None:
 
 def _first_key(folder: Path) -> None:
     """A server started with no key makes one for the local user and says so, once."""
+    # lazy: ..keys costs 8 ms at start-up
     from ..keys import KeyRing
-    from ..layout import Layout, default_user
 
     ring = KeyRing(Layout(folder))
     if not ring.list():
@@ -97,12 +102,11 @@ def _background(folder: Path, args: argparse.Namespace) -> int:
 
 
 def _start_background(folder: Path, state: Path, args: argparse.Namespace) -> int:
+    # lazy, ms at start-up: secrets 4, subprocess 3, urllib.request 19, ..http.app 204
     import secrets
     import subprocess
-    import time
     import urllib.request
 
-    from ..codec import dumps, loads
     from ..http.app import INSTANCE_ENV
 
     running = _running(state)
@@ -168,6 +172,7 @@ def _start_background(folder: Path, state: Path, args: argparse.Namespace) -> in
 
 def _check_port_free(host: str, port: int) -> None:
     """Refuse a port another process listens on (its /healthz would answer for ours)."""
+    # lazy: socket costs 3 ms at start-up
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -182,7 +187,6 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _kill_group(pid: int) -> None:
-    import signal
 
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)  # (the server leads its own session: workers too)
@@ -199,7 +203,6 @@ def _started_at(pid: int) -> str | None:
 
 def _running(state: Path) -> dict[str, Any] | None:
     """The server `--background` started for this folder, if it is still that process."""
-    from ..codec import loads
 
     try:
         info = loads(state.read_bytes())
@@ -218,7 +221,6 @@ STOP_GRACE = 15.0  # seconds for a graceful stop (requests in flight finish) bef
 def _stop(folder: Path) -> int:
     """Stop the server --background started: SIGTERM, then — still running after STOP_GRACE
     seconds — SIGKILL of its process group, said so; the state is removed only once it is gone."""
-    import signal
 
     state = folder / ".local" / "serve.json"
     info = _running(state)
@@ -240,7 +242,6 @@ def _stop(folder: Path) -> int:
 
 
 def _gone(pid: int, info: dict[str, Any], seconds: float) -> bool:
-    import time
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -268,6 +269,7 @@ def _accepted_sockets_without_delay() -> None:
     sets TCP_NODELAY only on sockets whose protocol is TCP, so every answer written in two parts
     then waits for a delayed ACK (~40 ms): 360 requests/s in all, measured here, even for an
     empty app. Give the socket its protocol back (same descriptor, nothing else changes)."""
+    # lazy, ms at start-up: socket 2, uvicorn.config 47
     import socket
 
     import uvicorn.config

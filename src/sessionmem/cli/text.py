@@ -98,6 +98,7 @@ def out(text: str) -> None:
 
 
 def out_json(value: Any) -> None:
+    # lazy: ..codec costs 12 ms at start-up
     from ..codec import dumps_view
 
     sys.stdout.write(dumps_view(value).decode() + "\n")

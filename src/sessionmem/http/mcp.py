@@ -76,6 +76,7 @@ class McpEndpoint:
             raise RuntimeError("McpEndpoint.running() is not entered (the server's lifespan)")
         async with self._lock:
             if self._handle is None:
+                # lazy: the mcp SDK costs ~500 ms at start-up
                 from mcp.server.transport_security import TransportSecuritySettings
 
                 from ..integrations.mcp_server import build

@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..config import read_config
 from ..errors import NotFound, SessionmemError
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..project import holds_work
+from .agents import READERS
 from .events import record_event, recorded
 from .gitinfo import branch_and_commit
 from .incremental import digest, mark_saved, read_transcript, saved_digest
@@ -117,9 +119,11 @@ class Hook:
     def backend(self) -> Memory:
         url = self.env.get("SESSIONMEM_URL")
         if url:
+            # lazy: ..client costs 92 ms at start-up
             from ..client import Client
 
             return Client(url, self.env.get("SESSIONMEM_API_KEY"))
+        # lazy: ..store costs 18 ms at start-up
         from ..store import Store
 
         return Store(self.root).for_user(default_user(None, Path(self.cwd)))
@@ -182,8 +186,6 @@ class Hook:
             self.log("no transcript_path in the payload: saving what the payload gives")
             return None
         try:
-            from .agents import READERS
-
             reader = READERS[self.agent.name]
             parsed, how = read_transcript(
                 path, self.project, self._states, reader, masker(self._redactor)
@@ -337,7 +339,6 @@ class Hook:
     def _config(self) -> dict[str, Any]:
         """The memory folder's config.toml, read once per hook (a damaged one: said, and the
         defaults apply — the store refuses it when it saves)."""
-        from ..config import read_config
 
         try:
             return read_config(self.root)
@@ -374,6 +375,7 @@ class Hook:
                     mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
             except SessionmemError as exc:
                 self.log(f"could not save the compaction's checkpoint: {exc}")
+        # lazy: .restore costs 14 ms at start-up
         from .restore import restore_text, view_for
 
         view = view_for(

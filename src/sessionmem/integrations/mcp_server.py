@@ -10,6 +10,7 @@ library's message; nothing here writes to stdout (over stdio it is the protocol'
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,8 +19,11 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field, ValidationError
 
+from .. import __version__
 from ..errors import NotFound, SessionmemError
 from ..memory import Memory, merged
+from .gitinfo import branch_and_commit
+from .restore import restore_text, view_for
 
 if TYPE_CHECKING:
     from ..model import SearchArgs, SessionsArgs, Snapshot
@@ -51,7 +55,6 @@ def build(
     """The MCP server over `memory`, for an agent working in `project` (None on a server, which
     has no project of its own); `session` names the agent's current session when a tool is not
     told (the one the hooks recorded)."""
-    from .. import __version__
 
     server = MCPServer("sessionmem", version=__version__, instructions=INSTRUCTIONS)
 
@@ -122,8 +125,6 @@ def build(
             body = merged(base, lists, done)
             body.update(session_id=sid, event="checkpoint")
             if project:  # where and when, as the CLI and the hooks record them
-                from .gitinfo import branch_and_commit
-
                 branch, commit = branch_and_commit(project)
                 body["project_path"] = body.get("project_path") or project
                 body["git_branch"] = branch or body.get("git_branch")
@@ -286,8 +287,6 @@ def _refuse_unknown_arguments(server: MCPServer) -> None:
             known = sorted((tool.parameters or {}).get("properties", {}))
             unknown = sorted(set(arguments or {}) - set(known))
             if unknown:
-                import difflib
-
                 near = difflib.get_close_matches(unknown[0], known, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise ToolError(
@@ -333,8 +332,6 @@ def _answer(snap: Snapshot) -> dict[str, Any]:
 def _briefing(memory: Memory, project: str | None, session: str | None, *, probe: bool) -> str:
     """The briefing for `project` (every project of the user's with none); git is asked for the
     branch and for staleness only when `probe`."""
-    from .restore import restore_text, view_for
-
     if not project:
         return restore_text(memory.project(None), None)
     view = view_for(memory, project, session_id=session, resumed=bool(session), probe=probe)

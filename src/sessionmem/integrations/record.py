@@ -130,6 +130,7 @@ def lineage(parsed: Parsed, before: Snapshot | None, meta: dict[str, Any]) -> di
 def folder_redactor(config: dict[str, Any]) -> Redactor | None:
     """The memory folder's redaction (its `[redact]` section; the built-in rules when that
     section cannot be used — the store refuses it and says why), None when turned off."""
+    # lazy: ..redact costs 1.1 ms at start-up
     from ..redact import Redactor, redactor_from_config
 
     try:

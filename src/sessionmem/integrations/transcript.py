@@ -307,6 +307,7 @@ class Reader:
             )
         if not isinstance(text, str) or not text.strip():
             return
+        # lazy: .handover costs 2 ms at start-up
         from .handover import read_summary  # (its patterns compile only when needed)
 
         handover = read_summary(text)
@@ -366,6 +367,7 @@ class Reader:
         elif name == "ExitPlanMode":
             plan = data.get("plan")
             if isinstance(plan, str) and plan.strip():
+                # lazy: .handover costs 2 ms at start-up
                 from .handover import read_plan
 
                 steps = read_plan(plan)
