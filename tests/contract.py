@@ -214,6 +214,8 @@ class StoreContract:
 
     def test_scaffolding_is_created_on_first_write(self, s: Store) -> None:
         s.append("alice", {"session_id": "s"})
-        assert (s.root / ".gitattributes").read_text() == "log/**/*.jsonl text eol=lf merge=union\n"
+        assert (s.root / ".gitattributes").read_text() == (
+            "log/**/*.jsonl text eol=lf merge=union\nerased/**/*.jsonl text eol=lf merge=union\n"
+        )
         assert (s.root / ".gitignore").read_text() == ".local/\n"
         assert "sessionmem" in (s.root / "README.md").read_text()

@@ -236,7 +236,9 @@ def test_init_is_idempotent_and_repairs(root: Path) -> None:
     code, out, _ = run("init", "--root", str(root))
     assert out == f"Initialised {root}: made .gitattributes\n"
     assert (root / "README.md").read_text() == "our own notes\n"  # never overwritten
-    assert (root / ".gitattributes").read_text() == "log/**/*.jsonl text eol=lf merge=union\n"
+    assert (root / ".gitattributes").read_text() == (
+        "log/**/*.jsonl text eol=lf merge=union\nerased/**/*.jsonl text eol=lf merge=union\n"
+    )
 
 
 def _git_repo(path: Path) -> Path:
@@ -372,3 +374,11 @@ def test_serve_stop_never_signals_a_process_that_took_the_pid(tmp_path: Path) ->
     finally:
         other.kill()
         other.wait()
+
+
+def test_the_parser_names_the_rule_books_events() -> None:
+    """The parser keeps its own copy of the events (importing the codec would slow its start)."""
+    from sessionmem.cli.parser import SNAPSHOT_EVENTS as parsers
+    from sessionmem.rules import SNAPSHOT_EVENTS as rules
+
+    assert parsers == rules

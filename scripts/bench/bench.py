@@ -734,6 +734,47 @@ def bench_search_worst(tmp: Path, quick: bool) -> None:
                "ratio flat as N grows (vs N live matches)", None)
 
 
+def bench_forget(tmp: Path, quick: bool) -> None:
+    """Issue 24: `forget` of one session in a folder of 1,000,000 events (100,000 with --quick),
+    against a plain rewrite of the same file without that session's lines (read, filter by
+    bytes, write, fsync, rename)."""
+    n = 100_000 if quick else 1_000_000
+    root = tmp / "forget" / ".memory"
+    path = write_log(root, n, 1000)
+    size = path.stat().st_size
+    needle = b'"session_id":"s7"'
+
+    def plain() -> float:
+        start = time.perf_counter()
+        raw = path.read_bytes()
+        kept = b"".join(line for line in raw.splitlines(keepends=True) if needle not in line)
+        tmp_path = path.with_name(".plain.tmp")
+        with open(tmp_path, "wb") as f:
+            f.write(kept)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        return time.perf_counter() - start
+
+    code = (
+        "import sys, time; sys.path.insert(0, {!r})\n"
+        "from sessionmem import Store\n"
+        "s = Store({!r}, cache=False)\n"
+        "t = time.perf_counter(); done = s.forget('u', sys.argv[1])\n"
+        "print(time.perf_counter() - t, done.events)\n"
+    ).format(str(REPO / "src"), str(root))
+    ours, base = [], []
+    for k in range(3):  # taking turns: a different session each time
+        out = subprocess.run([sys.executable, "-c", code, f"s{k + 1}"], capture_output=True,
+                             text=True, check=True, env=installed_env())
+        seconds, events = out.stdout.split()
+        ours.append(float(seconds))
+        base.append(plain())
+    record(f"forget 1 session of {n:,} events ({int(events)} lines)", 1 / min(ours),
+           1 / min(base), "forgets/s", "(vs a plain rewrite of the file)", None,
+           f"{min(ours) * 1000:.0f} ms vs {min(base) * 1000:.0f} ms for {size / 1e6:.0f} MB")
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -746,6 +787,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "accesslog": bench_access_log,
     "search": bench_search,
     "searchworst": bench_search_worst,
+    "forget": bench_forget,
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from . import erase
 from .filecheck import prefix_crc
 from .model import Problem
 from .rows import COLUMNS, Part, Rows
@@ -55,7 +56,7 @@ def save(state: Rows, path: Path) -> None:
                 "crc": crc, "rows": len(p.ts), "max_ts": p.max_ts,
                 "sessions": sessions, "counts": [len(p.by_session[s]) for s in sessions],
                 "problems": [[q.offset, q.reason] for q in p.problems],
-                "problem_count": p.problem_count,
+                "problem_count": p.problem_count, "hidden": p.hidden,
             })  # fmt: skip
             for attr, _ in COLUMNS:
                 blobs.append(getattr(p, attr).tobytes())
@@ -64,7 +65,9 @@ def save(state: Rows, path: Path) -> None:
         header = {
             "user": state.user,
             "itemsizes": ITEMSIZES,
-            "sessions": state.session_names,
+            "erased": state.erased.digest,
+            # Only the names of sessions with rows: a forgotten session's stays out.
+            "sessions": [n if i in state.heads else "" for i, n in enumerate(state.session_names)],
             "writers": state.writer_names,
             "parts": meta,
             "heads": [[sidx, index[ref >> 32], ref & 0xFFFF_FFFF, kind]
@@ -134,6 +137,9 @@ def _load(state: Rows, raw: bytes) -> bool:
     header = orjson.loads(raw[at : at + head_len])
     if header["user"] != state.user or header["itemsizes"] != ITEMSIZES:
         return False
+    erased = erase.load(erase.folder_of(state.folder))
+    if header.get("erased") != erased.digest:
+        return False  # folded under other erase records: it may hold what they hide
     body = memoryview(raw)[at + head_len :]
     parts: list[Part] = []
     pos = 0
@@ -169,6 +175,7 @@ def _load(state: Rows, raw: bytes) -> bool:
 
         part.problems = [Problem(str(part.path), off, reason) for off, reason in meta["problems"]]
         part.problem_count = meta["problem_count"]
+        part.hidden = meta.get("hidden", 0)
         parts.append(part)
     if pos != len(body):
         return False
@@ -189,4 +196,5 @@ def _load(state: Rows, raw: bytes) -> bool:
             state.heads[sidx] = (state.key(ref), ref, kind)
         state.idem = {k: parts[pi].no << 32 | row for k, pi, row in header["idem"]}
         state.loaded_rows = sum(len(p.ts) for p in parts)
+        state.erased = erased
     return True

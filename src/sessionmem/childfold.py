@@ -145,6 +145,7 @@ def merge_range(view: Rows, part: Part, got: dict[str, Any], result: FoldResult)
     for offset, reason in got["problems"]:
         part.report(offset, reason)
     part.problem_count += got["problem_count"] - len(got["problems"])
+    part.hidden += got["hidden"]
     part.consumed = got["consumed"]
     view.latest = None
 

@@ -150,6 +150,12 @@ class _Calls:
         return _Call("DELETE", f"{PREFIX}/session/{session_id}", lambda r: int(r["versions"]))
 
     @staticmethod
+    def forget(session_id: str) -> _Call[dict[str, Any]]:
+        """Erase a session from the server's log files and everything derived (not only hide
+        it): {"session_id", "forgotten", "events", "record", "committed"}."""
+        return _Call("POST", f"{PREFIX}/session/{session_id}/forget", lambda raw: dict(raw))
+
+    @staticmethod
     def health() -> _Call[dict[str, Any]]:
         return _Call("GET", "/healthz", lambda raw: dict(raw))
 
@@ -261,6 +267,7 @@ class Client:
     search = _sync(_Calls.search)
     project = _sync(_Calls.project)
     delete = _sync(_Calls.delete)
+    forget = _sync(_Calls.forget)
     health = _sync(_Calls.health)
 
 
@@ -306,4 +313,5 @@ class AsyncClient:
     search = _async(_Calls.search)
     project = _async(_Calls.project)
     delete = _async(_Calls.delete)
+    forget = _async(_Calls.forget)
     health = _async(_Calls.health)

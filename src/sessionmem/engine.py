@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from .forget import Forgotten
     from .keys import KeyInfo
     from .memory import Memory
     from .model import Diff, FilterArgs, Page, ProjectArgs, SearchArgs, SessionsArgs, Snapshot
@@ -64,6 +65,8 @@ class Engine(Protocol):
     ) -> Snapshot: ...
 
     def delete(self, user: str, session_id: str) -> int: ...
+
+    def forget(self, user: str, session_id: str) -> Forgotten: ...
 
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot: ...
 

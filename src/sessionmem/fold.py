@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import erase
 from .childfold import fold_in_halves, write_rows
 from .codec import (
     BOM,
@@ -80,14 +81,18 @@ def refresh(state: Rows, *, force: bool = False) -> bool:
     except OSError:
         stamp = None
     now = time.monotonic()
+    erased_at = erase.stamp(erase.folder_of(state.folder))
     if (
         not force
         and stamp is not None
         and stamp == state.stamp
+        and erased_at == state.erased_stamp
         and now - state.full_at < FULL_CHECK_SECONDS
     ):
         return False
     with state.lock:
+        touched: set[int] = set()
+        changed = erased_at != state.erased_stamp and _new_erasures(state, erased_at, touched)
         # A folder changed in the last few ms may change again within the same tick of the
         # kernel's coarse clock (git writing files) and keep its mtime: do not trust it yet.
         settled = stamp is not None and time.time_ns() - stamp[1] > SETTLE_NS
@@ -106,8 +111,6 @@ def refresh(state: Rows, *, force: bool = False) -> bool:
             except OSError as exc:  # out of descriptors, an I/O error: not "no files"
                 state.stamp = None
                 raise unreadable(state.folder, exc) from exc
-        changed = False
-        touched: set[int] = set()
         for name in [n for n in state.parts if n not in entries]:
             touched |= _drop(state, state.parts[name])
             changed = True
@@ -132,6 +135,20 @@ def refresh(state: Rows, *, force: bool = False) -> bool:
         if changed:
             _changed(state, touched)
         return changed
+
+
+def _new_erasures(state: Rows, erased_at: tuple[int, int] | None, touched: set[int]) -> bool:
+    """Read the erase records again (their folder changed); when they say something new, every
+    file is folded again under them. Returns whether anything changed."""
+    settled = erased_at is not None and time.time_ns() - erased_at[1] > SETTLE_NS
+    state.erased_stamp = erased_at if settled else None
+    erased = erase.load(erase.folder_of(state.folder))
+    if erased.digest == state.erased.digest:
+        return False
+    state.erased = erased
+    for part in list(state.parts.values()):
+        touched |= _drop(state, part)
+    return True
 
 
 def reset(state: Rows) -> None:
@@ -263,6 +280,8 @@ def fold_lines(state: Rows, part: Part, fd: int, result: FoldResult, end: int = 
     json_loads, uuid_ok, data_bad = orjson.loads, UUID_RE.match, data_problem
     row = len(part.ts) - 1
     latest = state.latest
+    erased = state.erased
+    screen, hides = bool(erased), erased.hides
     # A cold fold (no history or newest snapshot worked out yet) leaves each session's head
     # and each writer's newest ts to the end: in a writer's own file, lines come in (ts,
     # seq) order, so a session's last row is its newest — checked as it goes (`in_order`),
@@ -345,6 +364,9 @@ def fold_lines(state: Rows, part: Part, fd: int, result: FoldResult, end: int = 
                         if len(seconds) > 100_000:
                             seconds.clear()
                         seconds[second] = ts_to_ms(ev.ts[:20] + "000Z")
+                    if screen and hides(id_hash(ev.id), body, ev.session_id, ev.ts_ms):
+                        part.hidden += 1
+                        continue
                     state.latest = latest  # the slow path keeps these itself
                     _add_row(state, part, ev, at, len(body) - 1, result)
                 except DecodeError as exc:
@@ -361,6 +383,9 @@ def fold_lines(state: Rows, part: Part, fd: int, result: FoldResult, end: int = 
             tms = ms + int(ts[20:23])  # type: ignore[operator]
             kind = DELETE if typ == "delete" else SNAPSHOT
             idh = int(eid[-17:].replace("-", ""), 16) & 0x7FFF_FFFF_FFFF_FFFF  # id_hash
+            if screen and hides(idh, line, sid, tms):
+                part.hidden += 1  # erased (`erase`): read past, never a row
+                continue
             row += 1
             ts_add(tms)
             seq_add(seq)
@@ -536,6 +561,7 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
     """Fold the lines of `folder/name` from `start` up to `end` into fresh rows (run in a child
     process by `childfold.fold_in_halves`); returns them as plain, picklable values."""
     state = Rows(Path(folder), user)
+    state.erased = erase.load(erase.folder_of(state.folder))
     part = new_part(state, name)
     part.consumed = start
     result = FoldResult()
@@ -555,6 +581,7 @@ def fold_range(folder: str, user: str, name: str, start: int, end: int) -> dict[
         "max_ts": part.max_ts,
         "problems": [(p.offset, p.reason) for p in part.problems],
         "problem_count": part.problem_count,
+        "hidden": part.hidden,
         "consumed": part.consumed,
     }
 

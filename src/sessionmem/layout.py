@@ -31,7 +31,8 @@ where the last one stopped.
 Read it with `sessionmem sessions`, `sessionmem history SESSION`, `sessionmem show SESSION`;
 check it with `sessionmem verify`.
 """
-GITATTRIBUTES_TEXT = "log/**/*.jsonl text eol=lf merge=union\n"
+ERASED_ATTRIBUTES = "erased/**/*.jsonl text eol=lf merge=union\n"
+GITATTRIBUTES_TEXT = "log/**/*.jsonl text eol=lf merge=union\n" + ERASED_ATTRIBUTES
 GITIGNORE_TEXT = ".local/\n"
 SCAFFOLD = {
     "README.md": README_TEXT,

@@ -54,6 +54,8 @@ class Memory(Protocol):
 
     def delete(self, session_id: str) -> int: ...
 
+    def forget(self, session_id: str) -> dict[str, Any]: ...
+
 
 def body_of(session_id: str | Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
     """`save("s1", open_tasks=[...])` and `save({...body...})` alike, as a request body."""
@@ -109,6 +111,9 @@ class UserMemory:
 
     def delete(self, session_id: str) -> int:
         return self.store.delete(self.user, session_id)
+
+    def forget(self, session_id: str) -> dict[str, Any]:
+        return self.store.forget(self.user, session_id).answer(session_id)
 
 
 def merged(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import LIST_FIELDS
+from .erase import Erased
 from .model import Problem
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Part:
         self.by_session: dict[int, array[int]] = {}
         self.problems: list[Problem] = []
         self.problem_count = 0
+        self.hidden = 0  # erased lines still in the file: read past (`erase`), removed by a write
 
     def report(self, offset: int, reason: str) -> None:
         self.problem_count += 1
@@ -152,6 +154,13 @@ class Rows:
         self.rebuilt = False  # a file was dropped since: the cache describes files gone
         # (key, sidx, ref) of the newest live snapshot; None means "work it out again".
         self.latest: tuple[tuple[Any, ...], int, int] | None = None
+        # What erase records hide (`erase.Erased`), and the erase folder's (inode, mtime) then.
+        self.erased = Erased().seal()
+        self.erased_stamp: tuple[int, int] | None = None
+
+    def hidden(self) -> int:
+        """Erased lines still present in the files folded (each read past)."""
+        return sum(p.hidden for p in self.parts.values())
 
     def key(self, ref: int) -> tuple[int, str, int, int]:
         """The order of the event at `ref`: (ts, writer, seq, id hash)."""

@@ -76,6 +76,20 @@ def check_limit(value: Any) -> int:
     return value
 
 
+DURATION_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def check_duration(value: Any, name: str = "older_than") -> int:
+    """A duration as a number and a unit (`90m`, `36h`, `30d`, `12w`), in milliseconds."""
+    text = value.strip() if isinstance(value, str) else ""
+    digits, unit = text[:-1], text[-1:]
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 6 and unit in DURATION_UNITS):
+        raise InvalidInput(
+            FieldError(name, "must be a number and a unit: m, h, d or w (90m, 36h, 30d, 12w).")
+        )
+    return int(digits) * DURATION_UNITS[unit]
+
+
 def check_version(value: Any, name: str = "version") -> int:
     """A version number: an int from 1, or a string of ASCII digits (no sign, no '²')."""
     if isinstance(value, str) and value.isascii() and value.isdigit():

@@ -92,11 +92,16 @@ class SearchIndex:
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and _inode(self.path) != self._local.ino:
+            db.close()  # the file was removed (a forget): never answer from the old one
+            db = self._local.db = None
+            self._checked.clear()
         if db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # derived data: a lost tail is re-indexed
+            db.execute("PRAGMA secure_delete=ON")  # a deleted row's text does not linger
             _upgrade(db)
             db.executescript(
                 "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
@@ -111,6 +116,7 @@ class SearchIndex:
             if row is None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA,))
             self._local.db = db
+            self._local.ino = _inode(self.path)
         return db
 
     # --- following the fold ------------------------------------------------------------------
@@ -118,6 +124,17 @@ class SearchIndex:
     def sync(self, view: UserView) -> int:
         """Index what the view holds and the index does not; returns how many lines it took."""
         db = self._db()
+        erased = view.state.erased.digest
+        row = db.execute("SELECT value FROM meta WHERE key = 'erased'").fetchone()
+        if (row[0] if row else erased) != erased:  # new erase records: index it all again
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM fts")
+            db.execute("DELETE FROM files")
+            db.execute("COMMIT")
+            db.execute("VACUUM")  # (with secure_delete: no erased byte left in free pages)
+            self._checked.clear()
+        if row is None or row[0] != erased:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('erased', ?)", (erased,))
         plan = self._plan(view, dict(self._files(db)))
         if not plan:
             return 0
@@ -242,6 +259,13 @@ class SearchIndex:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return -1
 
 
 TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,3})?)?Z?)?\Z")

@@ -16,6 +16,7 @@ from .codec import dumps, id_hash, loads, normalize_uuid
 from .config import store_settings
 from .diff import diff_data
 from .errors import FieldError, InvalidInput, NotFound
+from .forget import Forgotten, forget_session, forget_text, prune, purge
 from .layout import Layout, check_user
 from .memory import UserMemory
 from .model import (
@@ -151,6 +152,7 @@ class Store:
         """
         snap = self._writer.write(self._writer.job(user, body, idempotency_key))
         assert snap is not None  # only deletes answer none
+        self._purge_if_needed(user)
         return snap
 
     append = save  # the library's first name for it; `save` is every surface's word
@@ -164,6 +166,7 @@ class Store:
         thread that syncs concurrent batches together. Answers only once it is durable."""
         snap = await self._writer.write_async(self._writer.job(user, body, idempotency_key))
         assert snap is not None
+        self._purge_if_needed(user)  # (rare, and brief: on the loop)
         return snap
 
     append_async = save_async
@@ -178,6 +181,27 @@ class Store:
         hidden = len(hist.refs) - hist.start
         self._writer.write(job)
         return hidden
+
+    def forget(self, user: str, session_id: str) -> Forgotten:
+        """Erase every event of a session from this clone's log files and everything derived
+        (unlike `delete`, which hides it): see `forget.forget_session`."""
+        return forget_session(self, user, session_id)
+
+    def forget_text(self, text: str) -> Forgotten:
+        """Replace `text` with [REDACTED] in every stored event here (`forget.forget_text`)."""
+        return forget_text(self, text)
+
+    def prune(
+        self, user: str, *, keep_versions: int | None = None, older_than_ms: int | None = None
+    ) -> Forgotten:
+        """Erase each session's older snapshots; the newest is always kept (`forget.prune`)."""
+        return prune(self, user, keep_versions=keep_versions, older_than_ms=older_than_ms)
+
+    def _purge_if_needed(self, user: str) -> None:
+        """After a write: lines that erase records hide but the files still hold (a merge
+        brought them back; a forget was killed) are taken out (docs/storage.md, "Erasure")."""
+        if self._views.get(user).state.hidden():
+            purge(self, user)
 
     # --- reading -------------------------------------------------------------------------
 

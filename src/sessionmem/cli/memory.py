@@ -11,12 +11,14 @@ from typing import Any
 
 from ..codec import loads
 from ..errors import NotFound
+from ..forget import Forgotten
 from ..integrations.gitinfo import branch_and_commit
 from ..integrations.restore import restore_text, view_for
 from ..layout import Layout, default_user, existing_root, find_root, project_root, user_store
-from ..memory import Memory, merged
+from ..memory import Memory, UserMemory, merged
 from ..render import briefing, plain
-from .text import Failure, colour, out, out_json, plural, table
+from ..rules import check_duration, check_version
+from .text import Failure, UsageError, colour, out, out_json, plural, table
 
 
 def root_of(args: argparse.Namespace) -> Path:
@@ -366,3 +368,63 @@ def sessions(args: argparse.Namespace) -> None:
 def delete(args: argparse.Namespace) -> None:
     hidden = backend(args).delete(args.session_id)
     out(f"Deleted session {args.session_id} ({plural(hidden, 'version')} hidden).\n")
+
+
+# --- forget, prune ------------------------------------------------------------------------------
+
+
+def forget(args: argparse.Namespace) -> None:
+    if (args.text is None) == (args.session_id is None):
+        raise UsageError("give a SESSION to erase, or --text STRING (one of them)")
+    if args.url:
+        if args.text is not None:
+            raise UsageError("--text works on a memory folder, not over --url")
+        answer = backend(args).forget(args.session_id)
+        if args.json:
+            return out_json(answer)
+        return out(f"Forgot session {args.session_id}: {plural(answer['events'], 'event')}.\n")
+    mem = _local(args)
+    if args.text is not None:
+        text = sys.stdin.readline().rstrip("\r\n") if args.text == "-" else args.text
+        done = mem.store.forget_text(text)
+        head = f"Replaced the string in {plural(done.events, 'event')} with [REDACTED]"
+    else:
+        done = mem.store.forget(mem.user, args.session_id)
+        head = f"Forgot session {args.session_id}: {plural(done.events, 'event')} erased"
+    _report(args, head, done)
+
+
+def prune(args: argparse.Namespace) -> None:
+    if args.keep_versions is None and args.older_than is None:
+        raise UsageError("give --keep-versions N, --older-than DURATION, or both")
+    keep = check_version(args.keep_versions, "keep_versions") if args.keep_versions else None
+    age = check_duration(args.older_than) if args.older_than is not None else None
+    mem = _local(args)
+    done = mem.store.prune(mem.user, keep_versions=keep, older_than_ms=age)
+    _report(args, f"Pruned {plural(done.events, 'older version')}", done)
+
+
+def _local(args: argparse.Namespace) -> UserMemory:
+    mem = backend(args, write=True)
+    assert isinstance(mem, UserMemory)
+    return mem
+
+
+def _report(args: argparse.Namespace, head: str, done: Forgotten) -> None:
+    if args.json:
+        return out_json(done.view())
+    lines = [head + (f" from {', '.join(done.files)}." if done.files else ".")]
+    if done.derived:
+        lines.append(f"Removed or cleaned what was derived: {', '.join(done.derived)}.")
+    if done.record:
+        lines.append(
+            f"Erase record {done.record} (ids and hashes only): commit .memory/erased/ and every "
+            "clone that merges it erases these lines too."
+        )
+    if done.committed:
+        lines.append(
+            f"Warning: these lines were committed to git ({', '.join(done.committed[:5])}"
+            f"{', …' if len(done.committed) > 5 else ''}): git's history still holds them. "
+            "sessionmem never rewrites history; to remove them:\n  " + (done.filter_repo or "")
+        )
+    out("\n".join(lines) + "\n")

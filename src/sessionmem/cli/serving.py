@@ -16,6 +16,7 @@ from typing import Any
 
 from ..codec import dumps, loads
 from ..layout import Layout, default_user
+from ..retention import read as read_retention
 from .admin import ensure_folder
 from .memory import root_of
 from .text import Failure, out
@@ -26,6 +27,7 @@ def serve(args: argparse.Namespace) -> int | None:
     if args.stop:
         return _stop(folder)
     ensure_folder(folder)
+    read_retention(folder)  # a mistake in [retention] stops the start, naming the setting
     _first_key(folder)
     if args.background:
         return _background(folder, args)

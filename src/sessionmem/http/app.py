@@ -36,6 +36,8 @@ from ..errors import (
     Unauthorized,
 )
 from ..model import FilterArgs
+from ..retention import RetentionThread
+from ..retention import read as read_retention
 from ..rules import MAX_LIMIT, PREFIX, SNAPSHOT_EVENTS, check_limit
 from ..store import Store
 from .core import (
@@ -52,6 +54,7 @@ from .schemas import (
     Deleted,
     DiffOut,
     ErrorOut,
+    Forgotten,
     Health,
     HistoryPage,
     SearchPage,
@@ -186,9 +189,11 @@ def create_app(
     keys: Keys | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     follow: bool = False,
+    retention: bool = False,
 ) -> FastAPI:
     """The HTTP app over `store`. With `follow`, a watcher folds other processes' appends and
-    git's file replacements as they happen (reads are up to date either way)."""
+    git's file replacements as they happen (reads are up to date either way); with
+    `retention`, the folder's `[retention]` rules are applied once a day (`retention`)."""
     keyring = keys or store.keys()
     health: dict[str, Any] = {"status": "ok", "version": __version__}
     if os.environ.get(INSTANCE_ENV):  # a random token: `serve --background` checks its child
@@ -206,10 +211,17 @@ def create_app(
         if follow:
             watcher = store.follower()
             watcher.start()
+        pruner = None
+        rules = read_retention(store.root) if retention and isinstance(store, Store) else None
+        if rules is not None and isinstance(store, Store):
+            pruner = RetentionThread(store, rules)
+            pruner.start()
         try:
             async with mcp.running():
                 yield
         finally:
+            if pruner is not None:
+                pruner.stop()
             if watcher is not None:
                 watcher.stop()
             store.close()  # writes the projection cache: the next start folds only the tail
@@ -351,6 +363,16 @@ def create_app(
         hidden = await run_in_threadpool(store.delete, user, session_id)
         return _json({"session_id": session_id, "deleted": True, "versions": hidden})
 
+    @route(
+        app.post,
+        "/session/{session_id}/forget",
+        Forgotten,
+        summary="Erase a session: its lines leave the log files, the index and the caches",
+    )
+    async def forget_session(user: User, session_id: SessionId) -> Response:
+        done = await run_in_threadpool(store.forget, user, session_id)
+        return _json(done.answer(session_id))
+
     @route(app.get, "/sessions", SessionsPage)
     async def list_sessions(
         user: User, filters: Filters, limit: Limit = None, cursor: Cursor = None
@@ -483,4 +505,4 @@ def app_from_env() -> FastAPI:
     store = Store(os.environ["SESSIONMEM_ROOT"])
     follow = os.environ.get("SESSIONMEM_FOLLOW", "1") != "0"
     max_body = int(os.environ.get("SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY))
-    return create_app(store, follow=follow, max_body=max_body)
+    return create_app(store, follow=follow, max_body=max_body, retention=True)

@@ -135,6 +135,14 @@ class Deleted(BaseModel):
     versions: int
 
 
+class Forgotten(BaseModel):
+    session_id: str
+    forgotten: bool
+    events: int  # lines taken out of the log files
+    record: str | None  # the erase record's id
+    committed: list[str]  # commits whose history still holds the lines (git filter-repo)
+
+
 class ErrorOut(BaseModel):
     detail: Any
 
