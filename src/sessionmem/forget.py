@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 REDACTED = "[REDACTED]"
 MIN_TEXT = 4  # a shorter string is in too many places to be a secret
-_SKIP = object()  # a line `_lines` did not decode: kept as it is
 # Decide what becomes of one line: None keeps it, b"" drops it, other bytes replace it.
 Decide = Callable[[bytes, Any], bytes | None]
 
@@ -199,32 +198,36 @@ def _erase(
     layout = store.layout
     folder = layout.log / user
     done = Forgotten()
-    with _all_locks(store, user) as paths:
-        files = {p: _read(p) for p in paths}
-        if plan is not None:
-            plan([ev for raw in files.values() for _, ev in _lines(raw) if ev is not None])
-        new: dict[Path, bytes] = {}
-        items: list[list[Any]] = []
-        replacing = False
-        for path, raw in files.items():
-            out, changed = [], False
-            for line, ev in _lines(raw, needle):
-                if ev is _SKIP or not line.endswith(b"\n"):
-                    out.append(line)
-                    continue
+    new: dict[Path, Path] = {}  # log file -> its new text, written and synced beside it
+    items: list[list[Any]] = []
+    replacing = False
+    with _all_locks(store, user) as paths, _cleanup(new):
+        if plan is not None:  # (one file in memory at a time)
+            events = (_event(raw[a:b]) for raw in map(_read, paths) for a, b in _spans(raw))
+            plan([ev for ev in events if ev is not None])
+        for path in paths:
+            raw = _read(path)
+            out: list[bytes] = []
+            kept_to = 0  # raw[kept_to:] is not decided on yet: copied as it is
+            for start, end in _spans(raw, needle):
+                line = raw[start:end]
+                if not line.endswith(b"\n"):
+                    continue  # a torn tail: not a line yet
+                ev = _event(line)
                 verdict = decide(line, ev)
                 if verdict is None:
-                    out.append(line)
                     continue
-                changed = True
+                out.append(raw[kept_to:start])
+                kept_to = end
                 done.events += 1
                 replacing = replacing or bool(verdict)
                 if verdict:
                     out.append(verdict if verdict.endswith(b"\n") else verdict + b"\n")
                 if ev is not None:
                     items.append([ev.id, ev.writer, ev.seq, erase.line_hash(line)])
-            if changed:
-                new[path] = b"".join(out)
+            if out:
+                out.append(raw[kept_to:])
+                new[path] = _write_beside(path, out)
         if not new:
             return done
         if record is not None:
@@ -233,8 +236,9 @@ def _erase(
                 record["until"] = ms_to_ts(now_ms())
         if record is not None and not replacing:
             done.record = _append_record(store, user, record)
-        for path, text in new.items():
-            _write_file(path, text)
+        for path, tmp in list(new.items()):
+            os.replace(tmp, path)
+            del new[path]
             done.files.append(str(path.relative_to(layout.root)))
         touch_folder(str(folder))
         fsync_dir(folder)
@@ -260,10 +264,14 @@ def _all_locks(store: Store, user: str) -> Iterator[list[Path]]:
     except FileNotFoundError:
         names = []
     writers = sorted({*names, store.writer})
+    leftovers = [p for p in folder.glob(".*.jsonl.forget")] if names else []
     appender = store._writer.appender
     with contextlib.ExitStack() as stack:
         for writer in writers:
             stack.enter_context(appender.locked(user, writer))
+        for path in leftovers:  # a forget killed before its renames (under these locks now)
+            with contextlib.suppress(OSError):
+                path.unlink()
         yield [folder / f"{n}.jsonl" for n in names]
 
 
@@ -272,27 +280,56 @@ def _read(path: Path) -> bytes:
         return f.read()
 
 
-def _lines(raw: bytes, needle: bytes | None = None) -> Iterator[tuple[bytes, Any]]:
-    """Each line with its event (None for a damaged one, and — not decoded — for a line without
-    `needle`, which no decision takes)."""
-    for line in raw.splitlines(keepends=True):
-        if needle is not None and needle not in line:
-            yield line, _SKIP
-            continue
-        try:
-            ev = decode(line.rstrip(b"\r\n")) if line.strip() else None
-        except DecodeError:
-            ev = None
-        yield line, ev
+def _spans(raw: bytes, needle: bytes | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each line of `raw` — only of those holding `needle`, when given, found
+    without looking at the others (most of a big log)."""
+    if needle is None:
+        start = 0
+        while start < len(raw):
+            end = raw.find(b"\n", start)
+            end = len(raw) if end < 0 else end + 1
+            yield start, end
+            start = end
+        return
+    at, done_to = raw.find(needle), 0
+    while at >= 0:
+        start = raw.rfind(b"\n", 0, at) + 1
+        end = raw.find(b"\n", at)
+        end = len(raw) if end < 0 else end + 1
+        if start >= done_to:
+            yield start, end
+            done_to = end
+        at = raw.find(needle, end)
 
 
-def _write_file(path: Path, text: bytes) -> None:
+def _event(line: bytes) -> Any:
+    """The event on a line, or None (blank or damaged)."""
+    try:
+        return decode(line.rstrip(b"\r\n")) if line.strip() else None
+    except DecodeError:
+        return None
+
+
+def _write_beside(path: Path, pieces: list[bytes]) -> Path:
+    """The file's new text in a temporary file beside it (same folder: a rename replaces it),
+    synced; renamed over it once the erase record is down."""
     tmp = path.with_name(f".{path.name}.forget")
     with open(tmp, "wb") as out:
-        out.write(text)
+        out.writelines(pieces)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, path)
+    return tmp
+
+
+@contextlib.contextmanager
+def _cleanup(new: dict[Path, Path]) -> Iterator[None]:
+    """Remove the temporary files of a forget that failed before renaming them."""
+    try:
+        yield
+    finally:
+        for tmp in new.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _append_record(store: Store, user: str, fields: dict[str, Any]) -> str:

@@ -112,6 +112,15 @@ def verify(root: Path | str, *, repair: bool = False) -> Report:
             if path.is_symlink():
                 _outside(report, prel, "a link, not a log file: sessionmem never follows links")
                 continue
+            if path.is_file() and path.name.startswith(".") and path.name.endswith(".forget"):
+                report.findings.append(
+                    Finding("warning", "forget-leftover", prel, "a killed forget's temporary "
+                            "file (it holds no erased line); --repair removes it")
+                )  # fmt: skip
+                if repair:
+                    path.unlink()
+                    report.moved.append(f"{prel}: removed")
+                continue
             if not path.is_file() or path.suffix != ".jsonl" or not WRITER_RE.match(path.stem):
                 _outside(report, prel, "not a log file (<writer>.jsonl)")
                 continue
