@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -46,6 +47,69 @@ ENGINES: dict[str, Callable[[Path], Any]] = {
     "files-durable": lambda root: Store(root, durability="durable"),
     "files-fast": lambda root: Store(root, durability="fast"),
 }
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster (scripts/postgres) for the whole run, started on first use;
+    a fresh database per test place, the same one again for the same place (two replicas)."""
+
+    url: str | None = None
+    _dbs: dict[Path, str] = {}
+    _stores: list[Any] = []
+
+    @classmethod
+    def admin_url(cls) -> str:
+        if cls.url is None:
+            given = os.environ.get("SESSIONMEM_TEST_DATABASE")
+            if given:
+                cls.url = given
+            else:
+                out = subprocess.run([str(REPO / "scripts" / "postgres")], capture_output=True,
+                                     text=True, timeout=600)  # fmt: skip
+                assert out.returncode == 0, out.stderr
+                cls.url = out.stdout.strip()
+                folder = cls.url.split("host=")[1].split("&")[0]
+                atexit.register(subprocess.run, [str(REPO / "scripts" / "postgres"), "stop",
+                                                 folder], capture_output=True)  # fmt: skip
+        return cls.url
+
+    @classmethod
+    def database(cls, place: Path) -> str:
+        """The URL of the database for `place` (made, with the schema, on first use)."""
+        import psycopg
+
+        from sessionmem.pg import schema
+
+        if place not in cls._dbs:
+            name = f"t{len(cls._dbs)}_{os.getpid()}"
+            with psycopg.connect(cls.admin_url(), autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {name}")
+            url = cls.admin_url().replace("/postgres?", f"/{name}?", 1)
+            with psycopg.connect(url, autocommit=True) as conn:
+                schema.upgrade(conn)
+            cls._dbs[place] = url
+        return cls._dbs[place]
+
+    @classmethod
+    def engine(cls, place: Path) -> Any:
+        from sessionmem.pg.engine import PgStore
+
+        if place not in cls._dbs:  # a new test: let go of the last one's connections
+            for old in cls._stores:
+                old.close()
+            cls._stores.clear()
+        store = PgStore(cls.database(place), pool_size=4)
+        store.root = place  # (the contract makes a second engine "on the same root": a replica)
+        cls._stores.append(store)
+        return store
+
+
+try:
+    import psycopg  # noqa: F401 - the postgres extra (dev installs it)
+
+    ENGINES["postgres"] = Postgres.engine
+except ImportError:  # pragma: no cover - scripts/test installs the dev extra, which has it
+    pass
 
 
 @pytest.fixture(params=sorted(ENGINES))

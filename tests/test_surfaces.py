@@ -20,8 +20,9 @@ from contract import StoreContract
 class Surface:
     """The Store's user-first vocabulary over one `Memory` per user."""
 
-    def __init__(self, root: Path, memory_for: Callable[[str], Memory]):
+    def __init__(self, root: Path, memory_for: Callable[[str], Memory], engine: Any = None):
         self.root = root
+        self.engine = engine
         self._memory_for = memory_for
         self._memories: dict[str, Memory] = {}
 
@@ -56,7 +57,8 @@ class TestUserMemory(StoreContract):
     """What `sessionmem save/show/...` and the hooks hold in direct mode."""
 
     def make_store(self, root: Path) -> Store:
-        return Surface(root, self.factory(root).for_user)  # type: ignore[return-value]
+        engine = self.factory(root)
+        return Surface(root, engine.for_user, engine)  # type: ignore[return-value]
 
 
 class TestClientOverTheApp(StoreContract):
@@ -71,4 +73,4 @@ class TestClientOverTheApp(StoreContract):
             key = ring.create(user)[1]  # an invalid user id is refused here, as by the store
             return Client("http://testserver", key, http=TestClient(app))
 
-        return Surface(root, memory)  # type: ignore[return-value]
+        return Surface(root, memory, store)  # type: ignore[return-value]

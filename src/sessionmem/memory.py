@@ -13,9 +13,9 @@ from .project import project_view
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .engine import Engine
     from .model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
     from .project import ProjectView
-    from .store import Store
 
 
 class Memory(Protocol):
@@ -65,9 +65,10 @@ def body_of(session_id: str | Mapping[str, Any], fields: Mapping[str, Any]) -> d
 
 
 class UserMemory:
-    """`Store` bound to one user, with the `Client`'s vocabulary (see `Memory`)."""
+    """An engine (`Store`, `PgStore`) bound to one user, with the `Client`'s vocabulary (see
+    `Memory`)."""
 
-    def __init__(self, store: Store, user: str):
+    def __init__(self, store: Engine, user: str):
         self.store = store
         self.user = user
 

@@ -4,7 +4,6 @@ answers kept ready to send (`answers`)."""
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .answers import HISTORY_CACHE_ENTRIES, Answers, entries_of, snapshot_of
-from .codec import dumps, id_hash, loads, normalize_uuid
+from .codec import id_hash, normalize_uuid
 from .config import store_settings
 from .diff import diff_data
 from .errors import FieldError, InvalidInput, NotFound
@@ -27,9 +26,9 @@ from .model import (
     SessionSummary,
     Snapshot,
 )
+from .pages import check_filters, decode_cursor, encode_cursor, no_session
 from .projection import UserView
 from .rules import (
-    check_event,
     check_limit,
     check_session_id,
     check_snapshot_id,
@@ -177,7 +176,7 @@ class Store:
         job = self._writer.delete_job(user, session_id)
         hist = self.view(user).history(session_id)
         if hist is None or hist.deleted:
-            raise _no_session(session_id, user)
+            raise no_session(session_id, user)
         hidden = len(hist.refs) - hist.start
         self._writer.write(job)
         return hidden
@@ -208,7 +207,7 @@ class Store:
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
         """The user's most recent snapshot over all sessions, optionally filtered (by
         project_path, git_branch, event, agent)."""
-        checked = _check_filters(Filters(**filters))
+        checked = check_filters(Filters(**filters))
 
         def run(view: UserView) -> Snapshot:
             if not checked.any():
@@ -249,7 +248,7 @@ class Store:
         def run(view: UserView) -> Snapshot:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
-                raise _no_session(session_id, user)
+                raise no_session(session_id, user)
             total = len(hist.refs) - hist.start
             if snapshot_id is not None:
                 target = id_hash(snapshot_id)
@@ -280,12 +279,12 @@ class Store:
         """A session's snapshots, newest first, `limit` at a time; pass back `next_cursor`."""
         check_session_id(session_id)
         limit = check_limit(limit)
-        below = _decode_cursor(cursor, "v")
+        below = decode_cursor(cursor, "v")
 
         def run(view: UserView) -> Page:
             hist = view.history(session_id)
             if hist is None or hist.deleted:
-                raise _no_session(session_id, user)
+                raise no_session(session_id, user)
             start = hist.start
             total = len(hist.refs) - start
             top = total if below is None else max(min(below - 1, total), 0)
@@ -296,7 +295,7 @@ class Store:
             else:  # too long to keep: read just this page
                 items = entries_of(view, hist, start, range(top, low, -1))
             nxt = items[-1].version if items and items[-1].version > 1 else None
-            return Page(items, _encode_cursor("v", nxt) if nxt else None)
+            return Page(items, encode_cursor("v", nxt) if nxt else None)
 
         return self._views.read(user, run)
 
@@ -361,13 +360,13 @@ class Store:
         all_versions = bool(args.get("all_versions"))
         check_user(user)
         expression = fts_query(q)
-        _check_filters(Filters(event=event))
+        check_filters(Filters(event=event))
         if session_id is not None:
             check_session_id(session_id)
         check_time("since", since)
         check_time("until", until)
         limit = check_limit(args.get("limit", 20))
-        start = _decode_cursor(cursor, "q") or 0
+        start = decode_cursor(cursor, "q") or 0
         where = {
             "project": project_path,
             "branch": git_branch,
@@ -383,7 +382,7 @@ class Store:
             items, last = find(
                 view, index, expression, where, all_versions, limit, start, cancel=cancel
             )
-            return Page(items, _encode_cursor("q", last) if last else None)
+            return Page(items, encode_cursor("q", last) if last else None)
 
         return self._views.read(user, run)
 
@@ -413,8 +412,8 @@ class Store:
         if unknown:
             raise TypeError(f"sessions() got an unexpected keyword argument {min(unknown)!r}")
         limit = check_limit(args.get("limit", 50))
-        before = _decode_cursor(args.get("cursor"), "s")
-        filters = _check_filters(
+        before = decode_cursor(args.get("cursor"), "s")
+        filters = check_filters(
             Filters(args.get("project_path"), args.get("git_branch"), args.get("event"),
                     args.get("agent"))
         )  # fmt: skip
@@ -430,7 +429,7 @@ class Store:
                 if not filters.match(head.fields):
                     continue
                 if len(items) == limit:
-                    nxt = _encode_cursor("s", last_key)
+                    nxt = encode_cursor("s", last_key)
                     break
                 hist = view.history(head.session_id)
                 assert hist is not None
@@ -454,49 +453,3 @@ class Store:
 
 _SESSIONS_ARGS = {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
 _SEARCH_ARGS = _SESSIONS_ARGS | {"session_id", "since", "until", "all_versions"}
-
-
-def _no_session(session_id: str, user: str) -> NotFound:
-    return NotFound(f"No session {session_id!r} for user {user!r}.", what="session")
-
-
-def _check_filters(filters: Filters) -> Filters:
-    if filters.event is not None:
-        check_event(filters.event)
-    return filters
-
-
-def _cursor_value_ok(kind: str, value: Any) -> bool:
-    """A version (from 1) for "v", a position among the matches (from 1) for "q", a session
-    head's key (ts, writer, seq, id hash) for "s"."""
-    if kind in ("v", "q"):
-        return type(value) is int and value >= 1
-    return (
-        type(value) is list
-        and len(value) == 4
-        and type(value[0]) is int
-        and type(value[1]) is str
-        and type(value[2]) is int
-        and type(value[3]) is int
-    )
-
-
-def _encode_cursor(kind: str, value: Any) -> str:
-
-    raw = dumps([kind, list(value) if isinstance(value, tuple) else value])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, kind: str) -> Any:
-    if cursor is None:
-        return None
-
-    try:
-        got, value = loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if got != kind or not _cursor_value_ok(kind, value):
-            raise ValueError(got)
-        return value
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput(
-            FieldError("cursor", "is not a cursor this listing gave out; omit it to start over.")
-        ) from None

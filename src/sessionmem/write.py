@@ -82,15 +82,7 @@ class Writer:
         """The job of `POST /session` with `body`: checked, redacted, and with its data as a
         later read gives it back (keys sorted, numbers as JSON has them), so the answer to
         this write is byte for byte the answer to that read."""
-        check_user(user)
-        session_id, snapshot_id, data = normalize_snapshot(body)
-        data = loads(dumps(self._redact(data)))
-        idem = body_hash = None
-        if idempotency_key is not None:
-            check_idempotency_key(idempotency_key)
-            idem = _sha256(idempotency_key.encode())
-            body_hash = _sha256(encode_body(session_id, snapshot_id, data))
-        return WriteJob(user, session_id, "snapshot", data, snapshot_id, idem, body_hash)
+        return make_job(user, body, idempotency_key, self._redact)
 
     @staticmethod
     def delete_job(user: str, session_id: str) -> WriteJob:
@@ -267,6 +259,25 @@ class Writer:
         self.appender.close()
         if self._batches is not None:
             self._batches[1].close()
+
+
+def make_job(
+    user: str,
+    body: Mapping[str, Any],
+    idempotency_key: str | None,
+    redact: Callable[[dict[str, Any]], dict[str, Any]],
+) -> WriteJob:
+    """The job of `POST /session` with `body` on any engine: checked, redacted, its data as a
+    later read gives it back, and the hashes a retry is recognised by."""
+    check_user(user)
+    session_id, snapshot_id, data = normalize_snapshot(body)
+    data = loads(dumps(redact(data)))
+    idem = body_hash = None
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+        idem = _sha256(idempotency_key.encode())
+        body_hash = _sha256(encode_body(session_id, snapshot_id, data))
+    return WriteJob(user, session_id, "snapshot", data, snapshot_id, idem, body_hash)
 
 
 def encode_body(session_id: str, snapshot_id: str | None, data: dict[str, Any]) -> bytes:

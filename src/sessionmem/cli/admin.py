@@ -16,12 +16,12 @@ from ..integrations.restore import view_for
 from ..integrations.status import NEEDS, installed_hooks, last_runs
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..render import safe as safe_text
-from .memory import backend
+from .memory import backend, database
 
 if TYPE_CHECKING:
-    from ..keys import KeyRing
+    pass
 from .memory import memory_root, open_root, root_of
-from .text import Failure, out, out_json, plural
+from .text import Failure, UsageError, out, out_json, plural
 
 
 def ensure_folder(folder: Path) -> list[str]:
@@ -65,11 +65,38 @@ def mcp(args: argparse.Namespace) -> None:
 # --- keys ----------------------------------------------------------------------------------------
 
 
-def _ring(args: argparse.Namespace) -> KeyRing:
+def _ring(args: argparse.Namespace) -> Any:
+    """The keys of the memory folder, or of the database (--database)."""
+    if getattr(args, "database", None):
+        return database(args).keys()
     # lazy: ..keys costs 9 ms at start-up
     from ..keys import KeyRing
 
     return KeyRing(Layout(root_of(args)))
+
+
+def db_help(args: argparse.Namespace) -> int:
+    args._parser.parse_args(["db", "--help"])
+    return 0
+
+
+def db_upgrade(args: argparse.Namespace) -> None:
+    if not args.database:
+        raise UsageError("db upgrade needs --database URL (or SESSIONMEM_DATABASE)")
+    try:
+        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
+        from ..pg import schema
+        from ..pg.engine import connect_for_admin
+    except ImportError:
+        raise Failure(
+            "--database needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
+        ) from None
+    with connect_for_admin(args.database)() as conn:
+        done = schema.upgrade(conn)
+    if done:
+        out(f"Upgraded the database to schema version {done[-1]}.\n")
+    else:
+        out(f"The database is at schema version {schema.SCHEMA_VERSION} already.\n")
 
 
 def keys_help(args: argparse.Namespace) -> int:

@@ -99,6 +99,18 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
     return root
 
 
+def database(args: argparse.Namespace) -> Any:
+    """The PostgreSQL engine of --database (the `postgres` extra)."""
+    try:
+        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
+        from ..pg.engine import PgStore
+    except ImportError:
+        raise Failure(
+            "--database needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
+        ) from None
+    return PgStore(args.database)
+
+
 def backend(args: argparse.Namespace, *, write: bool = False) -> Memory:
     """The user's memory: a server's (`--url`) or the memory folder's."""
     if args.url:
@@ -111,6 +123,8 @@ def backend(args: argparse.Namespace, *, write: bool = False) -> Memory:
         from ..client import Client
 
         return Client(args.url, args.api_key)
+    if getattr(args, "database", None):
+        return database(args).for_user(default_user(args.user))  # type: ignore[no-any-return]
     root = open_root(args, write=write)
     # lazy: ..store costs 5 ms at start-up
     from ..store import Store
@@ -383,13 +397,13 @@ def forget(args: argparse.Namespace) -> None:
         if args.json:
             return out_json(answer)
         return out(f"Forgot session {args.session_id}: {plural(answer['events'], 'event')}.\n")
-    mem = _local(args)
+    store, user = _local(args)
     if args.text is not None:
         text = sys.stdin.readline().rstrip("\r\n") if args.text == "-" else args.text
-        done = mem.store.forget_text(text)
+        done = store.forget_text(text)
         head = f"Replaced the string in {plural(done.events, 'event')} with [REDACTED]"
     else:
-        done = mem.store.forget(mem.user, args.session_id)
+        done = store.forget(user, args.session_id)
         head = f"Forgot session {args.session_id}: {plural(done.events, 'event')} erased"
     _report(args, head, done)
 
@@ -399,15 +413,20 @@ def prune(args: argparse.Namespace) -> None:
         raise UsageError("give --keep-versions N, --older-than DURATION, or both")
     keep = check_version(args.keep_versions, "keep_versions") if args.keep_versions else None
     age = check_duration(args.older_than) if args.older_than is not None else None
-    mem = _local(args)
-    done = mem.store.prune(mem.user, keep_versions=keep, older_than_ms=age)
+    store, user = _local(args)
+    done = store.prune(user, keep_versions=keep, older_than_ms=age)
     _report(args, f"Pruned {plural(done.events, 'older version')}", done)
 
 
-def _local(args: argparse.Namespace) -> UserMemory:
+def _local(args: argparse.Namespace) -> tuple[Any, str]:
+    """The memory folder's store and the user (forget --text and prune work on a folder)."""
+    # lazy: ..store costs 5 ms at start-up
+    from ..store import Store
+
     mem = backend(args, write=True)
-    assert isinstance(mem, UserMemory)
-    return mem
+    if not isinstance(mem, UserMemory) or not isinstance(mem.store, Store):
+        raise UsageError("this works on a memory folder (--root), not over --url or --database")
+    return mem.store, mem.user
 
 
 def _report(args: argparse.Namespace, head: str, done: Forgotten) -> None:

@@ -114,6 +114,12 @@ def _memory_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
         "nearest .memory/ upward, else the git top level's .memory/, else ./.memory",
     )
     g.add_argument(
+        "--database",
+        default=os.environ.get("SESSIONMEM_DATABASE") or None,
+        metavar="URL",
+        help="a postgresql:// database instead of a memory folder (SESSIONMEM_DATABASE)",
+    )
+    g.add_argument(
         "--url",
         default=os.environ.get("SESSIONMEM_URL") or None,
         help="talk to this server instead (SESSIONMEM_URL)",
@@ -150,11 +156,22 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", help="only what this agent's hooks saved (claude-code, codex, ...)")
 
 
-def _root_option(p: argparse.ArgumentParser) -> None:
+def _root_option(p: argparse.ArgumentParser, *, database: bool = False) -> None:
     p.add_argument(
         "--root",
         default=os.environ.get("SESSIONMEM_ROOT") or None,
         help="the memory folder itself; default as for the other commands",
+    )
+    if database:
+        _database_option(p)
+
+
+def _database_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database",
+        default=os.environ.get("SESSIONMEM_DATABASE") or None,
+        metavar="URL",
+        help="a postgresql:// database instead of a memory folder (SESSIONMEM_DATABASE)",
     )
 
 
@@ -332,7 +349,7 @@ def build_parser(only: str | None = None) -> _Parser:
     _memory_options(p, json=False)
 
     p = command("serve", "Serve the memory folder over HTTP (FastAPI on uvicorn).", "serving:serve")
-    _root_option(p)
+    _root_option(p, database=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
         "--port",
@@ -402,15 +419,21 @@ def build_parser(only: str | None = None) -> _Parser:
     p = ksub.add_parser("create", help="create a key for USER and print it (shown only once)")
     p.add_argument("user", metavar="USER")
     p.set_defaults(run="admin:keys_create")
-    _root_option(p)
+    _root_option(p, database=True)
     p = ksub.add_parser("list", help="list keys (ids and users; keys themselves are not stored)")
     p.set_defaults(run="admin:keys_list")
-    _root_option(p)
+    _root_option(p, database=True)
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     p = ksub.add_parser("revoke", help="revoke a key by its id (or a prefix of 8+), or the key")
     p.add_argument("key_id", metavar="ID")
     p.set_defaults(run="admin:keys_revoke")
-    _root_option(p)
+    _root_option(p, database=True)
+
+    db = command("db", "The PostgreSQL database: its schema.", "admin:db_help")
+    dsub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    p = dsub.add_parser("upgrade", help="create the schema, or move it to this version's")
+    p.set_defaults(run="admin:db_upgrade")
+    _database_option(p)
 
     p = command(
         "verify",

@@ -18,19 +18,31 @@ from ..codec import dumps, loads
 from ..layout import Layout, default_user
 from ..retention import read as read_retention
 from .admin import ensure_folder
-from .memory import root_of
-from .text import Failure, out
+from .memory import database, root_of
+from .text import Failure, UsageError, out
 
 
 def serve(args: argparse.Namespace) -> int | None:
-    folder = root_of(args).resolve()
-    if args.stop:
-        return _stop(folder)
-    ensure_folder(folder)
-    read_retention(folder)  # a mistake in [retention] stops the start, naming the setting
-    _first_key(folder)
-    if args.background:
-        return _background(folder, args)
+    if args.database:
+        if args.background or args.stop:
+            raise UsageError("--background and --stop serve a memory folder, not --database")
+        engine = database(args)  # reachable, and at this code's schema: else one clear line
+        _first_key_of(engine.keys(), None)
+        engine.close()
+        os.environ["SESSIONMEM_DATABASE"] = args.database
+        where = "the database"
+    else:
+        folder = root_of(args).resolve()
+        if args.stop:
+            return _stop(folder)
+        ensure_folder(folder)
+        read_retention(folder)  # a mistake in [retention] stops the start, naming the setting
+        _first_key(folder)
+        if args.background:
+            return _background(folder, args)
+        os.environ["SESSIONMEM_ROOT"] = str(folder)
+        os.environ.pop("SESSIONMEM_DATABASE", None)
+        where = str(folder)
     # lazy, ms at start-up: uvicorn 46, ..http.guard 56
     import uvicorn
 
@@ -41,14 +53,13 @@ def serve(args: argparse.Namespace) -> int | None:
         default_max_connections,
     )
 
-    os.environ["SESSIONMEM_ROOT"] = str(folder)
     os.environ["SESSIONMEM_FOLLOW"] = "1" if args.follow else "0"
     os.environ[HEADER_TIMEOUT_ENV] = str(args.header_timeout)
     os.environ[BODY_TIMEOUT_ENV] = str(args.body_timeout)
     if args.durability:
         os.environ["SESSIONMEM_DURABILITY"] = args.durability
     sys.stderr.write(
-        f"Serving {folder} on http://{args.host}:{args.port} (API docs at /docs); "
+        f"Serving {where} on http://{args.host}:{args.port} (API docs at /docs); "
         "stop it with Ctrl-C.\n"
     )
     if args.workers > 1:
@@ -73,9 +84,12 @@ def _first_key(folder: Path) -> None:
     # lazy: ..keys costs 8 ms at start-up
     from ..keys import KeyRing
 
-    ring = KeyRing(Layout(folder))
+    _first_key_of(KeyRing(Layout(folder)), folder)
+
+
+def _first_key_of(ring: Any, folder: Path | None) -> None:
     if not ring.list():
-        user = default_user(None, folder.parent)
+        user = default_user(None, folder.parent if folder else None)
         info, key = ring.create(user)
         out(f"No API key was configured: created one for user {user!r} (id {info.id}).\n")
         out("It is shown only this once; more with `sessionmem keys create USER`:\n")

@@ -502,6 +502,13 @@ INSTANCE_ENV = "SESSIONMEM_INSTANCE"
 
 def app_from_env() -> FastAPI:
     """The factory `sessionmem serve` hands to uvicorn (one call per worker process)."""
+    url = os.environ.get("SESSIONMEM_DATABASE")
+    if url:
+        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
+        from ..pg.engine import PgStore
+
+        return create_app(PgStore(url), max_body=int(os.environ.get("SESSIONMEM_MAX_BODY",
+                          DEFAULT_MAX_BODY)))  # fmt: skip
     store = Store(os.environ["SESSIONMEM_ROOT"])
     follow = os.environ.get("SESSIONMEM_FOLLOW", "1") != "0"
     max_body = int(os.environ.get("SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY))

@@ -1,0 +1,1 @@
+"""The PostgreSQL engine (an optional extra: `pip install 'sessionmem[postgres]'`)."""

@@ -1,0 +1,480 @@
+"""The PostgreSQL engine (docs/decisions.md, "PostgreSQL"): the `Engine` the HTTP app, the CLI
+and MCP take, over one database that any number of `serve` replicas share.
+
+Nothing is kept between requests but a connection pool: every read asks the database, so a write
+through one replica is read through any other at once. A snapshot is stored as the canonical line
+the file engine writes (its time from the database's clock, its `seq` from one sequence), and read
+back through the same code, so its JSON is the same bytes on both engines.
+
+Writers of one session compete for its next position (`events` primary key): a loser reads the
+head again and retries. An Idempotency-Key is claimed in the same transaction as its event, so a
+retry through any replica finds the first result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .. import erase
+from ..answers import snapshot_of
+from ..codec import Event, decode, encode, id_hash, ms_to_ts, normalize_uuid, uuid7
+from ..diff import diff_data
+from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
+from ..forget import Forgotten
+from ..layout import check_user
+from ..memory import UserMemory
+from ..model import Diff, Filters, HistoryEntry, Page, SessionSummary, Snapshot, counts
+from ..pages import check_filters, decode_cursor, encode_cursor, no_session
+from ..redact import redactor_from_config
+from ..rules import check_limit, check_session_id, check_snapshot_id, check_version
+from ..write import WriteJob, make_job
+from . import schema
+from .keys import PgKeys
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
+    from ..project import ProjectView
+
+WRITER = "postgres"  # the writer of every event this engine stores (its seq: one sequence)
+RETRIES = 50  # a write that lost the race for its session's next position tries again
+_HEAD_COLUMNS = "session_id, live, id, event, ts_ms, project_path, git_branch, counts"
+
+
+class PgStore:
+    """Session memory in a PostgreSQL database (`url`: a `postgresql://` URL)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, redact: bool = True):
+        self.url = url
+        self.root = None  # (no memory folder: `Store.root`'s place)
+        redactor = redactor_from_config({}) if redact else None
+        self._redact: Callable[[dict[str, Any]], dict[str, Any]] = redactor or (lambda d: d)
+        with connect_for_admin(url)() as conn:  # reachable, and at this code's schema
+            schema.check(conn, _shown(url))
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+        )
+        try:
+            self._pool.open(wait=True, timeout=10)
+        except PoolTimeout:
+            self._pool.close()
+            raise StorageError(f"Could not connect to the database {_shown(url)}.") from None
+        self._keys = PgKeys(self._conn)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; a database that went away is one StorageError (503, retry)."""
+        try:
+            with self._pool.connection(timeout=10) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageError(f"The database is not answering ({_first_line(exc)}).") from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def keys(self) -> PgKeys:
+        return self._keys
+
+    def follower(self) -> _NoFollow:
+        return _NoFollow()
+
+    def for_user(self, user: str) -> UserMemory:
+        return UserMemory(self, check_user(user))
+
+    def users(self) -> list[str]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT DISTINCT user_id FROM heads ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def save(
+        self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Snapshot:
+        job = make_job(user, body, idempotency_key, self._redact)
+        snap = self._write(job)
+        assert snap is not None
+        return snap
+
+    append = save
+
+    async def save_async(
+        self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Snapshot:
+        return await asyncio.to_thread(self.save, user, body, idempotency_key=idempotency_key)
+
+    append_async = save_async
+
+    def delete(self, user: str, session_id: str) -> int:
+        check_user(user)
+        check_session_id(session_id)
+        with self._conn() as conn:
+            head = _head(conn, user, session_id)
+        if head is None or head["type"] == "delete":
+            raise no_session(session_id, user)
+        self._write(WriteJob(user, session_id, "delete", {}, None, None, None))
+        return int(head["live"])
+
+    def _write(self, job: WriteJob) -> Snapshot | None:
+        for attempt in range(RETRIES):
+            with self._conn() as conn:
+                stored = self._stored(conn, job)
+                if stored is not None:
+                    return stored
+                try:
+                    with conn.transaction():
+                        return self._insert(conn, job)
+                except (pg_errors.UniqueViolation, pg_errors.SerializationFailure):
+                    pass  # another writer took the position, the key or the id: read again
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise StorageError(f"Too many writers on session {job.session_id!r} at once; retry.")
+
+    def _stored(self, conn: Any, job: WriteJob) -> Snapshot | None:
+        """The first result of a retry (same Idempotency-Key, or same snapshot_id)."""
+        if job.idem is not None:
+            row = conn.execute(
+                "SELECT i.body_hash, e.line, e.version FROM idempotency i JOIN events e ON "
+                "e.user_id = i.user_id AND e.id = i.event_id WHERE i.user_id = %s AND "
+                "i.key_hash = %s",
+                (job.user, job.idem),
+            ).fetchone()
+            if row is not None:
+                if row[0] != job.body:
+                    raise Conflict(
+                        "This Idempotency-Key was already used with a different body. "
+                        "Use a new key for a new snapshot."
+                    )
+                return snapshot_of(decode(bytes(row[1])), row[2])
+        if job.snapshot_id is not None:
+            row = conn.execute(
+                "SELECT line, version FROM events WHERE user_id = %s AND id = %s",
+                (job.user, job.snapshot_id),
+            ).fetchone()
+            if row is not None:
+                ev = decode(bytes(row[0]))
+                if ev.session_id != job.session_id or ev.data != job.data or ev.type != "snapshot":
+                    raise Conflict(
+                        f"snapshot_id {job.snapshot_id} is already stored with different "
+                        "content. Send a new snapshot_id for a new snapshot."
+                    )
+                return snapshot_of(ev, row[1])
+        return None
+
+    def _insert(self, conn: Any, job: WriteJob) -> Snapshot | None:
+        clock = conn.execute(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint, "
+            "nextval('sessionmem_seq')"
+        ).fetchone()
+        assert clock is not None
+        now, seq = clock
+        head = _head(conn, job.user, job.session_id)
+        pos = head["pos"] + 1 if head else 1
+        epoch = head["epoch"] if head else 0
+        live = head["live"] if head else 0
+        ts = max(int(now), head["ts_ms"] + 1 if head else 0)
+        if job.kind == "delete":
+            version, new_epoch, new_live = 0, epoch + 1, 0
+        else:
+            version, new_epoch, new_live = live + 1, epoch, live + 1
+        event_id = job.snapshot_id or uuid7(ts)
+        ev = Event(event_id, job.kind, job.user, job.session_id, WRITER, int(seq), ms_to_ts(ts),
+                   job.data, job.idem, job.body)  # fmt: skip
+        line = encode(ev)
+        conn.execute(
+            "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
+            "writer, seq, idh, line) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (job.user, job.session_id, pos, epoch, version, job.kind, event_id, ts, WRITER,
+             int(seq), id_hash(event_id), line),
+        )  # fmt: skip
+        if job.idem is not None:
+            conn.execute(
+                "INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
+                (job.user, job.idem, event_id, job.body),
+            )
+        data = job.data
+        meta = data.get("metadata")
+        agent = meta.get("agent") if isinstance(meta, dict) else None
+        conn.execute(
+            "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
+            "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
+            "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
+            "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
+            "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
+            "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
+            (job.user, job.session_id, pos, new_epoch, new_live, job.kind, ts, WRITER, int(seq),
+             id_hash(event_id), event_id, data.get("event"), data.get("project_path"),
+             data.get("git_branch"), agent if isinstance(agent, str) else None,
+             Jsonb(counts(data))),
+        )  # fmt: skip
+        conn.execute("SELECT pg_notify('sessionmem', %s)", (job.user,))
+        return snapshot_of(ev, version) if job.kind == "snapshot" else None
+
+    def forget(self, user: str, session_id: str) -> Forgotten:
+        """Erase every event of a session (docs/decisions.md, "Forgetting"): the rows go, an
+        erase record of ids and hashes is kept."""
+        check_user(user)
+        check_session_id(session_id)
+        with self._conn() as conn, conn.transaction():
+            rows = conn.execute(
+                "DELETE FROM events WHERE user_id = %s AND session_id = %s "
+                "RETURNING id, writer, seq, line",
+                (user, session_id),
+            ).fetchall()
+            if not rows:
+                raise no_session(session_id, user)
+            ids = [str(r[0]) for r in rows]
+            conn.execute("DELETE FROM heads WHERE user_id = %s AND session_id = %s",
+                         (user, session_id))  # fmt: skip
+            conn.execute("DELETE FROM idempotency WHERE user_id = %s AND event_id = ANY(%s)",
+                         (user, ids))  # fmt: skip
+            record_id = uuid7()
+            record = {
+                "v": 1, "type": "erase", "id": record_id, "why": "forget", "user": user,
+                "writer": WRITER, "session": erase.session_hash(session_id),
+                "lines": [[str(r[0]), r[1], r[2], erase.line_hash(bytes(r[3]))] for r in rows],
+            }  # fmt: skip
+            conn.execute("INSERT INTO erased VALUES (%s, %s, %s)",
+                         (record_id, user, Jsonb(record)))  # fmt: skip
+        return Forgotten(events=len(rows), record=record_id)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
+        checked = check_filters(Filters(**filters))
+        where, args = _filter_sql(checked)
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id AND "
+                "e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s AND "
+                f"h.type = 'snapshot'{where} ORDER BY h.ts_ms DESC, h.writer DESC, h.seq DESC, "
+                "h.idh DESC LIMIT 1",
+                (check_user(user), *args),
+            ).fetchone()
+        if row is None:
+            if checked.any():
+                raise NotFound("No snapshot matches these filters.", what="filters")
+            raise NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
+        return snapshot_of(decode(bytes(row[0])), row[1])
+
+    def get(
+        self,
+        user: str,
+        session_id: str,
+        *,
+        version: int | str | None = None,
+        snapshot_id: str | None = None,
+    ) -> Snapshot:
+        check_user(user)
+        check_session_id(session_id)
+        if version is not None and snapshot_id is not None:
+            raise InvalidInput(
+                FieldError("version", "cannot be combined with snapshot_id; give one of them.")
+            )
+        if version is not None:
+            version = check_version(version)
+        if snapshot_id is not None:
+            snapshot_id = check_snapshot_id(snapshot_id)
+        with self._conn() as conn:
+            head = _head(conn, user, session_id)
+            if head is None or head["type"] == "delete":
+                raise no_session(session_id, user)
+            total = head["live"]
+            if snapshot_id is not None:
+                row = conn.execute(
+                    "SELECT line, version FROM events WHERE user_id = %s AND session_id = %s "
+                    "AND epoch = %s AND id = %s AND type = 'snapshot'",
+                    (user, session_id, head["epoch"], snapshot_id),
+                ).fetchone()
+                if row is None:
+                    raise NotFound(
+                        f"Session {session_id!r} of user {user!r} has no snapshot {snapshot_id}.",
+                        what="version",
+                    )
+                return snapshot_of(decode(bytes(row[0])), row[1])
+            n = total if version is None else version
+            if not 1 <= n <= total:
+                raise NotFound(
+                    f"Session {session_id!r} has versions 1 to {total}; there is no version {n}.",
+                    what="version",
+                )
+            row = conn.execute(
+                "SELECT line FROM events WHERE user_id = %s AND session_id = %s AND epoch = %s "
+                "AND version = %s",
+                (user, session_id, head["epoch"], n),
+            ).fetchone()
+        if row is None:  # forgotten meanwhile
+            raise no_session(session_id, user)
+        return snapshot_of(decode(bytes(row[0])), n)
+
+    def history(
+        self, user: str, session_id: str, *, limit: int | str = 50, cursor: str | None = None
+    ) -> Page:
+        check_user(user)
+        check_session_id(session_id)
+        limit = check_limit(limit)
+        below = decode_cursor(cursor, "v")
+        with self._conn() as conn:
+            head = _head(conn, user, session_id)
+            if head is None or head["type"] == "delete":
+                raise no_session(session_id, user)
+            top = head["live"] if below is None else max(min(below - 1, head["live"]), 0)
+            rows = conn.execute(
+                "SELECT version, line FROM events WHERE user_id = %s AND session_id = %s AND "
+                "epoch = %s AND version BETWEEN 1 AND %s ORDER BY version DESC LIMIT %s",
+                (user, session_id, head["epoch"], top, limit),
+            ).fetchall()
+        items = []
+        for version, line in rows:
+            ev = decode(bytes(line))
+            items.append(
+                HistoryEntry(version, ev.id, ev.data.get("event", ""), ev.ts, counts(ev.data))
+            )
+        nxt = items[-1].version if items and items[-1].version > 1 else None
+        return Page(items, encode_cursor("v", nxt) if nxt else None)
+
+    def diff(
+        self,
+        user: str,
+        session_id: str,
+        from_: int | str | None = None,
+        to: int | str | None = None,
+    ) -> Diff:
+        check_session_id(session_id)
+        latest = self.get(user, session_id)
+        newer = self._resolve(user, session_id, to, "to") if to is not None else latest
+        if from_ is None:
+            older = newer if newer.version < 2 else self.get(
+                user, session_id, version=newer.version - 1
+            )  # fmt: skip
+        else:
+            older = self._resolve(user, session_id, from_, "from")
+        return diff_data(older, newer)
+
+    def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
+        if type(ref) is int or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+            return self.get(user, session_id, version=check_version(ref, name))
+        sid = normalize_uuid(ref) if isinstance(ref, str) else None
+        if sid is None:
+            raise InvalidInput(
+                FieldError(name, "must be a version number (1, 2, ...) or a snapshot id (a UUID).")
+            )
+        return self.get(user, session_id, snapshot_id=sid)
+
+    def sessions(self, user: str, **args: Unpack[SessionsArgs]) -> Page:
+        check_user(user)
+        unknown = set(args) - {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
+        if unknown:
+            raise TypeError(f"sessions() got unexpected arguments {sorted(unknown)}")
+        limit = check_limit(args.get("limit", 50))
+        before = decode_cursor(args.get("cursor"), "s")
+        checked = check_filters(Filters(**{k: v for k, v in args.items()  # type: ignore[arg-type]
+                                            if k not in ("limit", "cursor")}))  # fmt: skip
+        where, params = _filter_sql(checked)
+        if before is not None:
+            where += " AND (h.ts_ms, h.writer, h.seq, h.idh) < (%s, %s, %s, %s)"
+            params = [*params, *before]
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT {_HEAD_COLUMNS}, ts_ms, writer, seq, idh FROM heads h WHERE "
+                f"h.user_id = %s AND h.type = 'snapshot'{where} ORDER BY h.ts_ms DESC, "
+                "h.writer DESC, h.seq DESC, h.idh DESC LIMIT %s",
+                (user, *params, limit + 1),
+            ).fetchall()
+        items = [
+            SessionSummary(r[0], r[1], str(r[2]), r[3] or "", ms_to_ts(r[4]), r[5], r[6], r[7])
+            for r in rows[:limit]
+        ]
+        nxt = encode_cursor("s", list(rows[limit - 1][8:12])) if len(rows) > limit else None
+        return Page(items, nxt)
+
+    def search(
+        self,
+        user: str,
+        q: str,
+        *,
+        cancel: threading.Event | None = None,
+        **args: Unpack[SearchArgs],
+    ) -> Page:
+        raise StorageError(
+            "Search is not available on the PostgreSQL engine yet; it is on a memory folder "
+            '(docs/decisions.md, "PostgreSQL").'
+        )
+
+    def project(
+        self, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
+    ) -> ProjectView:
+        return self.for_user(check_user(user)).project(project_path, **args)
+
+
+class _NoFollow:
+    """Nothing to follow: every read asks the database (LISTEN/NOTIFY wakes caches later)."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _head(conn: Any, user: str, session_id: str) -> dict[str, Any] | None:
+    cur = conn.execute(
+        "SELECT pos, epoch, live, type, ts_ms FROM heads WHERE user_id = %s AND session_id = %s",
+        (user, session_id),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip(("pos", "epoch", "live", "type", "ts_ms"), row, strict=True))
+
+
+def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
+    where, args = "", []
+    for column, value in zip(("project_path", "git_branch", "event", "agent"), filters,
+                             strict=True):  # fmt: skip
+        if value is not None:
+            where += f" AND h.{column} = %s"
+            args.append(value)
+    return where, args
+
+
+def _shown(url: str) -> str:
+    """The URL without its password (it goes into messages and logs)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    if "password" not in info:
+        return url
+    return url.replace(str(info["password"]), "***")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
+    """A plain connection (for `db upgrade` and `copy`): autocommit, one clear line when the
+    database cannot be reached."""
+
+    def connect() -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StorageError(
+                f"Could not connect to the database {_shown(url)} ({_first_line(exc)})."
+            ) from None
+
+    return connect

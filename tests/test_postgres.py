@@ -1,0 +1,237 @@
+"""The PostgreSQL engine with real replicas (docs/decisions.md, "PostgreSQL"): two `serve`
+processes on one database, the schema's upgrade and refusals, and a database that cannot be
+reached. The Store contract and every surface run on this engine too (`conftest.ENGINES`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from sessionmem import Client, NotFound, StorageError, Store
+from sessionmem.pg import schema
+from sessionmem.pg.engine import PgStore
+
+from conftest import REPO, Postgres, Server, run_cli, sessionmem_cmd
+
+
+def _replica(serve: type[Server], place: Path, url: str) -> Server:
+    place.mkdir(parents=True, exist_ok=True)
+    return serve(place, "--database", url)
+
+
+def test_two_replicas_on_one_database(tmp_path: Path, serve: type[Server]) -> None:
+    url = Postgres.database(tmp_path)
+    code, out, err = run_cli("keys", "create", "alice", "--database", url)
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
+    one = _replica(serve, tmp_path / "one", url)
+    two = _replica(serve, tmp_path / "two", url)
+    with Client(one.base, key) as a, Client(two.base, key) as b:
+        first = a.save("s", open_tasks=["written through one"])
+        assert b.get("s") == first  # read-your-writes across replicas, byte for byte
+        assert b.latest().snapshot_id == first.snapshot_id
+        # The same Idempotency-Key through the other replica: the first result, not a copy.
+        kept = a.save("k", idempotency_key="retry-1", open_tasks=["once"])
+        assert b.save("k", idempotency_key="retry-1", open_tasks=["once"]) == kept
+        assert b.get("k").version == 1
+
+        # Concurrent writers on one session through both replicas: versions 1..N exactly once.
+        errors: list[BaseException] = []
+
+        def writer(client: Client, n: int) -> None:
+            try:
+                for i in range(25):
+                    client.save("busy", open_tasks=[f"{n}-{i}"])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        clients = [Client(r.base, key) for r in (one, two, one, two)]
+        threads = [threading.Thread(target=writer, args=(c, n)) for n, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for c in clients:
+            c.close()
+        assert not errors, errors
+        items = a.history("busy", limit=1000).items
+        assert sorted(i.version for i in items) == list(range(1, 101))
+        written = {b.get("busy", version=v).session_data["open_tasks"][0] for v in range(1, 101)}
+        assert written == {f"{n}-{i}" for n in range(4) for i in range(25)}
+
+        assert a.delete("s") == 1
+        with pytest.raises(NotFound):
+            b.get("s")
+        assert b.forget("k")["events"] == 1
+        with pytest.raises(NotFound):
+            a.get("k")
+    # The MCP endpoint of a replica answers from the database too.
+    answer = httpx.post(
+        f"{two.base}/mcp",
+        headers={"x-api-key": key, "accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}},
+        timeout=30,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_snapshot_bytes_are_the_same_on_both_engines(tmp_path: Path) -> None:
+    files = Store(tmp_path / ".memory")
+    db = PgStore(Postgres.database(tmp_path))
+    body = {
+        "session_id": "s",
+        "snapshot_id": "01a24e00-0000-7000-8000-000000000001",
+        "open_tasks": ["ü", "b"],
+        "metadata": {"agent": "codex", "n": 1.5},
+        "zeta": [1, {}],
+    }
+    one, two = files.save("alice", body), db.save("alice", body)
+    # Byte for byte, but for the time each was stored.
+    assert one.json().replace(one.created_at.encode(), b"T") == two.json().replace(
+        two.created_at.encode(), b"T"
+    )
+    assert db.get("alice", "s").json() == two.json()
+    assert (
+        files.history("alice", "s").view()["items"][0]["counts"]
+        == (db.history("alice", "s").view()["items"][0]["counts"])
+    )
+    db.close()
+
+
+def test_the_schema_is_made_and_checked_explicitly(tmp_path: Path) -> None:
+    url = Postgres.database(tmp_path)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE sessionmem_meta, events, heads, idempotency, api_keys, erased")
+        conn.execute("DROP SEQUENCE sessionmem_seq")
+    with pytest.raises(StorageError, match="holds no sessionmem schema: run `sessionmem db up"):
+        PgStore(url)
+    code, out, err = run_cli("latest", "--database", url, "--user", "alice")
+    assert code == 1 and "sessionmem db upgrade" in err and "Traceback" not in err
+    code, out, err = run_cli("db", "upgrade", "--database", url)
+    assert (code, out) == (0, f"Upgraded the database to schema version {schema.SCHEMA_VERSION}.\n")
+    code, out, _ = run_cli("db", "upgrade", "--database", url)
+    assert "already" in out
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE sessionmem_meta SET value = '99' WHERE key = 'schema'")
+    with pytest.raises(StorageError, match="schema version 99, newer than this sessionmem's"):
+        PgStore(url)
+
+
+def test_a_database_that_cannot_be_reached_is_one_clear_line(tmp_path: Path) -> None:
+    url = f"postgresql://postgres@/postgres?host={tmp_path}&port=1"
+    done = subprocess.run(
+        [*sessionmem_cmd(), "serve", "--database", url, "--port", "1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Could not connect to the database" in lines[0], done.stderr
+
+
+def _own_cluster() -> tuple[str, str]:
+    """A cluster of this test's own (it is restarted): (URL, its folder)."""
+    out = subprocess.run([str(REPO / "scripts" / "postgres")], capture_output=True, text=True,
+                         timeout=600, check=True)  # fmt: skip
+    url = out.stdout.strip()
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema.upgrade(conn)
+    return url, url.split("host=")[1].split("&")[0]
+
+
+def _pg_ctl(folder: str, *args: str) -> None:
+    bin_dir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    cmd = [str(bin_dir / "pg_ctl"), "-D", f"{folder}/data", "-w", *args]
+    if os.getuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+
+def _stream(bases: list[str], key: str, session: str, count: int, log: dict) -> None:
+    """POST `count` snapshots with an Idempotency-Key each, retrying every failure (a 503, a
+    refused or cut connection) with the same key on the next replica until one answers 201."""
+    with httpx.Client(timeout=10) as http:
+        for i in range(count):
+            idem = f"{session}-{i}"
+            for attempt in range(600):
+                base = bases[(i + attempt) % len(bases)]
+                try:
+                    r = http.post(f"{base}/api/v1/public/memory/v2/session",
+                                  headers={"x-api-key": key, "idempotency-key": idem},
+                                  json={"session_id": session, "open_tasks": [idem]})  # fmt: skip
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                    continue
+                if r.status_code == 201:
+                    log.setdefault(session, []).append((idem, r.json()["snapshot_id"]))
+                    break
+                assert r.status_code == 503, r.text
+                assert r.headers.get("retry-after") == "1"
+                log.setdefault("503", []).append(idem)
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"{idem} never stored")
+
+
+def _exactly_once(url: str, log: dict, sessions: list[str], count: int) -> None:
+    db = PgStore(url)
+    for session in sessions:
+        acked = dict(log[session])
+        assert len(acked) == count  # every request acknowledged
+        items = db.history("alice", session, limit=1000).items
+        stored = [db.get("alice", session, version=i.version).session_data["open_tasks"][0]
+                  for i in items]  # fmt: skip
+        assert sorted(stored) == sorted(acked), session  # each once: no copy, no loss
+        assert sorted(i.snapshot_id for i in items) == sorted(acked.values())
+    db.close()
+
+
+@pytest.mark.slow
+def test_a_database_restart_mid_stream_loses_nothing(tmp_path: Path, serve: type[Server]) -> None:
+    url, folder = _own_cluster()
+    try:
+        key = PgStore(url).keys().create("alice")[1]
+        replica = _replica(serve, tmp_path / "r", url)
+        log: dict = {}
+        sessions = [f"s{n}" for n in range(4)]
+        threads = [threading.Thread(target=_stream, args=([replica.base], key, s, 60, log))
+                   for s in sessions]  # fmt: skip
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        _pg_ctl(folder, "-m", "fast", "-l", f"{folder}/pg.log", "restart")
+        for t in threads:
+            t.join(300)
+        assert not any(t.is_alive() for t in threads)
+        _exactly_once(url, log, sessions, 60)
+        assert replica.proc.poll() is None  # the same process serves on: no restart needed
+    finally:
+        subprocess.run([str(REPO / "scripts" / "postgres"), "stop", folder], check=False)
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_replica_mid_stream(tmp_path: Path, serve: type[Server]) -> None:
+    url = Postgres.database(tmp_path)
+    key = PgStore(url).keys().create("alice")[1]
+    one, two = _replica(serve, tmp_path / "one", url), _replica(serve, tmp_path / "two", url)
+    log: dict = {}
+    sessions = [f"c{n}" for n in range(8)]
+    threads = [threading.Thread(target=_stream, args=([one.base, two.base], key, s, 40, log))
+               for s in sessions]  # fmt: skip
+    for t in threads:
+        t.start()
+    time.sleep(0.7)
+    one.proc.send_signal(signal.SIGKILL)
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads)
+    _exactly_once(url, log, sessions, 40)
