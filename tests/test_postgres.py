@@ -18,6 +18,7 @@ import pytest
 from sessionmem import Client, NotFound, StorageError, Store
 from sessionmem.pg import schema
 from sessionmem.pg.engine import PgStore
+from sessionmem.verify import verify
 
 from conftest import REPO, Postgres, Server, run_cli, sessionmem_cmd
 
@@ -235,3 +236,48 @@ def test_sigkill_of_a_replica_mid_stream(tmp_path: Path, serve: type[Server]) ->
         t.join(300)
     assert not any(t.is_alive() for t in threads)
     _exactly_once(url, log, sessions, 40)
+
+
+def test_copy_folder_to_database_and_back_byte_for_byte(tmp_path: Path) -> None:
+    first = tmp_path / "first" / ".memory"
+    store = Store(first)
+    for i in range(3):
+        store.save("alice", {"session_id": "a", "open_tasks": [f"a{i}"], "metadata": {"i": i}})
+    store.save("alice", {"session_id": "gone", "open_tasks": ["x"]})
+    store.delete("alice", "gone")
+    store.save("alice", {"session_id": "gone", "open_tasks": ["after the tombstone"]})
+    store.save("bob", {"session_id": "b", "key_decisions": ["ü"]}, idempotency_key="k1")
+    store.save("alice", {"session_id": "f", "open_tasks": ["forget me"]})
+    store.forget("alice", "f")
+    url = Postgres.database(tmp_path)
+    back = tmp_path / "back" / ".memory"
+
+    code, out, err = run_cli("copy", str(first), url)
+    assert code == 0, err
+    assert out.startswith("Copied 7 events of 2 users and 1 erase record (what ")
+    code, out, _ = run_cli("copy", str(first), url)
+    assert out.startswith("Copied 0 events of 2 users and 0 erase records")
+    code, out, err = run_cli("copy", url, str(back))
+    assert code == 0 and out.startswith("Copied 7 events of 2 users and 1 erase record"), err
+    code, out, _ = run_cli("copy", url, str(back))
+    assert out.startswith("Copied 0 events")
+
+    db, again = PgStore(url), Store(back)
+    for engine in (db, again):
+        for user in ("alice", "bob"):
+            theirs = store.sessions(user).view()
+            assert engine.sessions(user).view()["items"] == theirs["items"]
+            for s in theirs["items"]:
+                sid = s["session_id"]
+                for v in range(1, s["version"] + 1):
+                    assert engine.get(user, sid, version=v).json() == (
+                        store.get(user, sid, version=v).json()
+                    )
+    # The same lines, writer by writer, and the idempotency key still answers the first result.
+    for path in (first / "log").rglob("*.jsonl"):
+        assert (back / path.relative_to(first)).read_bytes() == path.read_bytes()
+    assert db.save("bob", {"session_id": "b", "key_decisions": ["ü"]}, idempotency_key="k1") == (
+        store.get("bob", "b")
+    )
+    assert not verify(back).findings
+    db.close()

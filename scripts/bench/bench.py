@@ -775,6 +775,99 @@ def bench_forget(tmp: Path, quick: bool) -> None:
            f"{min(ours) * 1000:.0f} ms vs {min(base) * 1000:.0f} ms for {size / 1e6:.0f} MB")
 
 
+def _raw_inserts(url: str, seconds: float, conns: int) -> float:
+    """The baseline of a durable POST on PostgreSQL: `conns` threads, each its own connection,
+    looping a single-row INSERT + COMMIT of a ~1 KiB line (what a store must do at least)."""
+    import threading
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_bench (id bigserial PRIMARY KEY, line bytea)")
+    line = orjson.dumps(payload(1))
+    done = [0] * conns
+    stop = time.perf_counter() + seconds
+
+    def run(n: int) -> None:
+        with psycopg.connect(url) as conn:
+            while time.perf_counter() < stop:
+                conn.execute("INSERT INTO raw_bench (line) VALUES (%s)", (line,))
+                conn.commit()
+                done[n] += 1
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(conns)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
+def bench_postgres(tmp: Path, quick: bool) -> None:
+    """Issue 25: `serve --database` with 1 and 2 replicas on a throwaway cluster
+    (scripts/postgres), against a raw psycopg INSERT+COMMIT loop at the same concurrency, and
+    GET latest / by id against the pre-serialized GET."""
+    seconds, conns = (3, 16) if quick else (5, 16)
+    out = subprocess.run([str(REPO / "scripts" / "postgres")], capture_output=True, text=True,
+                         check=True)
+    url = out.stdout.strip()
+    folder = url.split("host=")[1].split("&")[0]
+    port = free_port()
+    base = Served([sys.executable, "-m", "uvicorn", "minimal_app:app", "--port", str(port),
+                   "--log-level", "warning", "--no-access-log"], port,
+                  env={"PYTHONPATH": f"{HERE}{os.pathsep}{REPO / 'src'}"})
+    servers: list[Served] = []
+    try:
+        subprocess.run([*sessionmem_cmd(), "db", "upgrade", "--database", url], check=True,
+                       capture_output=True)
+        made = subprocess.run([*sessionmem_cmd(), "keys", "create", "u", "--database", url],
+                              check=True, capture_output=True, text=True)
+        key = made.stdout.strip().splitlines()[-1]
+        hdr = [f"x-api-key: {key}"]
+        body = orjson.dumps(payload(1))
+        for n in (1, 2):
+            while len(servers) < n:
+                p = free_port()
+                servers.append(Served([*sessionmem_cmd(), "serve", "--database", url, "--port",
+                                       str(p), "--log-level", "warning"], p))
+            urls = [f"http://127.0.0.1:{s.port}{API}" for s in servers]
+            import httpx
+
+            httpx.post(urls[0] + "/session", json=payload(0, "hot"),
+                       headers={"x-api-key": key}, timeout=60)
+            raw = _raw_inserts(url, seconds, conns)
+            # each replica takes its share of the connections, at the same time
+            shares: list[float] = []
+            threads = []
+            import threading
+
+            def one(u: str, c: int, share: list[float] = shares) -> None:
+                share.append(load(u + "/session", seconds, c, "POST", body, hdr))
+
+            for u in urls:
+                threads.append(threading.Thread(target=one, args=(u, conns // n)))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            ours = sum(shares)
+            record(f"PostgreSQL durable POST, {n} replica{'s' if n > 1 else ''}, {conns} conns",
+                   ours, raw, "req/s", ">= 0.7x raw INSERT+COMMIT loop", ours >= 0.7 * raw)
+        get_base = load(f"http://127.0.0.1:{port}{API}/session/latest", seconds, conns)
+        latest = load(urls[0] + "/session/latest", seconds, conns, headers=hdr)
+        by_id = load(urls[0] + "/session/hot", seconds, conns, headers=hdr)
+        record("PostgreSQL GET latest", latest, get_base, "req/s", ">= 0.8x pre-serialized GET",
+               latest >= 0.8 * get_base)
+        record("PostgreSQL GET by id", by_id, get_base, "req/s", ">= 0.8x pre-serialized GET",
+               by_id >= 0.8 * get_base)
+    finally:
+        for srv in servers:
+            srv.stop()
+        base.stop()
+        subprocess.run([str(REPO / "scripts" / "postgres"), "stop", folder], check=False)
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -788,6 +881,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "search": bench_search,
     "searchworst": bench_search_worst,
     "forget": bench_forget,
+    "postgres": bench_postgres,
 }
 
 

@@ -354,3 +354,19 @@ def status(args: argparse.Namespace) -> int:
         )
     out("\n".join(lines) + "\n")
     return 0
+
+
+def copy(args: argparse.Namespace) -> None:
+    try:
+        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
+        from ..pg.copy import copy as copy_memory
+    except ImportError:
+        raise Failure(
+            "copy needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
+        ) from None
+    done = copy_memory(args.source, args.target)
+    out(
+        f"Copied {plural(done.events, 'event')} of {plural(done.users, 'user')} and "
+        f"{plural(done.erase_records, 'erase record')} (what {args.target} held already was "
+        "left as it is).\n"
+    )

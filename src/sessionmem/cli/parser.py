@@ -429,6 +429,14 @@ def build_parser(only: str | None = None) -> _Parser:
     p.set_defaults(run="admin:keys_revoke")
     _root_option(p, database=True)
 
+    p = command(
+        "copy",
+        "Copy every user's memory between a memory folder and a database (either way).",
+        "admin:copy",
+    )
+    p.add_argument("source", metavar="FROM", help="a memory folder, or a postgresql:// URL")
+    p.add_argument("target", metavar="TO", help="a memory folder, or a postgresql:// URL")
+
     db = command("db", "The PostgreSQL database: its schema.", "admin:db_help")
     dsub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
     p = dsub.add_parser("upgrade", help="create the schema, or move it to this version's")

@@ -195,33 +195,7 @@ class PgStore:
         ev = Event(event_id, job.kind, job.user, job.session_id, WRITER, int(seq), ms_to_ts(ts),
                    job.data, job.idem, job.body)  # fmt: skip
         line = encode(ev)
-        conn.execute(
-            "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
-            "writer, seq, idh, line) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (job.user, job.session_id, pos, epoch, version, job.kind, event_id, ts, WRITER,
-             int(seq), id_hash(event_id), line),
-        )  # fmt: skip
-        if job.idem is not None:
-            conn.execute(
-                "INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
-                (job.user, job.idem, event_id, job.body),
-            )
-        data = job.data
-        meta = data.get("metadata")
-        agent = meta.get("agent") if isinstance(meta, dict) else None
-        conn.execute(
-            "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-            "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
-            "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
-            "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
-            "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
-            "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
-            "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
-            (job.user, job.session_id, pos, new_epoch, new_live, job.kind, ts, WRITER, int(seq),
-             id_hash(event_id), event_id, data.get("event"), data.get("project_path"),
-             data.get("git_branch"), agent if isinstance(agent, str) else None,
-             Jsonb(counts(data))),
-        )  # fmt: skip
+        insert_event(conn, ev, line, pos, epoch, version, new_epoch, new_live)
         conn.execute("SELECT pg_notify('sessionmem', %s)", (job.user,))
         return snapshot_of(ev, version) if job.kind == "snapshot" else None
 
@@ -478,3 +452,42 @@ def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
             ) from None
 
     return connect
+
+
+def insert_event(
+    conn: Any,
+    ev: Event,
+    line: bytes,
+    pos: int,
+    epoch: int,
+    version: int,
+    new_epoch: int,
+    new_live: int,
+) -> None:
+    """Insert one event at `pos` of its session (a UniqueViolation if another writer took the
+    position, the id or the Idempotency-Key first), and make it the session's head."""
+    idh = id_hash(ev.id)
+    conn.execute(
+        "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
+        "writer, seq, idh, line) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
+         ev.seq, idh, line),
+    )  # fmt: skip
+    if ev.idem is not None and ev.body is not None:
+        conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
+                     (ev.user, ev.idem, ev.id, ev.body))  # fmt: skip
+    data = ev.data
+    meta = data.get("metadata")
+    agent = meta.get("agent") if isinstance(meta, dict) else None
+    conn.execute(
+        "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+        "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
+        "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
+        "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
+        "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
+        "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
+        "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
+        (ev.user, ev.session_id, pos, new_epoch, new_live, ev.type, ev.ts_ms, ev.writer, ev.seq,
+         idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
+         agent if isinstance(agent, str) else None, Jsonb(counts(data))),
+    )  # fmt: skip
