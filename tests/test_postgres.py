@@ -4,6 +4,7 @@ reached. The Store contract and every surface run on this engine too (`conftest.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -113,7 +114,7 @@ def test_the_schema_is_made_and_checked_explicitly(tmp_path: Path) -> None:
     url = Postgres.database(tmp_path)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE sessionmem_meta, events, heads, idempotency, api_keys, erased")
-        conn.execute("DROP SEQUENCE sessionmem_seq")
+        conn.execute("DROP TABLE writer_seq")
     with pytest.raises(StorageError, match="holds no sessionmem schema: run `sessionmem db up"):
         PgStore(url)
     code, out, err = run_cli("latest", "--database", url, "--user", "alice")
@@ -280,4 +281,51 @@ def test_copy_folder_to_database_and_back_byte_for_byte(tmp_path: Path) -> None:
         store.get("bob", "b")
     )
     assert not verify(back).findings
+    db.close()
+
+
+def test_forget_forget_text_and_prune_on_the_database(tmp_path: Path) -> None:
+    url = Postgres.database(tmp_path)
+    db = PgStore(url)
+    secret = "bluebird-launch-4471"  # (not credential-shaped: the patterns let it through)
+    for i in range(5):
+        db.save("alice", {"session_id": "long", "open_tasks": [f"step {i}"]})
+    db.save("alice", {"session_id": "dead", "open_tasks": ["x"]})
+    db.save("alice", {"session_id": "dead", "open_tasks": ["y"]})
+    db.delete("alice", "dead")
+    db.save("alice", {"session_id": "leak", "commands_run": [f"export KEY={secret}"]},
+            idempotency_key="k")  # fmt: skip
+    db.save("bob", {"session_id": "b", "key_decisions": [f"rotate {secret}"]})
+
+    code, out, err = run_cli("forget", "--text", "-", "--database", url, input=secret + "\n")
+    assert code == 0 and "Replaced the string in 2 events" in out, err
+    assert db.get("alice", "leak").session_data["commands_run"] == ["export KEY=[REDACTED]"]
+    assert db.get("bob", "b").session_data["key_decisions"] == ["rotate [REDACTED]"]
+    assert db.search("alice", "redacted").items[0].session_id == "leak"
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT line FROM events").fetchall()
+        assert not any(secret.encode() in bytes(r[0]) for r in rows)
+        records = [r[0] for r in conn.execute("SELECT record FROM erased").fetchall()]
+    assert {r["why"] for r in records} == {"forget-text"}
+    assert all(secret not in json.dumps(r) for r in records)
+
+    assert db.prune("alice", keep_versions=2).events == 3  # long loses its 3 oldest
+    assert [i.version for i in db.history("alice", "long").items] == [2, 1]
+    assert db.get("alice", "long").session_data["open_tasks"] == ["step 4"]
+    assert db.get("alice", "long", version=1).session_data["open_tasks"] == ["step 3"]
+    with pytest.raises(NotFound):
+        db.get("alice", "dead")  # the tombstone stays
+    db.save("alice", {"session_id": "long", "open_tasks": ["step 5"]})
+    assert db.get("alice", "long").version == 3
+
+    assert db.forget("alice", "long").events == 3
+    with pytest.raises(NotFound):
+        db.get("alice", "long")
+    assert not db.search("alice", "step").items
+    # the erase records travel with `copy`, and a folder reads them
+    folder = tmp_path / "out" / ".memory"
+    assert run_cli("copy", url, str(folder))[0] == 0
+    with pytest.raises(NotFound):
+        Store(folder).get("alice", "long")
+    assert not verify(folder).findings
     db.close()

@@ -9,7 +9,9 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,8 @@ from sessionmem.search import COLUMNS, fts_query
 
 from conftest import sessionmem_cmd
 from helpers import commit_all, git, new_repo
+
+Engine = Callable[[Path], Any]  # conftest.ENGINES: the search contract runs on each
 
 CORPUS = [
     ("limits", {"key_decisions": ["Rate limiting uses a token bucket per API key"],
@@ -44,8 +48,8 @@ def _ids(page) -> list[str]:  # type: ignore[no-untyped-def]
     return [h.session_id for h in page.items]
 
 
-def test_ranking_scopes_filters_and_snippets(tmp_path: Path) -> None:
-    store = Store(tmp_path / ".memory")
+def test_ranking_scopes_filters_and_snippets(tmp_path: Path, engine_factory: Engine) -> None:
+    store = engine_factory(tmp_path / ".memory")
     _corpus(store)
     # "rate limiting" twice in limits, once (as a prefix) in proxy: relevance first
     assert _ids(store.search("dev", "rate")) == ["limits", "proxy"]
@@ -70,8 +74,10 @@ def test_ranking_scopes_filters_and_snippets(tmp_path: Path) -> None:
     assert _ids(first) + _ids(second) == ["limits", "proxy"] and second.next_cursor is None
 
 
-def test_latest_versions_by_default_every_version_on_request_and_deletes(tmp_path: Path) -> None:
-    store = Store(tmp_path / ".memory")
+def test_latest_versions_by_default_every_version_on_request_and_deletes(
+    tmp_path: Path, engine_factory: Engine
+) -> None:
+    store = engine_factory(tmp_path / ".memory")
     _corpus(store)
     store.save("dev", {"session_id": "cache", "open_tasks": ["Benchmark the cache"]})
     assert _ids(store.search("dev", "redis")) == []  # only version 1 said it
@@ -92,16 +98,18 @@ def test_latest_versions_by_default_every_version_on_request_and_deletes(tmp_pat
         ("", "non-empty"),
     ],
 )
-def test_hostile_queries_are_clear_errors(tmp_path: Path, query: str, words: str) -> None:
-    store = Store(tmp_path / ".memory")
+def test_hostile_queries_are_clear_errors(
+    tmp_path: Path, query: str, words: str, engine_factory: Engine
+) -> None:
+    store = engine_factory(tmp_path / ".memory")
     _corpus(store)
     with pytest.raises(InvalidInput) as caught:
         store.search("dev", query)
     assert words in str(caught.value) and caught.value.errors[0].field == "q"
 
 
-def test_query_text_is_never_fts_syntax(tmp_path: Path) -> None:
-    store = Store(tmp_path / ".memory")
+def test_query_text_is_never_fts_syntax(tmp_path: Path, engine_factory: Engine) -> None:
+    store = engine_factory(tmp_path / ".memory")
     _corpus(store)
     for text in ("NEAR(rate limiting)", "rate OR cache", "rate NOT proxy", "^rate", "rate*:",
                  "{task}: cache", "rate - limiting", "(cache"):  # fmt: skip

@@ -810,7 +810,7 @@ def bench_postgres(tmp: Path, quick: bool) -> None:
     GET latest / by id against the pre-serialized GET."""
     seconds, conns = (3, 16) if quick else (5, 16)
     out = subprocess.run([str(REPO / "scripts" / "postgres")], capture_output=True, text=True,
-                         check=True)
+                         check=True, env={**os.environ, "SESSIONMEM_PG_FSYNC": "on"})
     url = out.stdout.strip()
     folder = url.split("host=")[1].split("&")[0]
     port = free_port()
@@ -825,7 +825,7 @@ def bench_postgres(tmp: Path, quick: bool) -> None:
                               check=True, capture_output=True, text=True)
         key = made.stdout.strip().splitlines()[-1]
         hdr = [f"x-api-key: {key}"]
-        body = orjson.dumps(payload(1))
+        body = orjson.dumps(payload(1, "s@CONN@"))  # a session per connection (loadgen)
         for n in (1, 2):
             while len(servers) < n:
                 p = free_port()

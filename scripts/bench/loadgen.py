@@ -1,6 +1,8 @@
 """A small HTTP/1.1 keep-alive load generator (used when `wrk` is not installed).
 
 python loadgen.py URL SECONDS CONNECTIONS [METHOD] [BODY_FILE] [HEADER...] -> prints requests/s
+
+`@CONN@` in the body becomes each connection's number (one session per connection, say).
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ async def main() -> None:
     headers = sys.argv[6:]
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}",
-            f"Content-Length: {len(body)}", "Content-Type: application/json", *headers]
-    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    def request(n: int) -> bytes:
+        mine = body.replace(b"@CONN@", str(n).encode())
+        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}",
+                f"Content-Length: {len(mine)}", "Content-Type: application/json", *headers]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + mine
+
     counts: list[int] = []
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(*(worker(parts.hostname or "127.0.0.1", parts.port or 80, request,
-                                  deadline, counts) for _ in range(conns)))
+    await asyncio.gather(*(worker(parts.hostname or "127.0.0.1", parts.port or 80, request(n),
+                                  deadline, counts) for n in range(conns)))
     print(f"{sum(counts) / (time.perf_counter() - start):.1f}")
 
 

@@ -105,7 +105,7 @@ def forget_text(store: Store, text: str) -> Forgotten:
             return None
         if ev is None:  # damaged: replace the bytes themselves
             return line.replace(escaped, REDACTED.encode())
-        return encode(ev._replace(data=_redact_text(ev.data, text)))
+        return encode(ev._replace(data=redact_text(ev.data, text)))
 
     total = Forgotten()
     for user in store.users():
@@ -374,13 +374,13 @@ def _attributes(root: Path) -> None:
             )
 
 
-def _redact_text(value: Any, text: str) -> Any:
+def redact_text(value: Any, text: str) -> Any:
     if isinstance(value, str):
         return value.replace(text, REDACTED)
     if isinstance(value, list):
-        return [_redact_text(v, text) for v in value]
+        return [redact_text(v, text) for v in value]
     if isinstance(value, dict):
-        return {_redact_text(k, text): _redact_text(v, text) for k, v in value.items()}
+        return {redact_text(k, text): redact_text(v, text) for k, v in value.items()}
     return value
 
 

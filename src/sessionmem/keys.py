@@ -78,6 +78,15 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def new_key(user: str) -> tuple[KeyInfo, str, str]:
+    """A new key for `user` (on any engine): its info, the key itself (shown once, never stored),
+    and the hash that is stored."""
+    check_user(user)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    digest = hash_key(key)
+    return KeyInfo(digest[:12], user, ms_to_ts(now_ms())), key, digest
+
+
 RECHECK_SECONDS = 0.5  # how stale the server's view of keys.json may be
 
 
@@ -169,10 +178,7 @@ class KeyRing:
 
     def create(self, user: str) -> tuple[KeyInfo, str]:
         """Make a new key for `user`. Returns its info and the key, which is never stored."""
-        check_user(user)
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        digest = hash_key(key)
-        info = KeyInfo(digest[:12], user, ms_to_ts(now_ms()))
+        info, key, digest = new_key(user)
         with self._editing() as entries:
             entries.append({"sha256": digest, "user": user, "created_at": info.created_at})
         return info, key

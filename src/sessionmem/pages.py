@@ -1,15 +1,19 @@
-"""What every engine's listings share: the cursors they give out (opaque, URL-safe), the
-not-found answer for a session, and the check of the filters."""
+"""What every engine's reads share: the checks of `get`'s arguments, `diff` made of two `get`s,
+the cursors listings give out (opaque, URL-safe), the not-found answer for a session, and the
+check of the filters."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
-from .codec import dumps, loads
+from .codec import dumps, loads, normalize_uuid
+from .diff import diff_data
 from .errors import FieldError, InvalidInput, NotFound
-from .model import Filters
-from .rules import check_event
+from .layout import check_user
+from .model import Diff, Filters, Snapshot
+from .rules import check_event, check_session_id, check_snapshot_id, check_version
 
 
 def no_session(session_id: str, user: str) -> NotFound:
@@ -56,3 +60,48 @@ def decode_cursor(cursor: str | None, kind: str) -> Any:
         raise InvalidInput(
             FieldError("cursor", "is not a cursor this listing gave out; omit it to start over.")
         ) from None
+
+
+def check_get(
+    user: str, session_id: str, version: int | str | None, snapshot_id: str | None
+) -> tuple[int | None, str | None]:
+    """`get`'s arguments, checked: (version, snapshot_id), at most one of them given."""
+    check_user(user)
+    check_session_id(session_id)
+    if version is not None and snapshot_id is not None:
+        raise InvalidInput(
+            FieldError("version", "cannot be combined with snapshot_id; give one of them.")
+        )
+    return (
+        check_version(version) if version is not None else None,
+        check_snapshot_id(snapshot_id) if snapshot_id is not None else None,
+    )
+
+
+Get = Callable[..., Snapshot]  # an engine's get(user, session_id, version=, snapshot_id=)
+
+
+def diff_of(
+    get: Get, user: str, session_id: str, from_: int | str | None, to: int | str | None
+) -> Diff:
+    """What changed between two snapshots (versions or snapshot ids) of a session, read with
+    the engine's `get`; by default from the previous snapshot to the latest."""
+    check_session_id(session_id)
+    latest = get(user, session_id)
+    newer = _resolve(get, user, session_id, to, "to") if to is not None else latest
+    if from_ is None:
+        older = newer if newer.version < 2 else get(user, session_id, version=newer.version - 1)
+    else:
+        older = _resolve(get, user, session_id, from_, "from")
+    return diff_data(older, newer)
+
+
+def _resolve(get: Get, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
+    if type(ref) is int or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+        return get(user, session_id, version=check_version(ref, name))
+    sid = normalize_uuid(ref) if isinstance(ref, str) else None
+    if sid is None:
+        raise InvalidInput(
+            FieldError(name, "must be a version number (1, 2, ...) or a snapshot id (a UUID).")
+        )
+    return get(user, session_id, snapshot_id=sid)

@@ -24,7 +24,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import FieldError, InvalidInput, StorageError
 from .filecheck import prefix_crc
@@ -40,17 +40,26 @@ _BATCH = 2000
 _TERM = re.compile(r'\s*(?:([A-Za-z]+):)?(?:"([^"]*)"|([^\s"]+))')
 
 
-def fts_query(text: str) -> str:
-    """The user's query as an FTS5 expression: words and "phrases" (each matched as written, a
-    trailing * for a prefix), scoped by `task:`, `decision:`, `file:` or `command:`, all
-    required. Nothing in it is read as FTS5 syntax."""
+class Term(NamedTuple):
+    """One required part of a query: its words (a phrase when several), the field it is
+    scoped to (task, decision, file, command; None for any), and whether the last is a prefix."""
+
+    field: str | None
+    tokens: list[str]
+    prefix: bool
+
+
+def parse_query(text: str) -> list[Term]:
+    """The user's query, read by the one syntax every engine takes: words and "phrases" (each
+    matched as written, a trailing * for a prefix), scoped by `task:`, `decision:`, `file:` or
+    `command:`, all required. InvalidInput naming `q` for anything else."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(FieldError("q", "must be a non-empty search query."))
     if len(text) > MAX_QUERY:
         raise InvalidInput(FieldError("q", f"must be at most {MAX_QUERY} characters."))
     if text.count('"') % 2:
         raise InvalidInput(FieldError("q", 'has an unbalanced quote ("); close the phrase.'))
-    parts, pos = [], 0
+    terms, pos = [], 0
     while pos < len(text):
         m = _TERM.match(text, pos)
         if m is None or m.end() == pos:
@@ -71,12 +80,20 @@ def fts_query(text: str) -> str:
         prefix = word is not None and word.endswith("*") and len(word) > 1
         raw = raw[:-1] if prefix else raw
         tokens = re.findall(r"\w+", raw)
-        if not tokens:
-            continue  # punctuation alone matches nothing: left out
-        term = '"' + " ".join(tokens) + '"' + ("*" if prefix else "")
-        parts.append(f"{field.lower()} : {term}" if field else term)
-    if not parts:
+        if tokens:  # punctuation alone matches nothing: left out
+            terms.append(Term(field.lower() if field else None, tokens, prefix))
+    if not terms:
         raise InvalidInput(FieldError("q", "has no word to search for."))
+    return terms
+
+
+def fts_query(text: str) -> str:
+    """The user's query as an FTS5 expression (`parse_query`); nothing in it is read as FTS5
+    syntax."""
+    parts = []
+    for term in parse_query(text):
+        quoted = '"' + " ".join(term.tokens) + '"' + ("*" if term.prefix else "")
+        parts.append(f"{term.field} : {quoted}" if term.field else quoted)
     return " AND ".join(parts)
 
 
@@ -361,7 +378,7 @@ def find(
     last one when there are more (the cursor). Its cost is bounded: one query whose rows are
     read until the page is full, within `budget` seconds (past it, a 422 naming `q`), and it
     stops when `cancel` is set (the client went away)."""
-    budget = budget if budget is not None else _budget()
+    budget = budget if budget is not None else search_budget()
     deadline = time.monotonic() + budget
 
     def stop() -> int:
@@ -425,7 +442,8 @@ def _unusable(index: SearchIndex, exc: BaseException) -> StorageError:
     )
 
 
-def _budget() -> float:
+def search_budget() -> float:
+    """Seconds one search may take: SESSIONMEM_SEARCH_BUDGET, else SEARCH_BUDGET."""
     try:
         value = float(os.environ.get("SESSIONMEM_SEARCH_BUDGET", SEARCH_BUDGET))
     except ValueError:

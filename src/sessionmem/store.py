@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .answers import HISTORY_CACHE_ENTRIES, Answers, entries_of, snapshot_of
-from .codec import id_hash, normalize_uuid
+from .codec import id_hash
 from .config import store_settings
-from .diff import diff_data
-from .errors import FieldError, InvalidInput, NotFound
+from .errors import NotFound
 from .forget import Forgotten, forget_session, forget_text, prune, purge
 from .layout import Layout, check_user
 from .memory import UserMemory
@@ -26,13 +25,11 @@ from .model import (
     SessionSummary,
     Snapshot,
 )
-from .pages import check_filters, decode_cursor, encode_cursor, no_session
+from .pages import check_filters, check_get, decode_cursor, diff_of, encode_cursor, no_session
 from .projection import UserView
 from .rules import (
     check_limit,
     check_session_id,
-    check_snapshot_id,
-    check_version,
 )
 from .views import Views
 from .write import Writer
@@ -234,16 +231,7 @@ class Store:
         snapshot_id: str | None = None,
     ) -> Snapshot:
         """A session's latest snapshot, or the one at `version` / with `snapshot_id` (replay)."""
-        check_user(user)
-        check_session_id(session_id)
-        if version is not None and snapshot_id is not None:
-            raise InvalidInput(
-                FieldError("version", "cannot be combined with snapshot_id; give one of them.")
-            )
-        if version is not None:
-            version = check_version(version)
-        if snapshot_id is not None:
-            snapshot_id = check_snapshot_id(snapshot_id)
+        version, snapshot_id = check_get(user, session_id, version, snapshot_id)
 
         def run(view: UserView) -> Snapshot:
             hist = view.history(session_id)
@@ -310,28 +298,7 @@ class Store:
 
         By default, from the previous snapshot to the latest.
         """
-        check_session_id(session_id)
-        latest = self.get(user, session_id)
-        newer = self._resolve(user, session_id, to, "to") if to is not None else latest
-        if from_ is None:
-            if newer.version < 2:
-                older = newer
-            else:
-                older = self.get(user, session_id, version=newer.version - 1)
-        else:
-            older = self._resolve(user, session_id, from_, "from")
-
-        return diff_data(older, newer)
-
-    def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
-        if type(ref) is int or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-            return self.get(user, session_id, version=check_version(ref, name))
-        sid = normalize_uuid(ref) if isinstance(ref, str) else None
-        if sid is None:
-            raise InvalidInput(
-                FieldError(name, "must be a version number (1, 2, ...) or a snapshot id (a UUID).")
-            )
-        return self.get(user, session_id, snapshot_id=sid)
+        return diff_of(self.get, user, session_id, from_, to)
 
     def search(
         self,

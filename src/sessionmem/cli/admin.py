@@ -16,7 +16,7 @@ from ..integrations.restore import view_for
 from ..integrations.status import NEEDS, installed_hooks, last_runs
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..render import safe as safe_text
-from .memory import backend, database
+from .memory import backend, database, postgres
 
 if TYPE_CHECKING:
     pass
@@ -83,15 +83,8 @@ def db_help(args: argparse.Namespace) -> int:
 def db_upgrade(args: argparse.Namespace) -> None:
     if not args.database:
         raise UsageError("db upgrade needs --database URL (or SESSIONMEM_DATABASE)")
-    try:
-        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
-        from ..pg import schema
-        from ..pg.engine import connect_for_admin
-    except ImportError:
-        raise Failure(
-            "--database needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
-        ) from None
-    with connect_for_admin(args.database)() as conn:
+    schema = postgres("schema")
+    with postgres("engine").connect_for_admin(args.database)() as conn:
         done = schema.upgrade(conn)
     if done:
         out(f"Upgraded the database to schema version {done[-1]}.\n")
@@ -357,14 +350,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def copy(args: argparse.Namespace) -> None:
-    try:
-        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
-        from ..pg.copy import copy as copy_memory
-    except ImportError:
-        raise Failure(
-            "copy needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
-        ) from None
-    done = copy_memory(args.source, args.target)
+    done = postgres("copy").copy(args.source, args.target)
     out(
         f"Copied {plural(done.events, 'event')} of {plural(done.users, 'user')} and "
         f"{plural(done.erase_records, 'erase record')} (what {args.target} held already was "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import stat
 import sys
@@ -99,16 +100,20 @@ def open_root(args: argparse.Namespace, *, write: bool = False) -> Path:
     return root
 
 
-def database(args: argparse.Namespace) -> Any:
-    """The PostgreSQL engine of --database (the `postgres` extra)."""
-    try:
-        # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
-        from ..pg.engine import PgStore
+def postgres(module: str) -> Any:
+    """A module of the PostgreSQL engine (`sessionmem.pg.<module>`), or a Failure saying how to
+    install it (the `postgres` extra)."""
+    try:  # (the postgres engine costs ~60 ms at start-up, psycopg, and is optional)
+        return importlib.import_module(f"sessionmem.pg.{module}")
     except ImportError:
         raise Failure(
-            "--database needs the PostgreSQL engine: pip install 'sessionmem[postgres]'."
+            "the PostgreSQL engine is not installed: pip install 'sessionmem[postgres]'."
         ) from None
-    return PgStore(args.database)
+
+
+def database(args: argparse.Namespace) -> Any:
+    """The PostgreSQL engine of --database."""
+    return postgres("engine").PgStore(args.database)
 
 
 def backend(args: argparse.Namespace, *, write: bool = False) -> Memory:
@@ -419,13 +424,12 @@ def prune(args: argparse.Namespace) -> None:
 
 
 def _local(args: argparse.Namespace) -> tuple[Any, str]:
-    """The memory folder's store and the user (forget --text and prune work on a folder)."""
-    # lazy: ..store costs 5 ms at start-up
-    from ..store import Store
-
+    """The engine itself — the memory folder's `Store`, or --database's — and the user:
+    forget --text and prune are not offered over --url."""
+    if args.url:
+        raise UsageError("this works on a memory folder (--root) or a --database, not over --url")
     mem = backend(args, write=True)
-    if not isinstance(mem, UserMemory) or not isinstance(mem.store, Store):
-        raise UsageError("this works on a memory folder (--root), not over --url or --database")
+    assert isinstance(mem, UserMemory)
     return mem.store, mem.user
 
 

@@ -26,7 +26,7 @@ from ..layout import Layout
 from ..log import lock_path, touch_folder
 from ..store import Store
 from . import schema
-from .engine import connect_for_admin, insert_event
+from .engine import WRITER, connect_for_admin, insert_event
 
 
 class Copied(NamedTuple):
@@ -186,6 +186,12 @@ class _Database:
                 version = live + 1 if snapshot else 0
                 new_epoch, new_live = (epoch, live + 1) if snapshot else (epoch + 1, 0)
                 insert_event(conn, ev, line, pos, epoch, version, new_epoch, new_live)
+                if ev.writer == WRITER:  # this engine's own lines: its counter goes past them
+                    conn.execute(
+                        "INSERT INTO writer_seq VALUES (%s, %s) ON CONFLICT (user_id) DO UPDATE "
+                        "SET seq = greatest(writer_seq.seq, EXCLUDED.seq)",
+                        (user, ev.seq),
+                    )
                 added += 1
         return added
 

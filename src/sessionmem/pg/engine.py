@@ -3,12 +3,12 @@ and MCP take, over one database that any number of `serve` replicas share.
 
 Nothing is kept between requests but a connection pool: every read asks the database, so a write
 through one replica is read through any other at once. A snapshot is stored as the canonical line
-the file engine writes (its time from the database's clock, its `seq` from one sequence), and read
+the file engine writes (its time from the database's clock, its `seq` counted per user), and read
 back through the same code, so its JSON is the same bytes on both engines.
 
-Writers of one session compete for its next position (`events` primary key): a loser reads the
-head again and retries. An Idempotency-Key is claimed in the same transaction as its event, so a
-retry through any replica finds the first result.
+Writers of one session take its head row in turn and insert at its next position, the key that
+decides (a loser retries); an Idempotency-Key is claimed in the same transaction as its event, so
+a retry through any replica finds the first result.
 """
 
 from __future__ import annotations
@@ -26,21 +26,23 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .. import erase
 from ..answers import snapshot_of
-from ..codec import Event, decode, encode, id_hash, ms_to_ts, normalize_uuid, uuid7
-from ..diff import diff_data
-from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
+from ..codec import Event, decode, encode, id_hash, ms_to_ts, uuid7
+from ..errors import Conflict, NotFound, StorageError
 from ..forget import Forgotten
 from ..layout import check_user
 from ..memory import UserMemory
 from ..model import Diff, Filters, HistoryEntry, Page, SessionSummary, Snapshot, counts
-from ..pages import check_filters, decode_cursor, encode_cursor, no_session
+from ..pages import check_filters, check_get, decode_cursor, diff_of, encode_cursor, no_session
 from ..redact import redactor_from_config
-from ..rules import check_limit, check_session_id, check_snapshot_id, check_version
+from ..rules import check_limit, check_session_id
+from ..search import check_time, parse_query, search_budget, until_end
 from ..write import WriteJob, make_job
+from . import forget as pg_forget
 from . import schema
 from .keys import PgKeys
+from .search import DOC_SQL, search_doc
+from .search import find as find_hits
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -176,17 +178,28 @@ class PgStore:
         return None
 
     def _insert(self, conn: Any, job: WriteJob) -> Snapshot | None:
-        clock = conn.execute(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint, "
-            "nextval('sessionmem_seq')"
-        ).fetchone()
-        assert clock is not None
-        now, seq = clock
-        head = _head(conn, job.user, job.session_id)
-        pos = head["pos"] + 1 if head else 1
-        epoch = head["epoch"] if head else 0
-        live = head["live"] if head else 0
-        ts = max(int(now), head["ts_ms"] + 1 if head else 0)
+        """Insert the job's event at its session's next position. The head is read `FOR UPDATE`:
+        writers of one session wait for each other instead of all retrying; the position's key
+        still decides (a new session's first two writers meet there, and one retries). Two
+        round trips: the reads, then the writes (psycopg's pipeline)."""
+        with conn.pipeline():
+            clock = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+            # Dense per user, as a writer's seq in a log file is (rolled back with the rest).
+            counter = conn.execute(
+                "INSERT INTO writer_seq VALUES (%s, 1) ON CONFLICT (user_id) DO UPDATE SET "
+                "seq = writer_seq.seq + 1 RETURNING seq",
+                (job.user,),
+            )
+            found = conn.execute(
+                "SELECT pos, epoch, live, ts_ms FROM heads WHERE user_id = %s AND "
+                "session_id = %s FOR UPDATE",
+                (job.user, job.session_id),
+            )
+        (now,) = clock.fetchone()
+        (seq,) = counter.fetchone()
+        head = found.fetchone()
+        pos, epoch, live, last_ts = head if head else (0, 0, 0, 0)
+        ts = max(int(now), last_ts + 1)
         if job.kind == "delete":
             version, new_epoch, new_live = 0, epoch + 1, 0
         else:
@@ -194,38 +207,28 @@ class PgStore:
         event_id = job.snapshot_id or uuid7(ts)
         ev = Event(event_id, job.kind, job.user, job.session_id, WRITER, int(seq), ms_to_ts(ts),
                    job.data, job.idem, job.body)  # fmt: skip
-        line = encode(ev)
-        insert_event(conn, ev, line, pos, epoch, version, new_epoch, new_live)
-        conn.execute("SELECT pg_notify('sessionmem', %s)", (job.user,))
+        with conn.pipeline():
+            insert_event(conn, ev, encode(ev), pos + 1, epoch, version, new_epoch, new_live)
+            conn.execute("SELECT pg_notify('sessionmem', %s)", (job.user,))
         return snapshot_of(ev, version) if job.kind == "snapshot" else None
 
     def forget(self, user: str, session_id: str) -> Forgotten:
         """Erase every event of a session (docs/decisions.md, "Forgetting"): the rows go, an
-        erase record of ids and hashes is kept."""
-        check_user(user)
-        check_session_id(session_id)
-        with self._conn() as conn, conn.transaction():
-            rows = conn.execute(
-                "DELETE FROM events WHERE user_id = %s AND session_id = %s "
-                "RETURNING id, writer, seq, line",
-                (user, session_id),
-            ).fetchall()
-            if not rows:
-                raise no_session(session_id, user)
-            ids = [str(r[0]) for r in rows]
-            conn.execute("DELETE FROM heads WHERE user_id = %s AND session_id = %s",
-                         (user, session_id))  # fmt: skip
-            conn.execute("DELETE FROM idempotency WHERE user_id = %s AND event_id = ANY(%s)",
-                         (user, ids))  # fmt: skip
-            record_id = uuid7()
-            record = {
-                "v": 1, "type": "erase", "id": record_id, "why": "forget", "user": user,
-                "writer": WRITER, "session": erase.session_hash(session_id),
-                "lines": [[str(r[0]), r[1], r[2], erase.line_hash(bytes(r[3]))] for r in rows],
-            }  # fmt: skip
-            conn.execute("INSERT INTO erased VALUES (%s, %s, %s)",
-                         (record_id, user, Jsonb(record)))  # fmt: skip
-        return Forgotten(events=len(rows), record=record_id)
+        erase record of ids and hashes is kept (`pg.forget`)."""
+        with self._conn() as conn:
+            return pg_forget.forget_session(conn, user, session_id)
+
+    def forget_text(self, text: str) -> Forgotten:
+        """Replace `text` with [REDACTED] in every stored event (`pg.forget`)."""
+        with self._conn() as conn:
+            return pg_forget.forget_text(conn, text)
+
+    def prune(
+        self, user: str, *, keep_versions: int | None = None, older_than_ms: int | None = None
+    ) -> Forgotten:
+        """Erase each session's older snapshots; the newest is always kept (`pg.forget`)."""
+        with self._conn() as conn:
+            return pg_forget.prune(conn, user, keep_versions, older_than_ms)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -254,16 +257,7 @@ class PgStore:
         version: int | str | None = None,
         snapshot_id: str | None = None,
     ) -> Snapshot:
-        check_user(user)
-        check_session_id(session_id)
-        if version is not None and snapshot_id is not None:
-            raise InvalidInput(
-                FieldError("version", "cannot be combined with snapshot_id; give one of them.")
-            )
-        if version is not None:
-            version = check_version(version)
-        if snapshot_id is not None:
-            snapshot_id = check_snapshot_id(snapshot_id)
+        version, snapshot_id = check_get(user, session_id, version, snapshot_id)
         with self._conn() as conn:
             head = _head(conn, user, session_id)
             if head is None or head["type"] == "delete":
@@ -329,26 +323,11 @@ class PgStore:
         from_: int | str | None = None,
         to: int | str | None = None,
     ) -> Diff:
-        check_session_id(session_id)
-        latest = self.get(user, session_id)
-        newer = self._resolve(user, session_id, to, "to") if to is not None else latest
-        if from_ is None:
-            older = newer if newer.version < 2 else self.get(
-                user, session_id, version=newer.version - 1
-            )  # fmt: skip
-        else:
-            older = self._resolve(user, session_id, from_, "from")
-        return diff_data(older, newer)
+        """What changed between two snapshots (versions or snapshot ids) of a session.
 
-    def _resolve(self, user: str, session_id: str, ref: int | str, name: str) -> Snapshot:
-        if type(ref) is int or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-            return self.get(user, session_id, version=check_version(ref, name))
-        sid = normalize_uuid(ref) if isinstance(ref, str) else None
-        if sid is None:
-            raise InvalidInput(
-                FieldError(name, "must be a version number (1, 2, ...) or a snapshot id (a UUID).")
-            )
-        return self.get(user, session_id, snapshot_id=sid)
+        By default, from the previous snapshot to the latest.
+        """
+        return diff_of(self.get, user, session_id, from_, to)
 
     def sessions(self, user: str, **args: Unpack[SessionsArgs]) -> Page:
         check_user(user)
@@ -385,10 +364,29 @@ class PgStore:
         cancel: threading.Event | None = None,
         **args: Unpack[SearchArgs],
     ) -> Page:
-        raise StorageError(
-            "Search is not available on the PostgreSQL engine yet; it is on a memory folder "
-            '(docs/decisions.md, "PostgreSQL").'
-        )
+        """The file engine's search (`Store.search`), with PostgreSQL's full-text search
+        (`pg.search`): the same syntax, scopes, filters, liveness and paging."""
+        unknown = set(args) - {"project_path", "git_branch", "event", "agent", "session_id",
+                               "since", "until", "all_versions", "limit", "cursor"}  # fmt: skip
+        if unknown:
+            raise TypeError(f"search() got an unexpected keyword argument {min(unknown)!r}")
+        check_user(user)
+        parse_query(q)
+        check_filters(Filters(event=args.get("event")))
+        if args.get("session_id") is not None:
+            check_session_id(args.get("session_id"))
+        since, until = args.get("since"), args.get("until")
+        check_time("since", since)
+        check_time("until", until)
+        limit = check_limit(args.get("limit", 20))
+        start = decode_cursor(args.get("cursor"), "q") or 0
+        where = {k: args.get(k) for k in ("project_path", "git_branch", "event", "agent",
+                                          "session_id")}  # fmt: skip
+        where.update(since=since, until=until and until_end(until))
+        with self._conn() as conn:
+            hits, nxt = find_hits(conn, user, q, where, bool(args.get("all_versions")), limit,
+                                  start, search_budget())  # fmt: skip
+        return Page(hits, encode_cursor("q", nxt) if nxt else None)
 
     def project(
         self, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
@@ -467,18 +465,21 @@ def insert_event(
     """Insert one event at `pos` of its session (a UniqueViolation if another writer took the
     position, the id or the Idempotency-Key first), and make it the session's head."""
     idh = id_hash(ev.id)
+    data = ev.data
+    meta = data.get("metadata")
+    agent = meta.get("agent") if isinstance(meta, dict) else None
+    fields = [_str(data.get(k)) for k in ("event", "project_path", "git_branch")]
+    doc = search_doc(data) if ev.type == "snapshot" else None
     conn.execute(
         "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
-        "writer, seq, idh, line) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, doc) VALUES "
+        f"(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{DOC_SQL if doc else 'NULL'})",
         (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
-         ev.seq, idh, line),
+         ev.seq, idh, line, ev.ts, *fields, _str(agent), *(doc or ())),
     )  # fmt: skip
     if ev.idem is not None and ev.body is not None:
         conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
                      (ev.user, ev.idem, ev.id, ev.body))  # fmt: skip
-    data = ev.data
-    meta = data.get("metadata")
-    agent = meta.get("agent") if isinstance(meta, dict) else None
     conn.execute(
         "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
@@ -491,3 +492,7 @@ def insert_event(
          idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
          agent if isinstance(agent, str) else None, Jsonb(counts(data))),
     )  # fmt: skip
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

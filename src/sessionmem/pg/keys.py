@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import builtins
 import hmac
-import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..codec import ms_to_ts, now_ms
 from ..errors import NotFound
-from ..keys import KEY_PREFIX, KeyInfo, hash_key
-from ..layout import check_user
+from ..keys import KEY_PREFIX, KeyInfo, hash_key, new_key
 
 
 class PgKeys:
@@ -21,10 +18,7 @@ class PgKeys:
         self._connect = connect
 
     def create(self, user: str) -> tuple[KeyInfo, str]:
-        check_user(user)
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        digest = hash_key(key)
-        info = KeyInfo(digest[:12], user, ms_to_ts(now_ms()))
+        info, key, digest = new_key(user)
         with self._connect() as conn:
             conn.execute("INSERT INTO api_keys VALUES (%s, %s, %s)",
                          (digest, user, info.created_at))  # fmt: skip

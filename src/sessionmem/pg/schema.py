@@ -24,7 +24,10 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE sessionmem_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE SEQUENCE sessionmem_seq;
+CREATE TABLE writer_seq (
+    user_id text PRIMARY KEY,
+    seq bigint NOT NULL            -- the last seq of this engine's writer in the user's log
+);
 CREATE TABLE events (
     user_id text NOT NULL,
     session_id text NOT NULL,
@@ -38,9 +41,16 @@ CREATE TABLE events (
     seq bigint NOT NULL,
     idh bigint NOT NULL,
     line bytea NOT NULL,           -- the canonical line, as the file engine writes it
+    ts text NOT NULL,              -- the line's time, for search's since/until
+    event text,                    -- what search filters on, per snapshot
+    project_path text,
+    git_branch text,
+    agent text,
+    doc tsvector,                  -- tasks A, decisions B, files C, commands D (search)
     PRIMARY KEY (user_id, session_id, pos),
     UNIQUE (user_id, id)
 );
+CREATE INDEX events_doc ON events USING gin (doc);
 CREATE TABLE heads (
     user_id text NOT NULL,
     session_id text NOT NULL,
