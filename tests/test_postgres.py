@@ -114,7 +114,7 @@ def test_the_schema_is_made_and_checked_explicitly(tmp_path: Path) -> None:
     url = Postgres.database(tmp_path)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE sessionmem_meta, events, heads, idempotency, api_keys, erased")
-        conn.execute("DROP TABLE writer_seq")
+        conn.execute("DROP SEQUENCE sessionmem_seq")
     with pytest.raises(StorageError, match="holds no sessionmem schema: run `sessionmem db up"):
         PgStore(url)
     code, out, err = run_cli("latest", "--database", url, "--user", "alice")

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .layout import check_user
 from .model import Diff, Page, Snapshot
+from .pages import diff_of
 from .project import project_view
 
 if TYPE_CHECKING:
@@ -151,3 +153,31 @@ def merged(
             meta["in_progress"] = [t for t in meta["in_progress"] if t in still]
         body["metadata"] = meta
     return body
+
+
+class EngineReads:
+    """What every engine answers the same way from its own `get`: `diff`, the user-bound
+    memory (`for_user`) and the project view — written once for `Store` and `PgStore`."""
+
+    def for_user(self: Engine, user: str) -> UserMemory:
+        """This engine bound to one user, with the `Client`'s vocabulary (`Memory`)."""
+        return UserMemory(self, check_user(user))
+
+    def diff(
+        self: Engine,
+        user: str,
+        session_id: str,
+        from_: int | str | None = None,
+        to: int | str | None = None,
+    ) -> Diff:
+        """What changed between two snapshots (versions or snapshot ids) of a session; by
+        default from the previous snapshot to the latest."""
+        return diff_of(self.get, user, session_id, from_, to)
+
+    def project(
+        self: Engine, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
+    ) -> ProjectView:
+        """The project view of `project_path` for a session on `git_branch`: the snapshot a
+        briefing comes from, and the open tasks and decisions earlier sessions left (see
+        `project.project_view`; docs/decisions.md, "The briefing")."""
+        return self.for_user(check_user(user)).project(project_path, **args)

@@ -16,16 +16,15 @@ from .config import store_settings
 from .errors import NotFound
 from .forget import Forgotten, forget_session, forget_text, prune, purge
 from .layout import Layout, check_user
-from .memory import UserMemory
+from .memory import EngineReads
 from .model import (
-    Diff,
     Filters,
     Page,
     Problem,
     SessionSummary,
     Snapshot,
 )
-from .pages import check_filters, check_get, decode_cursor, diff_of, encode_cursor, no_session
+from .pages import check_filters, check_get, decode_cursor, encode_cursor, no_session
 from .projection import UserView
 from .rules import (
     check_limit,
@@ -38,14 +37,12 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .keys import KeyRing
-    from .memory import UserMemory
-    from .model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
-    from .project import ProjectView
+    from .model import FilterArgs, SearchArgs, SessionsArgs
     from .search import SearchIndex
     from .watch import Follower
 
 
-class Store:
+class Store(EngineReads):
     """Session memory kept in the memory folder `root` (the one holding `log/` and `.local/`).
 
     Thread-safe, and safe to share a root between processes (server workers, the CLI, hooks):
@@ -131,11 +128,6 @@ class Store:
         from .watch import Follower
 
         return Follower(self)
-
-    def for_user(self, user: str) -> UserMemory:
-        """This store bound to one user, with the `Client`'s vocabulary (`memory.Memory`)."""
-
-        return UserMemory(self, check_user(user))
 
     def save(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
@@ -287,19 +279,6 @@ class Store:
 
         return self._views.read(user, run)
 
-    def diff(
-        self,
-        user: str,
-        session_id: str,
-        from_: int | str | None = None,
-        to: int | str | None = None,
-    ) -> Diff:
-        """What changed between two snapshots (versions or snapshot ids) of a session.
-
-        By default, from the previous snapshot to the latest.
-        """
-        return diff_of(self.get, user, session_id, from_, to)
-
     def search(
         self,
         user: str,
@@ -352,14 +331,6 @@ class Store:
             return Page(items, encode_cursor("q", last) if last else None)
 
         return self._views.read(user, run)
-
-    def project(
-        self, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
-    ) -> ProjectView:
-        """The project view of `project_path` for a session on `git_branch`: the snapshot a
-        briefing comes from, and the open tasks and decisions earlier sessions left (see
-        `project.project_view`; docs/decisions.md, "The briefing")."""
-        return self.for_user(check_user(user)).project(project_path, **args)
 
     def _search_index(self, user: str) -> SearchIndex:
         # lazy: .search costs 5 ms at start-up

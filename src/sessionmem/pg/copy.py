@@ -26,7 +26,8 @@ from ..layout import Layout
 from ..log import lock_path, touch_folder
 from ..store import Store
 from . import schema
-from .engine import WRITER, connect_for_admin, insert_event
+from .engine import connect_for_admin, insert_event
+from .write import WRITER
 
 
 class Copied(NamedTuple):
@@ -90,7 +91,7 @@ class _Folder:
         return out
 
     def add(self, user: str, events: Iterator[tuple[bytes, Event]]) -> int:
-        have = self._ids(user)
+        have, last = self._ids(user), self._last_seq(user, WRITER)
         by_writer: dict[str, list[tuple[int, int, bytes]]] = {}
         for line, ev in events:
             if ev.id in have:
@@ -99,6 +100,13 @@ class _Folder:
             by_writer.setdefault(ev.writer, []).append((ev.ts_ms, ev.seq, line))
         if not by_writer:
             return 0
+        if WRITER in by_writer:
+            # The database's own lines share one sequence over every user: in a folder a
+            # writer's seq is dense per file, so they are numbered on from the file's last.
+            renumbered = []
+            for n, (ts, _, line) in enumerate(sorted(by_writer[WRITER]), last + 1):
+                renumbered.append((ts, n, encode(decode(line)._replace(seq=n))))
+            by_writer[WRITER] = renumbered
         self.layout.ensure()
         folder = self.layout.log / user
         folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +137,17 @@ class _Folder:
             os.fsync(f.fileno())
         touch_folder(str(folder))
         return len(new)
+
+    def _last_seq(self, user: str, writer: str) -> int:
+        path = self.layout.log / user / f"{writer}.jsonl"
+        seqs = [0]
+        if path.is_file():
+            for line in path.read_bytes().splitlines():
+                try:
+                    seqs.append(decode(line).seq)
+                except ValueError:
+                    continue
+        return max(seqs)
 
     def _ids(self, user: str) -> set[str]:
         ids = set()
@@ -186,12 +205,6 @@ class _Database:
                 version = live + 1 if snapshot else 0
                 new_epoch, new_live = (epoch, live + 1) if snapshot else (epoch + 1, 0)
                 insert_event(conn, ev, line, pos, epoch, version, new_epoch, new_live)
-                if ev.writer == WRITER:  # this engine's own lines: its counter goes past them
-                    conn.execute(
-                        "INSERT INTO writer_seq VALUES (%s, %s) ON CONFLICT (user_id) DO UPDATE "
-                        "SET seq = greatest(writer_seq.seq, EXCLUDED.seq)",
-                        (user, ev.seq),
-                    )
                 added += 1
         return added
 

@@ -3,8 +3,9 @@ and MCP take, over one database that any number of `serve` replicas share.
 
 Nothing is kept between requests but a connection pool: every read asks the database, so a write
 through one replica is read through any other at once. A snapshot is stored as the canonical line
-the file engine writes (its time from the database's clock, its `seq` counted per user), and read
-back through the same code, so its JSON is the same bytes on both engines.
+the file engine writes (its time from the database's clock, its `seq` from one sequence, made
+dense per user when `copy` writes it to a folder), and read back through the same code, so its
+JSON is the same bytes on both engines.
 
 Writers of one session take its head row in turn and insert at its next position, the key that
 decides (a loser retries); an Idempotency-Key is claimed in the same transaction as its event, so
@@ -13,7 +14,6 @@ a retry through any replica finds the first result.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 import time
@@ -27,13 +27,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..answers import snapshot_of
-from ..codec import Event, decode, encode, id_hash, ms_to_ts, uuid7
+from ..codec import Event, decode, id_hash, ms_to_ts
 from ..errors import Conflict, NotFound, StorageError
 from ..forget import Forgotten
 from ..layout import check_user
-from ..memory import UserMemory
-from ..model import Diff, Filters, HistoryEntry, Page, SessionSummary, Snapshot, counts
-from ..pages import check_filters, check_get, decode_cursor, diff_of, encode_cursor, no_session
+from ..memory import EngineReads
+from ..model import Filters, HistoryEntry, Page, SessionSummary, Snapshot, counts
+from ..pages import check_filters, check_get, decode_cursor, encode_cursor, no_session
 from ..redact import redactor_from_config
 from ..rules import check_limit, check_session_id
 from ..search import check_time, parse_query, search_budget, until_end
@@ -43,19 +43,23 @@ from . import schema
 from .keys import PgKeys
 from .search import DOC_SQL, search_doc
 from .search import find as find_hits
+from .write import LoopBatches, Outcome, insert_jobs
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ..model import FilterArgs, ProjectArgs, SearchArgs, SessionsArgs
-    from ..project import ProjectView
+    from ..model import FilterArgs, SearchArgs, SessionsArgs
 
-WRITER = "postgres"  # the writer of every event this engine stores (its seq: one sequence)
+_RACES = (
+    pg_errors.UniqueViolation,
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+)
 RETRIES = 50  # a write that lost the race for its session's next position tries again
 _HEAD_COLUMNS = "session_id, live, id, event, ts_ms, project_path, git_branch, counts"
 
 
-class PgStore:
+class PgStore(EngineReads):
     """Session memory in a PostgreSQL database (`url`: a `postgresql://` URL)."""
 
     def __init__(self, url: str, *, pool_size: int = 10, redact: bool = True):
@@ -74,6 +78,7 @@ class PgStore:
             self._pool.close()
             raise StorageError(f"Could not connect to the database {_shown(url)}.") from None
         self._keys = PgKeys(self._conn)
+        self._batches = LoopBatches(self._write_many)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -95,9 +100,6 @@ class PgStore:
     def follower(self) -> _NoFollow:
         return _NoFollow()
 
-    def for_user(self, user: str) -> UserMemory:
-        return UserMemory(self, check_user(user))
-
     def users(self) -> list[str]:
         with self._conn() as conn:
             rows = conn.execute("SELECT DISTINCT user_id FROM heads ORDER BY 1").fetchall()
@@ -118,7 +120,11 @@ class PgStore:
     async def save_async(
         self, user: str, body: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Snapshot:
-        return await asyncio.to_thread(self.save, user, body, idempotency_key=idempotency_key)
+        """`save` for an asyncio server: the saves of one turn of its loop are written in one
+        transaction (`pg.write.LoopBatches`)."""
+        job = make_job(user, body, idempotency_key, self._redact)
+        snap: Snapshot = await self._batches.write(job)
+        return snap
 
     append_async = save_async
 
@@ -140,11 +146,29 @@ class PgStore:
                     return stored
                 try:
                     with conn.transaction():
-                        return self._insert(conn, job)
-                except (pg_errors.UniqueViolation, pg_errors.SerializationFailure):
+                        answer: Snapshot | None = insert_jobs(conn, [job], insert_event)[0]
+                        return answer
+                except _RACES:
                     pass  # another writer took the position, the key or the id: read again
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise StorageError(f"Too many writers on session {job.session_id!r} at once; retry.")
+
+    def _write_many(self, jobs: list[WriteJob]) -> list[Outcome]:
+        """Jobs written in one transaction; when it meets another writer (or a job is a retry),
+        one at a time instead, each with its own retries and answer."""
+        if len(jobs) > 1 and all(j.idem is None and j.snapshot_id is None for j in jobs):
+            try:
+                with self._conn() as conn, conn.transaction():
+                    return insert_jobs(conn, jobs, insert_event)
+            except _RACES:
+                pass
+        outcomes: list[Outcome] = []
+        for job in jobs:
+            try:
+                outcomes.append(self._write(job))
+            except Exception as exc:  # noqa: BLE001 - this job's own answer (409, 503, ...)
+                outcomes.append(exc)
+        return outcomes
 
     def _stored(self, conn: Any, job: WriteJob) -> Snapshot | None:
         """The first result of a retry (same Idempotency-Key, or same snapshot_id)."""
@@ -176,41 +200,6 @@ class PgStore:
                     )
                 return snapshot_of(ev, row[1])
         return None
-
-    def _insert(self, conn: Any, job: WriteJob) -> Snapshot | None:
-        """Insert the job's event at its session's next position. The head is read `FOR UPDATE`:
-        writers of one session wait for each other instead of all retrying; the position's key
-        still decides (a new session's first two writers meet there, and one retries). Two
-        round trips: the reads, then the writes (psycopg's pipeline)."""
-        with conn.pipeline():
-            clock = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
-            # Dense per user, as a writer's seq in a log file is (rolled back with the rest).
-            counter = conn.execute(
-                "INSERT INTO writer_seq VALUES (%s, 1) ON CONFLICT (user_id) DO UPDATE SET "
-                "seq = writer_seq.seq + 1 RETURNING seq",
-                (job.user,),
-            )
-            found = conn.execute(
-                "SELECT pos, epoch, live, ts_ms FROM heads WHERE user_id = %s AND "
-                "session_id = %s FOR UPDATE",
-                (job.user, job.session_id),
-            )
-        (now,) = clock.fetchone()
-        (seq,) = counter.fetchone()
-        head = found.fetchone()
-        pos, epoch, live, last_ts = head if head else (0, 0, 0, 0)
-        ts = max(int(now), last_ts + 1)
-        if job.kind == "delete":
-            version, new_epoch, new_live = 0, epoch + 1, 0
-        else:
-            version, new_epoch, new_live = live + 1, epoch, live + 1
-        event_id = job.snapshot_id or uuid7(ts)
-        ev = Event(event_id, job.kind, job.user, job.session_id, WRITER, int(seq), ms_to_ts(ts),
-                   job.data, job.idem, job.body)  # fmt: skip
-        with conn.pipeline():
-            insert_event(conn, ev, encode(ev), pos + 1, epoch, version, new_epoch, new_live)
-            conn.execute("SELECT pg_notify('sessionmem', %s)", (job.user,))
-        return snapshot_of(ev, version) if job.kind == "snapshot" else None
 
     def forget(self, user: str, session_id: str) -> Forgotten:
         """Erase every event of a session (docs/decisions.md, "Forgetting"): the rows go, an
@@ -316,19 +305,6 @@ class PgStore:
         nxt = items[-1].version if items and items[-1].version > 1 else None
         return Page(items, encode_cursor("v", nxt) if nxt else None)
 
-    def diff(
-        self,
-        user: str,
-        session_id: str,
-        from_: int | str | None = None,
-        to: int | str | None = None,
-    ) -> Diff:
-        """What changed between two snapshots (versions or snapshot ids) of a session.
-
-        By default, from the previous snapshot to the latest.
-        """
-        return diff_of(self.get, user, session_id, from_, to)
-
     def sessions(self, user: str, **args: Unpack[SessionsArgs]) -> Page:
         check_user(user)
         unknown = set(args) - {"project_path", "git_branch", "event", "agent", "limit", "cursor"}
@@ -387,11 +363,6 @@ class PgStore:
             hits, nxt = find_hits(conn, user, q, where, bool(args.get("all_versions")), limit,
                                   start, search_budget())  # fmt: skip
         return Page(hits, encode_cursor("q", nxt) if nxt else None)
-
-    def project(
-        self, user: str, project_path: str | None = None, **args: Unpack[ProjectArgs]
-    ) -> ProjectView:
-        return self.for_user(check_user(user)).project(project_path, **args)
 
 
 class _NoFollow:

@@ -18,8 +18,7 @@ from ..layout import check_user
 from ..pages import no_session
 from ..rules import check_session_id
 from .search import DOC_SQL, search_doc
-
-WRITER = "postgres"
+from .write import WRITER
 
 
 def forget_session(conn: Any, user: str, session_id: str) -> Forgotten:
@@ -87,7 +86,9 @@ def prune(conn: Any, user: str, keep_versions: int | None, older_than_ms: int | 
         raise InvalidInput([FieldError("keep_versions", "give --keep-versions or --older-than")])
     cutoff = now_ms() - older_than_ms if older_than_ms is not None else None
     with conn.transaction():
-        conn.execute("SELECT 1 FROM heads WHERE user_id = %s FOR UPDATE", (user,))
+        conn.execute(  # in the writers' order (user, session): no deadlock with them
+            "SELECT 1 FROM heads WHERE user_id = %s ORDER BY session_id FOR UPDATE", (user,)
+        )
         rows = conn.execute(
             "DELETE FROM events e USING (SELECT session_id, pos, row_number() OVER (PARTITION "
             "BY session_id ORDER BY ts_ms DESC, writer DESC, seq DESC, id DESC) AS rank, ts_ms "

@@ -24,10 +24,7 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE sessionmem_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE writer_seq (
-    user_id text PRIMARY KEY,
-    seq bigint NOT NULL            -- the last seq of this engine's writer in the user's log
-);
+CREATE SEQUENCE sessionmem_seq;  -- the seq of this engine's own lines (writer "postgres")
 CREATE TABLE events (
     user_id text NOT NULL,
     session_id text NOT NULL,

@@ -1,0 +1,118 @@
+"""Writing on the PostgreSQL engine (docs/decisions.md, "PostgreSQL"): jobs inserted at their
+sessions' next positions, one or many in one transaction, and the group commit of a server's
+event loop — the POSTs that arrive during one turn of it share one transaction and one commit,
+as the file engine's share one write and one fsync.
+
+A transaction takes the head rows of its sessions `FOR UPDATE` in one order (user, session), so
+two replicas' batches wait for each other and never deadlock; reads, then writes, each in one
+round trip (psycopg's pipeline), then the commit. A batch that meets another writer's key (an
+Idempotency-Key claimed meanwhile, a new session's first position) is written again one job at
+a time, where each job retries or answers on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ..answers import snapshot_of
+from ..codec import Event, encode, ms_to_ts, uuid7
+from ..model import Snapshot
+from ..write import WriteJob
+
+WRITER = "postgres"  # the writer of every event this engine stores (its seq: one sequence)
+# What a job came to: its snapshot, None (a delete), or the error it met.
+Outcome = Snapshot | BaseException | None
+
+
+def insert_jobs(conn: Any, jobs: list[WriteJob], insert_event: Callable[..., None]) -> list[Any]:
+    """Insert `jobs` (inside the caller's transaction), in order: the snapshot of each (None for
+    a tombstone)."""
+    keys = sorted({(j.user, j.session_id) for j in jobs})
+    with conn.pipeline():
+        clock = conn.execute(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint, "
+            "array(SELECT nextval('sessionmem_seq') FROM generate_series(1, %s))",
+            (len(jobs),),
+        )
+        found = conn.execute(
+            "SELECT user_id, session_id, pos, epoch, live, ts_ms FROM heads WHERE "
+            "(user_id, session_id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+            "ORDER BY user_id, session_id FOR UPDATE",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+    now, seqs = clock.fetchone()
+    heads = {(r[0], r[1]): tuple(r[2:]) for r in found.fetchall()}
+    answers: list[Any] = []
+    rows = []
+    for job, seq in zip(jobs, seqs, strict=True):
+        pos, epoch, live, last_ts = heads.get((job.user, job.session_id), (0, 0, 0, 0))
+        ts = max(int(now), last_ts + 1)
+        if job.kind == "delete":
+            version, new_epoch, new_live = 0, epoch + 1, 0
+        else:
+            version, new_epoch, new_live = live + 1, epoch, live + 1
+        event_id = job.snapshot_id or uuid7(ts)
+        ev = Event(event_id, job.kind, job.user, job.session_id, WRITER, int(seq), ms_to_ts(ts),
+                   job.data, job.idem, job.body)  # fmt: skip
+        rows.append((ev, encode(ev), pos + 1, epoch, version, new_epoch, new_live))
+        heads[(job.user, job.session_id)] = (pos + 1, new_epoch, new_live, ts)
+        answers.append(snapshot_of(ev, version) if job.kind == "snapshot" else None)
+    with conn.pipeline():
+        for row in rows:
+            insert_event(conn, *row)
+        for user in sorted({j.user for j in jobs}):
+            conn.execute("SELECT pg_notify('sessionmem', %s)", (user,))
+    return answers
+
+
+class LoopBatches:
+    """The group commit of one server's event loop: the jobs submitted during a turn of it are
+    written together by `write_many` on a thread, at most `IN_FLIGHT` batches at a time (the
+    jobs that come meanwhile wait, and go together after)."""
+
+    IN_FLIGHT = 2  # one batch's round trips overlap the next one's Python
+
+    def __init__(self, write_many: Callable[[list[WriteJob]], list[Outcome]]):
+        self._write_many = write_many
+        self._queues: dict[Any, list[tuple[WriteJob, asyncio.Future[Any]]]] = {}
+        self._busy: dict[Any, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def write(self, job: WriteJob) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = []
+            if self._busy.get(loop, 0) < self.IN_FLIGHT:
+                loop.call_soon(self._flush, loop)
+        queue.append((job, future))
+        return await future
+
+    def _flush(self, loop: Any) -> None:
+        batch = self._queues.pop(loop, None)
+        if not batch:
+            return
+        self._busy[loop] = self._busy.get(loop, 0) + 1
+        task = loop.create_task(self._run(loop, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, loop: Any, batch: list[tuple[WriteJob, asyncio.Future[Any]]]) -> None:
+        try:
+            outcomes = await asyncio.to_thread(self._write_many, [job for job, _ in batch])
+        except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
+            outcomes = [exc] * len(batch)
+        finally:
+            self._busy[loop] -= 1
+            if loop in self._queues:  # what arrived meanwhile goes next
+                loop.call_soon(self._flush, loop)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
