@@ -18,7 +18,6 @@ random, the session id and the string are hashed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -30,19 +29,26 @@ ERASED_DIR = "erased"
 WHY = ("forget", "forget-text", "prune")
 
 
+def _sha256(raw: bytes) -> str:
+    # lazy: hashlib costs 3 ms at start-up (a fold meets no erase record, mostly)
+    import hashlib
+
+    return hashlib.sha256(raw).hexdigest()
+
+
 def line_hash(line: bytes) -> str:
     """The SHA-256 of a log line as a reader takes it: no BOM, no line end."""
     if line.startswith(BOM):
         line = line[3:]
-    return hashlib.sha256(line.rstrip(b"\r\n")).hexdigest()
+    return _sha256(line.rstrip(b"\r\n"))
 
 
 def session_hash(session_id: str) -> str:
-    return hashlib.sha256(b"session\0" + session_id.encode()).hexdigest()
+    return _sha256(b"session\0" + session_id.encode())
 
 
 def text_hash(text: str) -> str:
-    return hashlib.sha256(b"text\0" + text.encode()).hexdigest()
+    return _sha256(b"text\0" + text.encode())
 
 
 def folder(root: Path, user: str) -> Path:
@@ -81,7 +87,7 @@ class Erased:
         self.records.append(record["id"])
 
     def seal(self) -> Erased:
-        self.digest = hashlib.sha256(" ".join(sorted(self.records)).encode()).hexdigest()
+        self.digest = _sha256(" ".join(sorted(self.records)).encode()) if self.records else ""
         self._seen.clear()
         return self
 

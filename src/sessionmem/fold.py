@@ -81,16 +81,17 @@ def refresh(state: Rows, *, force: bool = False) -> bool:
     except OSError:
         stamp = None
     now = time.monotonic()
-    erased_at = erase.stamp(erase.folder_of(state.folder))
     if (
         not force
         and stamp is not None
         and stamp == state.stamp
-        and erased_at == state.erased_stamp
         and now - state.full_at < FULL_CHECK_SECONDS
     ):
         return False
     with state.lock:
+        # New erase records come with rewritten logs (a forget here, a merge of one there),
+        # which move the folder's mtime; one merged alone is seen by the next full check.
+        erased_at = erase.stamp(erase.folder_of(state.folder))
         touched: set[int] = set()
         changed = erased_at != state.erased_stamp and _new_erasures(state, erased_at, touched)
         # A folder changed in the last few ms may change again within the same tick of the
