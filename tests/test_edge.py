@@ -233,12 +233,17 @@ BAD = [
 ]  # fmt: skip
 
 
-def test_one_table_of_bad_input_reads_the_same_on_every_surface(tmp_path: Path) -> None:
+def test_one_table_of_bad_input_reads_the_same_on_every_surface(
+    tmp_path: Path, engine_factory: Any
+) -> None:
+    """On every engine: the memory folder's, and a database's (`conftest.ENGINES`)."""
     from test_mcp import _drive
 
     root = tmp_path / ".memory"
-    store = Store(root)
-    key = KeyRing(store.layout).create("alice")[1]
+    store = engine_factory(root)
+    url = getattr(store, "url", None)  # a database's engine
+    where = ["--database", url] if url else ["--root", str(root)]
+    key = store.keys().create("alice")[1]
     store.save("alice", {"session_id": "s1", "open_tasks": ["t"]})
     said: dict[tuple[str, str], str] = {}
     for name, call, _, _, _, _ in BAD:
@@ -262,7 +267,7 @@ def test_one_table_of_bad_input_reads_the_same_on_every_surface(tmp_path: Path) 
                 said[(name, f"Client {door}")] = str(err.value)
     for name, _, _, argv, _, _ in BAD:
         run = subprocess.run(
-            [*sessionmem_cmd(), *argv, "--root", str(root), "--user", "alice"],
+            [*sessionmem_cmd(), *argv, *where, "--user", "alice"],
             capture_output=True, text=True,
         )  # fmt: skip
         assert run.returncode == 1, (name, run.stderr)
@@ -272,7 +277,8 @@ def test_one_table_of_bad_input_reads_the_same_on_every_surface(tmp_path: Path) 
     async def body(s: Any) -> list[tuple[str, str]]:
         return [(n, (await s.call_tool(tool, args)).content[0].text) for n, (tool, args) in tools]
 
-    env = {"SESSIONMEM_USER": "alice", "SESSIONMEM_ROOT": str(root), "PATH": os.environ["PATH"]}
+    env = {"SESSIONMEM_USER": "alice", "PATH": os.environ["PATH"]}
+    env["SESSIONMEM_DATABASE" if url else "SESSIONMEM_ROOT"] = url or str(root)
     for name, text in _drive(tmp_path, env, body):
         said[(name, "MCP")] = text
     words = {name: w for name, *_, w in BAD}

@@ -305,19 +305,28 @@ def test_forget_and_prune_under_writers_and_sigkill(root: Path) -> None:
     try:
         for w in writers:
             assert w.stdout is not None and w.stdout.readline()
-        outcomes = []
-        for round_ in range(12):
-            victim = f"victim{round_}"
-            for i in range(5):
-                store.save("alice", {"session_id": victim, "open_tasks": [f"v{i}"]})
-            forget = subprocess.Popen(
+        outcomes, killed = [], 0
+
+        def forget(victim: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 [*sessionmem_cmd(), "forget", victim, "--root", str(root), "--user", "alice"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(rng.uniform(0.0, 0.6))
-            forget.send_signal(signal.SIGKILL)
-            forget.wait()
+
+        # How long a whole forget takes here (start to exit): the kills land within it.
+        store.save("alice", {"session_id": "timed", "open_tasks": ["t"]})
+        started = time.monotonic()
+        assert forget("timed").wait() == 0
+        lifetime = time.monotonic() - started
+        for round_ in range(12):
+            victim = f"victim{round_}"
+            for i in range(5):
+                store.save("alice", {"session_id": victim, "open_tasks": [f"v{i}"]})
+            proc = forget(victim)
+            time.sleep(rng.uniform(0.0, lifetime))
+            proc.send_signal(signal.SIGKILL)
+            killed += proc.wait() == -signal.SIGKILL
             try:
                 n = Store(root).get("alice", victim).version
             except NotFound:
@@ -348,8 +357,7 @@ def test_forget_and_prune_under_writers_and_sigkill(root: Path) -> None:
     )
     verify(root, repair=True)
     assert not verify(root).findings
-    print("outcomes", outcomes, "findings", sorted({f.kind for f in report.findings}))
-    assert 0 in outcomes and 5 in outcomes  # killed before the record, and after
+    assert killed, "every forget had finished before its SIGKILL"
 
 
 def test_retention_from_config_runs_once_a_day(root: Path, serve: type[Server]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import sessionmem_cmd
+from conftest import ENGINES, sessionmem_cmd
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 TOOLS = {"save_checkpoint", "get_briefing", "get_snapshot", "get_history", "diff_snapshots",
@@ -23,12 +23,16 @@ TOOLS = {"save_checkpoint", "get_briefing", "get_snapshot", "get_history", "diff
 pytestmark = pytest.mark.slow
 
 
+WHERE: dict[Path, str] = {}  # a test's place -> SESSIONMEM_ROOT=… or SESSIONMEM_DATABASE=…
+
+
 def _inspect(root: Path, *args: str) -> tuple[int, Any]:
     npx = shutil.which("npx")
     assert npx, "the MCP Inspector runs through npx (Node is on the machine image)"
+    where = WHERE.get(root, f"SESSIONMEM_ROOT={root}")
     run = subprocess.run(
         [npx, "-y", INSPECTOR, "--cli",
-         "-e", f"SESSIONMEM_ROOT={root}", "-e", "SESSIONMEM_USER=dev", "-e", f"HOME={root.parent}",
+         "-e", where, "-e", "SESSIONMEM_USER=dev", "-e", f"HOME={root.parent}",
          *sessionmem_cmd(), "mcp", *args],
         capture_output=True, text=True, timeout=300, cwd=root.parent,
         env={**os.environ, "npm_config_update_notifier": "false"},
@@ -49,8 +53,13 @@ def _call(root: Path, tool: str, **args: Any) -> tuple[int, Any]:
     return _inspect(root, "--method", "tools/call", "--tool-name", tool, *flags)
 
 
-def test_the_inspector_lists_and_calls_every_tool(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["files-durable", "postgres"])
+def test_the_inspector_lists_and_calls_every_tool(tmp_path: Path, engine: str) -> None:
+    """Judged by a client we did not write, on the memory folder and on a database."""
     root = tmp_path / ".memory"
+    store = ENGINES[engine](root)
+    if engine == "postgres":
+        WHERE[root] = f"SESSIONMEM_DATABASE={store.url}"
     code, listed = _inspect(root, "--method", "tools/list")
     assert code == 0, listed
     assert {t["name"] for t in listed["tools"]} == TOOLS

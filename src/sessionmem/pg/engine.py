@@ -69,30 +69,50 @@ class PgStore(EngineReads):
         self._redact: Callable[[dict[str, Any]], dict[str, Any]] = redactor or (lambda d: d)
         with connect_for_admin(url)() as conn:  # reachable, and at this code's schema
             schema.check(conn, _shown(url))
-        self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
-        )
-        try:
-            self._pool.open(wait=True, timeout=10)
-        except PoolTimeout:
-            self._pool.close()
-            raise StorageError(f"Could not connect to the database {_shown(url)}.") from None
+        self._pool_size = pool_size
+        self._pool_lock = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._opened()
         self._keys = PgKeys(self._conn)
         self._batches = LoopBatches(self._write_many)
 
     # --- plumbing -----------------------------------------------------------------------------
 
+    def _opened(self) -> ConnectionPool[Any]:
+        """The connection pool, opened again after `close` (the store stays usable, as the
+        file engine's does)."""
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size,
+                                          open=False, kwargs={"autocommit": True})  # fmt: skip
+                    try:
+                        pool.open(wait=True, timeout=10)
+                    except PoolTimeout:
+                        pool.close()
+                        raise StorageError(
+                            f"Could not connect to the database {_shown(self.url)}."
+                        ) from None
+                    self._pool = pool
+        return pool
+
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; a database that went away is one StorageError (503, retry)."""
         try:
-            with self._pool.connection(timeout=10) as conn:
+            with self._opened().connection(timeout=10) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StorageError(f"The database is not answering ({_first_line(exc)}).") from None
 
     def close(self) -> None:
-        self._pool.close()
+        """Close the connections (the next call opens them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def keys(self) -> PgKeys:
         return self._keys
