@@ -427,3 +427,25 @@ def test_a_damaged_erase_file_never_stops_a_reader(root: Path) -> None:
         fresh.get("alice", "gone")
     kinds = [f.kind for f in verify(root).findings]
     assert "erased-present" in kinds
+
+
+def test_forget_over_http_answers_like_every_route(root: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from sessionmem.http.app import PREFIX, create_app
+
+    store = Store(root)
+    key = store.keys().create("alice")[1]
+    store.save("alice", {"session_id": "s", "open_tasks": ["x"]})
+    with TestClient(create_app(store)) as http:
+        h = {"x-api-key": key}
+        missing = http.post(f"{PREFIX}/session/nope/forget", headers=h)
+        assert missing.status_code == 404 and "No session 'nope'" in missing.json()["detail"]
+        bad = http.post(f"{PREFIX}/session/a b/forget", headers=h)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "session_id"
+        assert http.post(f"{PREFIX}/session/s/forget").status_code == 401
+        assert http.get(f"{PREFIX}/session/s/forget", headers=h).status_code in (404, 405)
+        done = http.post(f"{PREFIX}/session/s/forget", headers=h)
+        assert done.status_code == 200
+        assert set(done.json()) == {"session_id", "forgotten", "events", "record", "committed"}
+        assert http.get(f"{PREFIX}/session/s", headers=h).status_code == 404

@@ -329,3 +329,18 @@ def test_forget_forget_text_and_prune_on_the_database(tmp_path: Path) -> None:
         Store(folder).get("alice", "long")
     assert not verify(folder).findings
     db.close()
+
+
+def test_a_wrong_database_or_target_is_one_clear_line(tmp_path: Path) -> None:
+    for argv in (["latest", "--database", "not a url"], ["copy", "postgres://x y", str(tmp_path)],
+                 ["keys", "list", "--database", "nope"]):  # fmt: skip
+        code, _, err = run_cli(*argv)
+        assert code == 1 and "database must be a postgresql:// URL" in err, (argv, err)
+    Store(tmp_path / "m" / ".memory").save("alice", {"session_id": "s"})
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = run_cli("copy", str(tmp_path / "m" / ".memory"), str(tmp_path / "a-file"))
+    assert code == 1 and "it is a file, not a memory folder" in err
+    code, _, err = run_cli("copy", str(tmp_path / "nowhere"), str(tmp_path / "b"))
+    assert code == 1 and "No memory folder at" in err
+    code, _, err = run_cli("db", "upgrade")
+    assert code == 2 and "db upgrade needs --database URL" in err

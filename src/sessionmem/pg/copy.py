@@ -63,6 +63,8 @@ class _Folder:
     def __init__(self, root: Path, *, must_exist: bool):
         if must_exist and not (root / "log").is_dir():
             raise StorageError(f"No memory folder at {root} (it has no log/).")
+        if root.exists() and not root.is_dir():
+            raise StorageError(f"Cannot copy into {root}: it is a file, not a memory folder.")
         self.root = root
         self.layout = Layout(root)
 

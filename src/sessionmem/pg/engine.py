@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..answers import snapshot_of
 from ..codec import Event, decode, id_hash, ms_to_ts
-from ..errors import Conflict, NotFound, StorageError
+from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from ..forget import Forgotten
 from ..layout import check_user
 from ..memory import EngineReads
@@ -418,7 +418,10 @@ def _filter_sql(filters: Filters) -> tuple[str, list[Any]]:
 
 def _shown(url: str) -> str:
     """The URL without its password (it goes into messages and logs)."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return url
     if "password" not in info:
         return url
     return url.replace(str(info["password"]), "***")
@@ -435,6 +438,10 @@ def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
     def connect() -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.ProgrammingError as exc:  # not a connection string at all
+            raise InvalidInput(
+                FieldError("database", f"must be a postgresql:// URL ({_first_line(exc)}).")
+            ) from None
         except psycopg.OperationalError as exc:
             raise StorageError(
                 f"Could not connect to the database {_shown(url)} ({_first_line(exc)})."
