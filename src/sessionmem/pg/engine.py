@@ -268,6 +268,16 @@ class PgStore(EngineReads):
     ) -> Snapshot:
         version, snapshot_id = check_get(user, session_id, version, snapshot_id)
         with self._conn() as conn:
+            if version is None and snapshot_id is None:  # the newest: one query (GET by id)
+                row = conn.execute(
+                    "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id "
+                    "AND e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s "
+                    "AND h.session_id = %s AND h.type = 'snapshot'",
+                    (user, session_id),
+                ).fetchone()
+                if row is None:
+                    raise no_session(session_id, user)
+                return snapshot_of(decode(bytes(row[0])), row[1])
             head = _head(conn, user, session_id)
             if head is None or head["type"] == "delete":
                 raise no_session(session_id, user)
