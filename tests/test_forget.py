@@ -449,3 +449,15 @@ def test_forget_over_http_answers_like_every_route(root: Path) -> None:
         assert done.status_code == 200
         assert set(done.json()) == {"session_id", "forgotten", "events", "record", "committed"}
         assert http.get(f"{PREFIX}/session/s", headers=h).status_code == 404
+
+
+def test_forget_and_prune_never_make_a_memory_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "none" / ".memory"
+    for argv in (
+        ["forget", "s"],
+        ["forget", "--text", "abcdef"],
+        ["prune", "--keep-versions", "2"],
+    ):
+        code, _, err = run_cli(*argv, "--root", str(missing), "--user", "alice")
+        assert code == 1 and "No memory folder at" in err, (argv, err)
+    assert not missing.exists()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import orjson
 from . import erase
 from .codec import DecodeError, decode, encode, id_hash, ms_to_ts, now_ms, uuid7
 from .errors import FieldError, InvalidInput, NotFound, StorageError
+from .githistory import committed_ids, filter_repo_hint
 from .layout import ERASED_ATTRIBUTES, check_user
 from .log import fsync_dir, touch_folder
 from .rules import check_session_id
@@ -97,9 +97,7 @@ def forget_session(store: Store, user: str, session_id: str) -> Forgotten:
 
 def forget_text(store: Store, text: str) -> Forgotten:
     """Replace `text` with [REDACTED] in every stored event of every user here."""
-    if not isinstance(text, str) or len(text) < MIN_TEXT or REDACTED in text:
-        rule = f"must be a string of at least {MIN_TEXT} characters (not {REDACTED})"
-        raise InvalidInput([FieldError("text", rule)])
+    check_text(text)
     escaped = orjson.dumps(text)[1:-1]
 
     def decide(line: bytes, ev: Any) -> bytes | None:
@@ -135,12 +133,7 @@ def prune(
     """Erase each session's older snapshots: beyond the newest `keep_versions`, or older than
     `older_than_ms` ago. A session's newest snapshot and every tombstone are always kept."""
     check_user(user)
-    if keep_versions is None and older_than_ms is None:
-        raise InvalidInput([FieldError("keep_versions", "give --keep-versions or --older-than")])
-    if keep_versions is not None and (type(keep_versions) is not int or keep_versions < 1):
-        raise InvalidInput([FieldError("keep_versions", "must be an integer of at least 1")])
-    if older_than_ms is not None and (type(older_than_ms) is not int or older_than_ms < 0):
-        raise InvalidInput([FieldError("older_than", "must be a duration of 0 or more")])
+    check_prune(keep_versions, older_than_ms)
     cutoff = now_ms() - older_than_ms if older_than_ms is not None else None
     doomed: set[str] = set()
 
@@ -164,6 +157,23 @@ def prune(
     if done.record is not None:
         done.derived = _scrub(store, user, [], drop=True)
     return done
+
+
+def check_text(text: Any) -> None:
+    """`forget --text`'s string, on every engine."""
+    if not isinstance(text, str) or len(text) < MIN_TEXT or REDACTED in text:
+        rule = f"must be a string of at least {MIN_TEXT} characters (not {REDACTED})"
+        raise InvalidInput([FieldError("text", rule)])
+
+
+def check_prune(keep_versions: Any, older_than_ms: Any) -> None:
+    """`prune`'s rules, on every engine."""
+    if keep_versions is None and older_than_ms is None:
+        raise InvalidInput([FieldError("keep_versions", "give --keep-versions or --older-than")])
+    if keep_versions is not None and (type(keep_versions) is not int or keep_versions < 1):
+        raise InvalidInput([FieldError("keep_versions", "must be an integer of at least 1")])
+    if older_than_ms is not None and (type(older_than_ms) is not int or older_than_ms < 0):
+        raise InvalidInput([FieldError("older_than", "must be a duration of 0 or more")])
 
 
 def purge(store: Store, user: str) -> int:
@@ -247,9 +257,9 @@ def _erase(
         if record is not None and replacing:
             done.record = _append_record(store, user, record)
     store._views.get(user).reset()
-    done.committed = _committed(layout.root, [i[0] for i in items])
+    done.committed = committed_ids(layout.root, [i[0] for i in items])
     if done.committed and record is not None and not replacing:
-        done.filter_repo = _filter_repo_hint(layout.root, done.record, [i[0] for i in items])
+        done.filter_repo = filter_repo_hint(layout.root, done.record, [i[0] for i in items])
     return done
 
 
@@ -459,49 +469,3 @@ def _write_over(path: Path, text: bytes) -> None:
     tmp = path.with_name(f".{path.name}.scrub")
     tmp.write_bytes(text)
     os.replace(tmp, path)
-
-
-# --- git's history --------------------------------------------------------------------------
-
-
-def _git(root: Path, *args: str) -> str | None:
-    # lazy: subprocess costs 3 ms at start-up (only a forget asks git)
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def _committed(root: Path, ids: list[str]) -> list[str]:
-    """Commits (short hashes, at most 20) in which any of these events' lines were added or
-    removed: the bytes are in git's history."""
-    if not ids or _git(root, "rev-parse", "--git-dir") is None:
-        return []
-    found: list[str] = []
-    for i in range(0, len(ids), 400):
-        pattern = "|".join(re.escape(x) for x in ids[i : i + 400])
-        out = _git(root, "log", "--all", "--format=%h", "-n", "20", "-E", "-G", pattern, "--", ".")
-        found += [c for c in (out or "").split() if c not in found]
-        if found:
-            break
-    return found[:20]
-
-
-def _filter_repo_hint(root: Path, record: str | None, ids: list[str]) -> str:
-    """Write the expressions `git filter-repo --replace-text` needs (ids only) and say how to
-    run it."""
-    folder = root / ".local" / "forget"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record}.txt"
-    path.write_text("".join(f'regex:(?m)^[^\\n]*"id":"{i}"[^\\n]*\\n==>\n' for i in ids))
-    return (
-        f"pip install git-filter-repo, then in a fresh clone of this repository: git filter-repo "
-        f"--replace-text {path}  (it refuses a clone that is not fresh unless --force); then "
-        "force-push, and every clone must fetch the rewrite or clone again: until then it still "
-        "holds these lines"
-    )

@@ -109,10 +109,6 @@ class SearchIndex:
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is not None and _inode(self.path) != self._local.ino:
-            db.close()  # the file was removed (a forget): never answer from the old one
-            db = self._local.db = None
-            self._checked.clear()
         if db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -140,6 +136,11 @@ class SearchIndex:
 
     def sync(self, view: UserView) -> int:
         """Index what the view holds and the index does not; returns how many lines it took."""
+        db = getattr(self._local, "db", None)
+        if db is not None and _inode(self.path) != self._local.ino:
+            db.close()  # the file was removed (a forget): never answer from the old one
+            self._local.db = None
+            self._checked.clear()
         db = self._db()
         erased = view.state.erased.digest
         row = db.execute("SELECT value FROM meta WHERE key = 'erased'").fetchone()

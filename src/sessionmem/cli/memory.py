@@ -428,7 +428,7 @@ def _local(args: argparse.Namespace) -> tuple[Any, str]:
     forget --text and prune are not offered over --url."""
     if args.url:
         raise UsageError("this works on a memory folder (--root) or a --database, not over --url")
-    mem = backend(args, write=True)
+    mem = backend(args)  # (never made here: there would be nothing in it to erase)
     assert isinstance(mem, UserMemory)
     return mem.store, mem.user
 

@@ -26,8 +26,8 @@ from ..layout import Layout
 from ..log import lock_path, touch_folder
 from ..store import Store
 from . import schema
-from .engine import connect_for_admin, insert_event
-from .write import WRITER
+from .engine import connect_for_admin
+from .write import WRITER, insert_event
 
 
 class Copied(NamedTuple):

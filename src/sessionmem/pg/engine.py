@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..answers import snapshot_of
-from ..codec import Event, decode, id_hash, ms_to_ts
+from ..codec import decode, ms_to_ts
 from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from ..forget import Forgotten
 from ..layout import check_user
@@ -41,7 +40,6 @@ from ..write import WriteJob, make_job
 from . import forget as pg_forget
 from . import schema
 from .keys import PgKeys
-from .search import DOC_SQL, search_doc
 from .search import find as find_hits
 from .write import LoopBatches, Outcome, insert_jobs
 
@@ -166,7 +164,7 @@ class PgStore(EngineReads):
                     return stored
                 try:
                     with conn.transaction():
-                        answer: Snapshot | None = insert_jobs(conn, [job], insert_event)[0]
+                        answer: Snapshot | None = insert_jobs(conn, [job])[0]
                         return answer
                 except _RACES:
                     pass  # another writer took the position, the key or the id: read again
@@ -179,7 +177,7 @@ class PgStore(EngineReads):
         if len(jobs) > 1 and all(j.idem is None and j.snapshot_id is None for j in jobs):
             try:
                 with self._conn() as conn, conn.transaction():
-                    return insert_jobs(conn, jobs, insert_event)
+                    return insert_jobs(conn, jobs)
             except _RACES:
                 pass
         outcomes: list[Outcome] = []
@@ -458,49 +456,3 @@ def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
             ) from None
 
     return connect
-
-
-def insert_event(
-    conn: Any,
-    ev: Event,
-    line: bytes,
-    pos: int,
-    epoch: int,
-    version: int,
-    new_epoch: int,
-    new_live: int,
-) -> None:
-    """Insert one event at `pos` of its session (a UniqueViolation if another writer took the
-    position, the id or the Idempotency-Key first), and make it the session's head."""
-    idh = id_hash(ev.id)
-    data = ev.data
-    meta = data.get("metadata")
-    agent = meta.get("agent") if isinstance(meta, dict) else None
-    fields = [_str(data.get(k)) for k in ("event", "project_path", "git_branch")]
-    doc = search_doc(data) if ev.type == "snapshot" else None
-    conn.execute(
-        "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
-        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, doc) VALUES "
-        f"(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{DOC_SQL if doc else 'NULL'})",
-        (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
-         ev.seq, idh, line, ev.ts, *fields, _str(agent), *(doc or ())),
-    )  # fmt: skip
-    if ev.idem is not None and ev.body is not None:
-        conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
-                     (ev.user, ev.idem, ev.id, ev.body))  # fmt: skip
-    conn.execute(
-        "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
-        "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
-        "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
-        "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
-        "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
-        "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
-        (ev.user, ev.session_id, pos, new_epoch, new_live, ev.type, ev.ts_ms, ev.writer, ev.seq,
-         idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
-         agent if isinstance(agent, str) else None, Jsonb(counts(data))),
-    )  # fmt: skip
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

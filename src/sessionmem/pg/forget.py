@@ -12,13 +12,12 @@ from psycopg.types.json import Jsonb
 
 from .. import erase
 from ..codec import decode, encode, ms_to_ts, now_ms, uuid7
-from ..errors import FieldError, InvalidInput
-from ..forget import MIN_TEXT, REDACTED, Forgotten, redact_text
+from ..forget import Forgotten, check_prune, check_text, redact_text
 from ..layout import check_user
 from ..pages import no_session
 from ..rules import check_session_id
 from .search import DOC_SQL, search_doc
-from .write import WRITER
+from .write import WRITER, text_or_none
 
 
 def forget_session(conn: Any, user: str, session_id: str) -> Forgotten:
@@ -41,9 +40,7 @@ def forget_session(conn: Any, user: str, session_id: str) -> Forgotten:
 
 
 def forget_text(conn: Any, text: str) -> Forgotten:
-    if not isinstance(text, str) or len(text) < MIN_TEXT or REDACTED in text:
-        rule = f"must be a string of at least {MIN_TEXT} characters (not {REDACTED})"
-        raise InvalidInput([FieldError("text", rule)])
+    check_text(text)
     escaped = orjson.dumps(text)[1:-1]
     done = Forgotten()
     with conn.transaction():
@@ -56,7 +53,9 @@ def forget_text(conn: Any, text: str) -> Forgotten:
         for user, session_id, pos, event_id, writer, seq, line in rows:
             ev = decode(bytes(line))
             new = ev._replace(data=redact_text(ev.data, text))
-            fields = [_str(new.data.get(k)) for k in ("event", "project_path", "git_branch")]
+            fields = [
+                text_or_none(new.data.get(k)) for k in ("event", "project_path", "git_branch")
+            ]
             conn.execute(
                 f"UPDATE events SET line = %s, event = %s, project_path = %s, git_branch = %s, "
                 f"doc = {DOC_SQL if ev.type == 'snapshot' else 'NULL'} WHERE user_id = %s AND "
@@ -82,8 +81,7 @@ def prune(conn: Any, user: str, keep_versions: int | None, older_than_ms: int | 
     `older_than_ms` go; each session's newest snapshot and every tombstone stay, and the versions
     left count from 1 again."""
     check_user(user)
-    if keep_versions is None and older_than_ms is None:
-        raise InvalidInput([FieldError("keep_versions", "give --keep-versions or --older-than")])
+    check_prune(keep_versions, older_than_ms)
     cutoff = now_ms() - older_than_ms if older_than_ms is not None else None
     with conn.transaction():
         conn.execute(  # in the writers' order (user, session): no deadlock with them
@@ -132,7 +130,3 @@ def _record(conn: Any, user: str, why: str, rows: list[Any], **fields: str) -> s
     }  # fmt: skip
     conn.execute("INSERT INTO erased VALUES (%s, %s, %s)", (record_id, user, Jsonb(record)))
     return record_id
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

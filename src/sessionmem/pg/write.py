@@ -16,17 +16,21 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from ..answers import snapshot_of
-from ..codec import Event, encode, ms_to_ts, uuid7
-from ..model import Snapshot
+from ..codec import Event, encode, id_hash, ms_to_ts, uuid7
+from ..model import Snapshot, counts
 from ..write import WriteJob
+from .search import DOC_SQL, search_doc
 
 WRITER = "postgres"  # the writer of every event this engine stores (its seq: one sequence)
+FILTER_FIELDS = ("event", "project_path", "git_branch")  # the columns of `events` search filters
 # What a job came to: its snapshot, None (a delete), or the error it met.
 Outcome = Snapshot | BaseException | None
 
 
-def insert_jobs(conn: Any, jobs: list[WriteJob], insert_event: Callable[..., None]) -> list[Any]:
+def insert_jobs(conn: Any, jobs: list[WriteJob]) -> list[Any]:
     """Insert `jobs` (inside the caller's transaction), in order: the snapshot of each (None for
     a tombstone)."""
     keys = sorted({(j.user, j.session_id) for j in jobs})
@@ -116,3 +120,49 @@ class LoopBatches:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def insert_event(
+    conn: Any,
+    ev: Event,
+    line: bytes,
+    pos: int,
+    epoch: int,
+    version: int,
+    new_epoch: int,
+    new_live: int,
+) -> None:
+    """Insert one event at `pos` of its session (a UniqueViolation if another writer took the
+    position, the id or the Idempotency-Key first), and make it the session's head."""
+    idh = id_hash(ev.id)
+    data = ev.data
+    meta = data.get("metadata")
+    agent = meta.get("agent") if isinstance(meta, dict) else None
+    fields = [text_or_none(data.get(k)) for k in FILTER_FIELDS]
+    doc = search_doc(data) if ev.type == "snapshot" else None
+    conn.execute(
+        "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
+        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, doc) VALUES "
+        f"(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{DOC_SQL if doc else 'NULL'})",
+        (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
+         ev.seq, idh, line, ev.ts, *fields, text_or_none(agent), *(doc or ())),
+    )  # fmt: skip
+    if ev.idem is not None and ev.body is not None:
+        conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
+                     (ev.user, ev.idem, ev.id, ev.body))  # fmt: skip
+    conn.execute(
+        "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+        "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
+        "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
+        "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
+        "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
+        "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
+        "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
+        (ev.user, ev.session_id, pos, new_epoch, new_live, ev.type, ev.ts_ms, ev.writer, ev.seq,
+         idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
+         agent if isinstance(agent, str) else None, Jsonb(counts(data))),
+    )  # fmt: skip
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
