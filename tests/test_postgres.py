@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -344,3 +345,93 @@ def test_a_wrong_database_or_target_is_one_clear_line(tmp_path: Path) -> None:
     assert code == 1 and "No memory folder at" in err
     code, _, err = run_cli("db", "upgrade")
     assert code == 2 and "db upgrade needs --database URL" in err
+
+
+def _until(check: Any, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_replicas_hear_each_other_and_keep_hearing(tmp_path: Path) -> None:
+    """LISTEN/NOTIFY (`pg.follow`): a write through one store wakes the other's listeners with
+    the user's name; a revoked key stops working there; a lost LISTEN connection comes back and
+    says that anything may have changed (None)."""
+    url = Postgres.database(tmp_path)
+    one, two = PgStore(url), PgStore(url)
+    heard: list[str | None] = []
+    two.changes.subscribe(heard.append)
+    follower = two.follower()
+    follower.start()
+    try:
+        assert follower.listening.wait(10)  # type: ignore[attr-defined]
+        assert _until(lambda: None in heard)  # the first connection: anything may have changed
+        heard.clear()
+        one.save("alice", {"session_id": "s", "open_tasks": ["heard"]})
+        assert _until(lambda: "alice" in heard), heard
+        assert "bob" not in heard
+
+        _info, key = one.keys().create("bob")
+        assert two.keys().authenticate(key) == "bob"  # remembered by two from now on
+        one.keys().revoke(key)
+        assert _until(lambda: two.keys().authenticate(key) is None)
+
+        with psycopg.connect(url, autocommit=True) as admin:  # the LISTEN connection dies
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+                "pg_backend_pid() AND query LIKE 'LISTEN%%'"
+            )
+        heard.clear()
+        assert _until(lambda: None in heard)  # connected again, and said so
+        one.save("carol", {"session_id": "s", "open_tasks": ["heard again"]})
+        assert _until(lambda: "carol" in heard), heard
+    finally:
+        follower.stop()
+        one.close()
+        two.close()
+
+
+def test_the_hot_reads_of_one_turn_share_a_round_trip_and_see_every_write(
+    tmp_path: Path,
+) -> None:
+    """`answer_async` (GET latest / by id on a server): many at once, each its own answer — a
+    session, the user's latest, a missing session's 404 — and a write acknowledged through
+    another store is read at once (each batch starts after its reads arrived)."""
+    import asyncio
+
+    url = Postgres.database(tmp_path)
+    one, two = PgStore(url), PgStore(url)
+    try:
+        for n in range(20):
+            one.save("alice", {"session_id": f"s{n}", "open_tasks": [f"task {n}"]})
+
+        async def many() -> list[Any]:
+            asks = [two.answer_async("alice", f"s{n % 20}") for n in range(60)]
+            asks += [two.answer_async("alice", "latest"), two.answer_async("alice", "nope")]
+            return await asyncio.gather(*asks, return_exceptions=True)
+
+        answers = asyncio.run(many())
+        for n, raw in enumerate(answers[:60]):
+            assert raw == one.get("alice", f"s{n % 20}").json()
+        assert answers[60] == one.latest("alice").json()
+        assert isinstance(answers[61], NotFound)
+
+        async def read_your_writes() -> None:
+            for n in range(30):
+                saved = await asyncio.to_thread(
+                    one.save, "alice", {"session_id": "rw", "open_tasks": [f"v{n}"]}
+                )
+                got, latest = await asyncio.gather(
+                    two.answer_async("alice", "rw"), two.answer_async("alice", "latest")
+                )
+                assert got == saved.json() == latest
+
+        asyncio.run(read_your_writes())
+        with pytest.raises(NotFound):
+            asyncio.run(two.answer_async("nobody", "latest"))
+    finally:
+        one.close()
+        two.close()

@@ -46,15 +46,24 @@ async def main() -> None:
 
     def request(n: int) -> bytes:
         mine = body.replace(b"@CONN@", str(n).encode())
-        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}",
-                f"Content-Length: {len(mine)}", "Content-Type: application/json", *headers]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {parts.hostname}",
+            f"Content-Length: {len(mine)}",
+            "Content-Type: application/json",
+            *headers,
+        ]
         return ("\r\n".join(head) + "\r\n\r\n").encode() + mine
 
     counts: list[int] = []
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(*(worker(parts.hostname or "127.0.0.1", parts.port or 80, request(n),
-                                  deadline, counts) for n in range(conns)))
+    await asyncio.gather(
+        *(
+            worker(parts.hostname or "127.0.0.1", parts.port or 80, request(n), deadline, counts)
+            for n in range(conns)
+        )
+    )
     print(f"{sum(counts) / (time.perf_counter() - start):.1f}")
 
 

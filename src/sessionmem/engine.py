@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from .changes import Changes
     from .forget import Forgotten
     from .keys import KeyInfo
     from .memory import Memory
@@ -49,6 +50,11 @@ class Follower(Protocol):
 
 class Engine(Protocol):
     """What a storage engine answers (met by `Store`)."""
+
+    blocking: bool  # reads wait on a network (the HTTP app calls them on a thread)
+    changes: Changes  # told when a user's memory changes (the web page's live updates)
+
+    async def answer_async(self, user: str, session_id: str) -> bytes: ...
 
     def keys(self) -> Keys: ...
 

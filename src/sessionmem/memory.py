@@ -159,6 +159,15 @@ class EngineReads:
     """What every engine answers the same way from its own `get`: `diff`, the user-bound
     memory (`for_user`) and the project view — written once for `Store` and `PgStore`."""
 
+    blocking = False  # reads wait on a network: the HTTP app calls them off its event loop
+
+    async def answer_async(self: Engine, user: str, session_id: str) -> bytes:
+        """GET /session/latest (`session_id` "latest") or a session's newest snapshot, as the
+        JSON an asyncio server sends (the file engine answers from memory, at once)."""
+        if session_id == "latest":
+            return self.latest(user).json()
+        return self.get(user, session_id).json()
+
     def for_user(self: Engine, user: str) -> UserMemory:
         """This engine bound to one user, with the `Client`'s vocabulary (`Memory`)."""
         return UserMemory(self, check_user(user))

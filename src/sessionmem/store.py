@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .answers import HISTORY_CACHE_ENTRIES, Answers, entries_of, snapshot_of
+from .changes import Changes
 from .codec import id_hash
 from .config import store_settings
 from .errors import NotFound
@@ -62,6 +63,7 @@ class Store(EngineReads):
         with SESSIONMEM_CACHE=0) keeps the projection in `.local/cache/` between runs."""
         self.layout = Layout(root)
         self.root = self.layout.root
+        self.changes = Changes()
         settings = store_settings(self.root, durability=durability, cache=cache)
         self.durability, self.cache = settings.durability, settings.cache
         self._views = Views(self.layout, cache=self.cache)

@@ -163,6 +163,14 @@ def route(
     return decorate
 
 
+async def _off_loop(store: Engine, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """`fn(*args, **kw)`: on a thread when the engine's reads wait on a network, else at once
+    (the file engine answers from memory: a thread would only add its hop)."""
+    if store.blocking:
+        return await run_in_threadpool(fn, *args, **kw)
+    return fn(*args, **kw)
+
+
 def _json(value: Any, status: int = 200) -> Response:
     return Response(dumps_view(value), status_code=status, media_type="application/json")
 
@@ -323,7 +331,7 @@ def create_app(
 
     @route(app.get, "/session/latest", SnapshotOut)
     async def get_latest(user: User, filters: Filters) -> Response:
-        raw = store.latest(user, **filters).json()
+        raw = (await _off_loop(store, store.latest, user, **filters)).json()
         return Response(raw, media_type="application/json")
 
     @route(app.get, "/session/{session_id}", SnapshotOut)
@@ -333,7 +341,11 @@ def create_app(
         version: Annotated[str | None, Query(description="Replay this version (from 1).")] = None,
         snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
-        raw = store.get(user, session_id, version=version, snapshot_id=snapshot_id).json()
+        raw = (
+            await _off_loop(
+                store, store.get, user, session_id, version=version, snapshot_id=snapshot_id
+            )  # fmt: skip
+        ).json()
         return Response(raw, media_type="application/json")
 
     @route(app.get, "/session/{session_id}/history", HistoryPage)
@@ -507,8 +519,8 @@ def app_from_env() -> FastAPI:
         # lazy: the postgres engine costs ~60 ms at start-up (psycopg), and is optional
         from ..pg.engine import PgStore
 
-        return create_app(PgStore(url), max_body=int(os.environ.get("SESSIONMEM_MAX_BODY",
-                          DEFAULT_MAX_BODY)))  # fmt: skip
+        return create_app(PgStore(url), follow=True, max_body=int(os.environ.get(
+                          "SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY)))  # fmt: skip
     store = Store(os.environ["SESSIONMEM_ROOT"])
     follow = os.environ.get("SESSIONMEM_FOLLOW", "1") != "0"
     max_body = int(os.environ.get("SESSIONMEM_MAX_BODY", DEFAULT_MAX_BODY))

@@ -200,7 +200,7 @@ class HotPaths:
                 and path.startswith(self.session_prefix)
                 and "/" not in path[len(self.session_prefix) :]
             ):
-                status, raw = self._read(scope)
+                status, raw = await self._read(scope)
                 return await _respond(send, status, raw)
             elif method == "POST" and path == self.post_path:
                 status, raw = await self._post(scope, receive)
@@ -210,16 +210,14 @@ class HotPaths:
     def _user(self, scope: Any) -> str | None:
         return user_of(self.keyring, _header(scope, b"x-api-key"), _header(scope, b"authorization"))
 
-    def _read(self, scope: Any) -> tuple[int, bytes]:
+    async def _read(self, scope: Any) -> tuple[int, bytes]:
         """GET /session/latest or /session/{id}, answered whole: (status, JSON)."""
         session_id = scope["path"][len(self.session_prefix) :]  # (Starlette's path: decoded)
         try:
             user = self._user(scope)
             if user is None:
                 return 401, dumps_view({"detail": UNAUTHORIZED})
-            if session_id == "latest":
-                return 200, self.store.latest(user).json()
-            return 200, self.store.get(user, session_id).json()
+            return 200, await self.store.answer_async(user, session_id)
         except (InvalidInput, NotFound, Stale, StorageError) as exc:
             return error_body(exc, "query")
 

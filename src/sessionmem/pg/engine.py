@@ -1,11 +1,12 @@
 """The PostgreSQL engine (docs/decisions.md, "PostgreSQL"): the `Engine` the HTTP app, the CLI
 and MCP take, over one database that any number of `serve` replicas share.
 
-Nothing is kept between requests but a connection pool: every read asks the database, so a write
-through one replica is read through any other at once. A snapshot is stored as the canonical line
-the file engine writes (its time from the database's clock, its `seq` from one sequence, made
-dense per user when `copy` writes it to a folder), and read back through the same code, so its
-JSON is the same bytes on both engines.
+Nothing is kept between requests but a connection pool (and the JSON of answers, keyed by their
+bytes): every read asks the database, so a write through one replica is read through any other
+at once. The hot GETs of one turn of a server's event loop share one round trip. A snapshot is
+stored as the canonical line the file engine writes (its time from the database's clock, its
+`seq` from one sequence, made dense per user when `copy` writes it to a folder), and read back
+through the same code, so its JSON is the same bytes on both engines.
 
 Writers of one session take its head row in turn and insert at its next position, the key that
 decides (a loser retries); an Idempotency-Key is claimed in the same transaction as its event, so
@@ -26,12 +27,13 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..answers import snapshot_of
-from ..codec import decode, ms_to_ts
+from ..changes import Changes
+from ..codec import LIST_FIELDS, decode, ms_to_ts
 from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
 from ..forget import Forgotten
 from ..layout import check_user
 from ..memory import EngineReads
-from ..model import Filters, HistoryEntry, Page, SessionSummary, Snapshot, counts
+from ..model import Filters, HistoryEntry, Page, SessionSummary, Snapshot
 from ..pages import check_filters, check_get, decode_cursor, encode_cursor, no_session
 from ..redact import redactor_from_config
 from ..rules import check_limit, check_session_id
@@ -39,6 +41,7 @@ from ..search import check_time, parse_query, search_budget, until_end
 from ..write import WriteJob, make_job
 from . import forget as pg_forget
 from . import schema
+from .follow import Follower
 from .keys import PgKeys
 from .search import find as find_hits
 from .write import LoopBatches, Outcome, insert_jobs
@@ -55,10 +58,21 @@ _RACES = (
 )
 RETRIES = 50  # a write that lost the race for its session's next position tries again
 _HEAD_COLUMNS = "session_id, live, id, event, ts_ms, project_path, git_branch, counts"
+_HEAD_EVENT = (
+    "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id AND "
+    "e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s AND h.type = 'snapshot'"
+)
+_LATEST = _HEAD_EVENT + (
+    "{where} ORDER BY h.ts_ms DESC, h.writer DESC, h.seq DESC, h.idh DESC LIMIT 1"
+)  # the user's newest snapshot (`where`: the filters)
+_NEWEST = _HEAD_EVENT + " AND h.session_id = %s"  # a session's newest snapshot
+_ANSWERS = 1024  # answers' JSON kept per replica (a full memory starts again)
 
 
 class PgStore(EngineReads):
     """Session memory in a PostgreSQL database (`url`: a `postgresql://` URL)."""
+
+    blocking = True
 
     def __init__(self, url: str, *, pool_size: int = 10, redact: bool = True):
         self.url = url
@@ -73,6 +87,9 @@ class PgStore(EngineReads):
         self._opened()
         self._keys = PgKeys(self._conn)
         self._batches = LoopBatches(self._write_many)
+        self._reads = LoopBatches(self._read_many)
+        self._answers: dict[tuple[bytes, int], bytes] = {}  # (line, live) -> its JSON
+        self.changes = Changes()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -115,8 +132,10 @@ class PgStore(EngineReads):
     def keys(self) -> PgKeys:
         return self._keys
 
-    def follower(self) -> _NoFollow:
-        return _NoFollow()
+    def follower(self) -> Follower:
+        """LISTEN for other replicas' writes (`pg.follow`): tells `changes`, and forgets the
+        keys remembered when one is revoked."""
+        return Follower(self.url, self.changes.changed, self._keys.forget_keys)
 
     def users(self) -> list[str]:
         with self._conn() as conn:
@@ -163,9 +182,9 @@ class PgStore(EngineReads):
                 if stored is not None:
                     return stored
                 try:
-                    with conn.transaction():
+                    with conn.pipeline(), conn.transaction():  # the COMMIT rides along
                         answer: Snapshot | None = insert_jobs(conn, [job])[0]
-                        return answer
+                    return answer
                 except _RACES:
                     pass  # another writer took the position, the key or the id: read again
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
@@ -176,8 +195,9 @@ class PgStore(EngineReads):
         one at a time instead, each with its own retries and answer."""
         if len(jobs) > 1 and all(j.idem is None and j.snapshot_id is None for j in jobs):
             try:
-                with self._conn() as conn, conn.transaction():
-                    return insert_jobs(conn, jobs)
+                with self._conn() as conn, conn.pipeline(), conn.transaction():
+                    answers = insert_jobs(conn, jobs)
+                return answers
             except _RACES:
                 pass
         outcomes: list[Outcome] = []
@@ -239,21 +259,57 @@ class PgStore(EngineReads):
 
     # --- reading ------------------------------------------------------------------------------
 
+    async def answer_async(self, user: str, session_id: str) -> bytes:
+        """GET /session/latest (`session_id` "latest") or a session's newest, as its JSON: the
+        GETs of one turn of the server's loop are asked in one round trip (`_read_many`), each
+        after it arrived — so it sees every write acknowledged before, through any replica."""
+        if session_id != "latest":
+            check_get(user, session_id, None, None)
+        raw: bytes = await self._reads.write((check_user(user), session_id))
+        return raw
+
+    def _read_many(self, asked: list[tuple[str, str]]) -> list[bytes | BaseException]:
+        found: dict[tuple[str, str], Any] = {}
+        with self._conn() as conn, conn.pipeline():
+            cursors = {
+                key: conn.execute(
+                    _LATEST.format(where="") if key[1] == "latest" else _NEWEST,
+                    key[:1] if key[1] == "latest" else key,
+                )  # fmt: skip
+                for key in dict.fromkeys(asked)
+            }
+            for key, cur in cursors.items():
+                found[key] = cur.fetchone()
+        answers: list[bytes | BaseException] = []
+        for user, session_id in asked:
+            row = found[(user, session_id)]
+            if row is None:
+                answers.append(
+                    _nothing_yet(user) if session_id == "latest" else no_session(session_id, user)
+                )
+            else:
+                answers.append(self._json(bytes(row[0]), row[1]))
+        return answers
+
+    def _json(self, line: bytes, live: int) -> bytes:
+        """A snapshot's JSON, made once per replica for the same line and version."""
+        raw = self._answers.get((line, live))
+        if raw is None:
+            raw = snapshot_of(decode(line), live).json()
+            if len(self._answers) >= _ANSWERS:
+                self._answers.clear()
+            self._answers[(line, live)] = raw
+        return raw
+
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
         checked = check_filters(Filters(**filters))
         where, args = _filter_sql(checked)
         with self._conn() as conn:
-            row = conn.execute(
-                "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id AND "
-                "e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s AND "
-                f"h.type = 'snapshot'{where} ORDER BY h.ts_ms DESC, h.writer DESC, h.seq DESC, "
-                "h.idh DESC LIMIT 1",
-                (check_user(user), *args),
-            ).fetchone()
+            row = conn.execute(_LATEST.format(where=where), (check_user(user), *args)).fetchone()
         if row is None:
             if checked.any():
                 raise NotFound("No snapshot matches these filters.", what="filters")
-            raise NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
+            raise _nothing_yet(user)
         return snapshot_of(decode(bytes(row[0])), row[1])
 
     def get(
@@ -267,12 +323,7 @@ class PgStore(EngineReads):
         version, snapshot_id = check_get(user, session_id, version, snapshot_id)
         with self._conn() as conn:
             if version is None and snapshot_id is None:  # the newest: one query (GET by id)
-                row = conn.execute(
-                    "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id "
-                    "AND e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s "
-                    "AND h.session_id = %s AND h.type = 'snapshot'",
-                    (user, session_id),
-                ).fetchone()
+                row = conn.execute(_NEWEST, (user, session_id)).fetchone()
                 if row is None:
                     raise no_session(session_id, user)
                 return snapshot_of(decode(bytes(row[0])), row[1])
@@ -320,16 +371,15 @@ class PgStore(EngineReads):
                 raise no_session(session_id, user)
             top = head["live"] if below is None else max(min(below - 1, head["live"]), 0)
             rows = conn.execute(
-                "SELECT version, line FROM events WHERE user_id = %s AND session_id = %s AND "
-                "epoch = %s AND version BETWEEN 1 AND %s ORDER BY version DESC LIMIT %s",
+                "SELECT version, id, event, ts, counts FROM events WHERE user_id = %s AND "
+                "session_id = %s AND epoch = %s AND version BETWEEN 1 AND %s "
+                "ORDER BY version DESC LIMIT %s",
                 (user, session_id, head["epoch"], top, limit),
             ).fetchall()
-        items = []
-        for version, line in rows:
-            ev = decode(bytes(line))
-            items.append(
-                HistoryEntry(version, ev.id, ev.data.get("event", ""), ev.ts, counts(ev.data))
-            )
+        items = [
+            HistoryEntry(version, str(id_), event or "", ts, dict(zip(LIST_FIELDS, n, strict=True)))
+            for version, id_, event, ts, n in rows
+        ]
         nxt = items[-1].version if items and items[-1].version > 1 else None
         return Page(items, encode_cursor("v", nxt) if nxt else None)
 
@@ -393,14 +443,8 @@ class PgStore(EngineReads):
         return Page(hits, encode_cursor("q", nxt) if nxt else None)
 
 
-class _NoFollow:
-    """Nothing to follow: every read asks the database (LISTEN/NOTIFY wakes caches later)."""
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
+def _nothing_yet(user: str) -> NotFound:
+    return NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
 
 
 def _head(conn: Any, user: str, session_id: str) -> dict[str, Any] | None:

@@ -44,6 +44,7 @@ CREATE TABLE events (
     git_branch text,
     agent text,
     doc tsvector,                  -- tasks A, decisions B, files C, commands D (search)
+    counts integer[] NOT NULL,     -- the lengths of the list fields (the history's counts)
     PRIMARY KEY (user_id, session_id, pos),
     UNIQUE (user_id, id)
 );

@@ -72,19 +72,22 @@ def insert_jobs(conn: Any, jobs: list[WriteJob]) -> list[Any]:
 
 
 class LoopBatches:
-    """The group commit of one server's event loop: the jobs submitted during a turn of it are
-    written together by `write_many` on a thread, at most `IN_FLIGHT` batches at a time (the
-    jobs that come meanwhile wait, and go together after)."""
+    """The group commit of one server's event loop: the items submitted during a turn of it go
+    to `run_many` together, on a thread, at most `IN_FLIGHT` batches at a time (the items that
+    come meanwhile wait, and go together after). Writes batch so (one transaction, one commit),
+    and so do the hot reads (one round trip answers every GET of the turn): a batch always starts
+    after each of its items arrived, so it sees every write acknowledged before."""
 
     IN_FLIGHT = 2  # one batch's round trips overlap the next one's Python
 
-    def __init__(self, write_many: Callable[[list[WriteJob]], list[Outcome]]):
-        self._write_many = write_many
-        self._queues: dict[Any, list[tuple[WriteJob, asyncio.Future[Any]]]] = {}
+    def __init__(self, run_many: Callable[[list[Any]], list[Any]]):
+        self._run_many = run_many
+        self._queues: dict[Any, list[tuple[Any, asyncio.Future[Any]]]] = {}
         self._busy: dict[Any, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def write(self, job: WriteJob) -> Any:
+    async def write(self, item: Any) -> Any:
+        """`item`'s outcome (an exception in its place is raised)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         queue = self._queues.get(loop)
@@ -92,7 +95,7 @@ class LoopBatches:
             queue = self._queues[loop] = []
             if self._busy.get(loop, 0) < self.IN_FLIGHT:
                 loop.call_soon(self._flush, loop)
-        queue.append((job, future))
+        queue.append((item, future))
         return await future
 
     def _flush(self, loop: Any) -> None:
@@ -104,9 +107,9 @@ class LoopBatches:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, loop: Any, batch: list[tuple[WriteJob, asyncio.Future[Any]]]) -> None:
+    async def _run(self, loop: Any, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
-            outcomes = await asyncio.to_thread(self._write_many, [job for job, _ in batch])
+            outcomes = await asyncio.to_thread(self._run_many, [item for item, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - every waiting request hears of it
             outcomes = [exc] * len(batch)
         finally:
@@ -142,10 +145,12 @@ def insert_event(
     doc = search_doc(data) if ev.type == "snapshot" else None
     conn.execute(
         "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
-        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, doc) VALUES "
-        f"(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{DOC_SQL if doc else 'NULL'})",
+        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, counts, doc) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+        f"{DOC_SQL if doc else 'NULL'})",
         (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
-         ev.seq, idh, line, ev.ts, *fields, text_or_none(agent), *(doc or ())),
+         ev.seq, idh, line, ev.ts, *fields, text_or_none(agent), list(counts(data).values()),
+         *(doc or ())),
     )  # fmt: skip
     if ev.idem is not None and ev.body is not None:
         conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
