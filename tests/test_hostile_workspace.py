@@ -521,7 +521,7 @@ def test_a_slow_read_is_cancelled_when_its_client_goes_away() -> None:
     import anyio
     from starlette.requests import Request
 
-    from sessionmem.http.app import slow_read
+    from sessionmem.http.threads import slow_read
 
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 Listener = Callable[[str | None], None]  # the user whose memory changed; None: anyone's
 
@@ -33,3 +34,21 @@ class Changes:
             listeners = list(self._listeners)
         for listener in listeners:
             listener(user)
+
+
+# --- live streams (the web page's server-sent events) -------------------------------------------
+
+_streams: set[Any] = set()  # the asyncio.Event of each open stream: set means "end now"
+
+
+def open_stream(stop: Any) -> Callable[[], None]:
+    """Register a live stream's stop event; the returned function unregisters it."""
+    _streams.add(stop)
+    return lambda: _streams.discard(stop)
+
+
+def stop_streams() -> None:
+    """End every live stream (the server is stopping: a stream would otherwise hold its
+    connection open, and a graceful stop would wait for it forever). Called on the loop."""
+    for stop in list(_streams):
+        stop.set()

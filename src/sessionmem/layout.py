@@ -202,6 +202,28 @@ class Layout:
     def scaffolded(self) -> bool:
         return all((self.root / name).exists() for name in SCAFFOLD) and self.locks.is_dir()
 
+    def secret(self, name: str) -> bytes:
+        """A random secret of this folder (`.local/secrets/<name>`, mode 0600), made on first use
+        — the first writer wins, so every server of the folder reads the same one."""
+        path = self.local / "secrets" / name
+        with contextlib.suppress(FileNotFoundError):
+            return bytes.fromhex(path.read_text().strip())
+        # lazy: secrets costs 5 ms at start-up
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # never replaces a secret another server made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return bytes.fromhex(path.read_text().strip())
+
     def writer_id(self) -> str:
         """This root's writer id, made once per root (docs/storage.md: one writer per clone or
         data folder).

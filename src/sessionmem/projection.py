@@ -42,13 +42,15 @@ __all__ = [
 class UserView:
     """The projection of `log/<user>/`. Thread-safe: every public method takes `state.lock`."""
 
-    __slots__ = ("state", "summaries")  # (a test setting a state attribute here fails loudly)
+    __slots__ = ("state", "summaries", "_days")  # (a test setting a state attribute fails)
 
     def __init__(self, folder: Path, user: str):
         self.state = Rows(folder, user)
         # Summaries of session heads, in a cache bounded in bytes that the store may share
         # between users (`attach_caches`).
         self.summaries = ByteLRU(SUMMARY_BYTES)
+        # saves_per_day's last answer: ((generation, since), days)
+        self._days: tuple[tuple[int, int], dict[int, int]] | None = None
 
     # --- folding: the state changes only through `fold` -------------------------------------
 
@@ -204,6 +206,22 @@ class UserView:
     def problems(self) -> list[Problem]:
         with self.state.lock:
             return [p for part in self.state.parts.values() for p in part.problems]
+
+    def saves_per_day(self, since_ms: int) -> dict[int, int]:
+        """Snapshots stored per UTC day (days since 1970) from `since_ms` on, every session's
+        (a deleted one's too: they were saved; a forgotten one's are gone)."""
+        day = 86_400_000
+        with self.state.lock:
+            cached = self._days
+            if cached is not None and cached[0] == (self.state.generation, since_ms):
+                return dict(cached[1])
+            out: dict[int, int] = {}
+            for part in self.state.by_no.values():
+                for ts, kind in zip(part.ts, part.kind, strict=True):
+                    if ts >= since_ms and kind == SNAPSHOT:
+                        out[ts // day] = out.get(ts // day, 0) + 1
+            self._days = ((self.state.generation, since_ms), out)
+            return dict(out)
 
     def event_count(self) -> int:
         with self.state.lock:

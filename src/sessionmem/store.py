@@ -102,6 +102,11 @@ class Store(EngineReads):
         self.save_cache()
         self._writer.close()
 
+    def secret(self, name: str) -> bytes:
+        """A random secret kept with this memory, made on first use (the web page signs its
+        cookies with one)."""
+        return self.layout.secret(name)
+
     def users(self) -> list[str]:
         try:
             return sorted(e.name for e in os.scandir(self.layout.log) if e.is_dir())
@@ -194,6 +199,11 @@ class Store(EngineReads):
             purge(self, user)
 
     # --- reading -------------------------------------------------------------------------
+
+    def saves_per_day(self, user: str, since_ms: int) -> dict[int, int]:
+        """Snapshots stored per UTC day (days since 1970) from `since_ms` on (the web page's
+        chart)."""
+        return self._views.read(check_user(user), lambda view: view.saves_per_day(since_ms))
 
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
         """The user's most recent snapshot over all sessions, optionally filtered (by

@@ -66,6 +66,7 @@ class Follower:
                 for user in sorted(u for u in users if u):
                     with contextlib.suppress(Exception):  # a read will fold it instead
                         self.store.view(user, force=True)  # force: edits made in place too
+                    self.store.changes.changed(user)  # the web page's live updates
                 if users:
                     self.folds += 1
         except Exception:  # the watcher is an optimisation: never take the server down

@@ -414,6 +414,27 @@ def build_parser(only: str | None = None) -> _Parser:
     )
     p.add_argument("--stop", action="store_true", help="stop the server --background started")
 
+    p = command(
+        "ui",
+        "See what your agents remember: the web page of this memory on 127.0.0.1, with a "
+        "one-time sign-in link.",
+        "serving:ui",
+    )
+    _root_option(p, database=True)
+    p.add_argument("--user", help="who signs in (default as for the other commands)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=os.environ.get("SESSIONMEM_UI_PORT") or "8766",
+        help="port (default 8766, or SESSIONMEM_UI_PORT; another free one when it is taken)",
+    )
+    p.add_argument(
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open the link in a browser when there is one (default on)",
+    )
+
     keys = command("keys", "Create, list and revoke API keys.", "admin:keys_help")
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
     p = ksub.add_parser("create", help="create a key for USER and print it (shown only once)")

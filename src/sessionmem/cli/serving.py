@@ -18,7 +18,7 @@ from ..codec import dumps, loads
 from ..layout import Layout, default_user
 from ..retention import read as read_retention
 from .admin import ensure_folder
-from .memory import database, root_of
+from .memory import database, open_root, root_of
 from .text import Failure, UsageError, out
 
 
@@ -302,3 +302,52 @@ def _accepted_sockets_without_delay() -> None:
 
     bind_socket.sessionmem = True  # type: ignore[attr-defined]
     uvicorn.config.Config.bind_socket = bind_socket  # type: ignore[method-assign]
+
+
+def ui(args: argparse.Namespace) -> int | None:
+    """`sessionmem ui`: the web page of this memory on 127.0.0.1 (docs/web.md), and a one-time
+    sign-in link for the current user, printed and opened in a browser when there is one."""
+    # lazy, ms at start-up: uvicorn 46, ..http.app 204, socket 3
+    import socket
+
+    import uvicorn
+
+    from ..http.app import create_app
+    from ..http.guard import PROTOCOL
+    from ..store import Store
+
+    if args.database:
+        engine: Any = database(args)
+        where, cwd = "the database", None
+    else:
+        folder = open_root(args)  # an existing folder: the page never makes one
+        engine, where, cwd = Store(folder), str(folder), folder.parent
+    user = default_user(args.user, cwd)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", args.port))
+    except OSError:  # taken: any free port will do for a link
+        sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(engine, follow=True)
+    link = f"http://127.0.0.1:{port}/ui/signin?token={app.state.ui_links.make(user)}"
+    out(f"Serving {where} on http://127.0.0.1:{port}/ui/ ; stop it with Ctrl-C.\n")
+    out(f"Sign in as {user} with this link (it works once, within 10 minutes):\n    {link}\n")
+    sys.stdout.flush()
+    if args.browser and _has_browser():
+        # lazy: webbrowser costs 10 ms at start-up
+        import threading
+        import webbrowser
+
+        threading.Timer(0.5, webbrowser.open, [link]).start()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http=PROTOCOL)
+    uvicorn.Server(config).run(sockets=[sock])
+    return None
+
+
+def _has_browser() -> bool:
+    """A browser can be opened here: a desktop session (not an SSH shell or a container)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

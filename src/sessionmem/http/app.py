@@ -7,17 +7,13 @@ serve` reaches it through `app_from_env`, which uvicorn calls once per worker.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import threading
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +58,7 @@ from .schemas import (
     SnapshotIn,
     SnapshotOut,
 )
+from .threads import off_loop, slow_read
 
 DEFAULT_MAX_BODY = 1024 * 1024
 T = TypeVar("T")
@@ -163,14 +160,6 @@ def route(
     return decorate
 
 
-async def _off_loop(store: Engine, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    """`fn(*args, **kw)`: on a thread when the engine's reads wait on a network, else at once
-    (the file engine answers from memory: a thread would only add its hop)."""
-    if store.blocking:
-        return await run_in_threadpool(fn, *args, **kw)
-    return fn(*args, **kw)
-
-
 def _json(value: Any, status: int = 200) -> Response:
     return Response(dumps_view(value), status_code=status, media_type="application/json")
 
@@ -246,6 +235,13 @@ def create_app(
     app.hot = HotPaths(functools.partial(FastAPI.__call__, app), store, keyring, max_body)
     # MCP over streamable HTTP (http/mcp.py), outside the OpenAPI schema.
     app.router.routes.append(Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
+    # The web page (docs/web.md), outside the OpenAPI schema.
+    # lazy: ..web costs ~25 ms at start-up (Jinja2)
+    from ..web import create_ui
+
+    ui = create_ui(store, keyring)
+    app.state.ui_links = ui.state.links  # `sessionmem ui` makes its sign-in link here
+    app.mount("/ui", ui)
 
     @app.exception_handler(SessionmemError)
     async def library_error(request: Request, exc: SessionmemError) -> Response:
@@ -331,7 +327,7 @@ def create_app(
 
     @route(app.get, "/session/latest", SnapshotOut)
     async def get_latest(user: User, filters: Filters) -> Response:
-        raw = (await _off_loop(store, store.latest, user, **filters)).json()
+        raw = (await off_loop(store, store.latest, user, **filters)).json()
         return Response(raw, media_type="application/json")
 
     @route(app.get, "/session/{session_id}", SnapshotOut)
@@ -342,7 +338,7 @@ def create_app(
         snapshot_id: SnapshotIdQuery = None,
     ) -> Response:
         raw = (
-            await _off_loop(
+            await off_loop(
                 store, store.get, user, session_id, version=version, snapshot_id=snapshot_id
             )  # fmt: skip
         ).json()
@@ -455,46 +451,6 @@ def create_app(
         return _json(page.view())
 
     return app
-
-
-# Searches run on threads of their own, at most this many at once: however slow, they never take
-# the threads every other request needs (docs/decisions.md, "A hostile workspace").
-SLOW_READS = 4
-# One per event loop (a worker process has one; tests start many, hence weak keys).
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def slow_read(request: Request, call: Callable[[], T], cancel: threading.Event) -> T:
-    """Run `call` on the slow-read threads; when the client goes away, set `cancel` so the work
-    stops instead of running on for nobody."""
-    loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(SLOW_READS)
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    async def work(scope: anyio.CancelScope) -> None:
-        try:
-            result.append(await anyio.to_thread.run_sync(call, limiter=limiter))
-        except BaseException as exc:  # handed to the request's own error map below
-            errors.append(exc)
-        scope.cancel()
-
-    async def watch() -> None:
-        while not cancel.is_set():
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                cancel.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(work, tg.cancel_scope)
-        tg.start_soon(watch)
-    if errors:
-        raise errors[0]
-    return result[0]
 
 
 def _limit(value: str | None, default: int) -> int:

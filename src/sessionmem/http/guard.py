@@ -26,6 +26,8 @@ import h11
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..changes import stop_streams
+
 HEADER_TIMEOUT_ENV = "SESSIONMEM_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "SESSIONMEM_BODY_TIMEOUT"
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -81,6 +83,10 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        stop_streams()  # a live stream never completes by itself: end it, then stop gracefully
+        super().shutdown()
 
     def _follow(self) -> None:
         """Arm the timer the connection's state calls for."""

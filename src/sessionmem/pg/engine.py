@@ -16,6 +16,7 @@ a retry through any replica finds the first result.
 from __future__ import annotations
 
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -136,6 +137,20 @@ class PgStore(EngineReads):
         """LISTEN for other replicas' writes (`pg.follow`): tells `changes`, and forgets the
         keys remembered when one is revoked."""
         return Follower(self.url, self.changes.changed, self._keys.forget_keys)
+
+    def secret(self, name: str) -> bytes:
+        """A random secret kept in the database (`sessionmem_meta`), made on first use: every
+        replica reads the same one."""
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO sessionmem_meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                ("secret:" + name, secrets.token_hex(32)),
+            )
+            row = conn.execute(
+                "SELECT value FROM sessionmem_meta WHERE key = %s", ("secret:" + name,)
+            ).fetchone()
+        assert row is not None  # (inserted above, and never deleted)
+        return bytes.fromhex(row[0])
 
     def users(self) -> list[str]:
         with self._conn() as conn:
@@ -300,6 +315,16 @@ class PgStore(EngineReads):
                 self._answers.clear()
             self._answers[(line, live)] = raw
         return raw
+
+    def saves_per_day(self, user: str, since_ms: int) -> dict[int, int]:
+        """Snapshots stored per UTC day (days since 1970) from `since_ms` on."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT ts_ms / 86400000, count(*) FROM events WHERE user_id = %s AND "
+                "type = 'snapshot' AND ts_ms >= %s GROUP BY 1",
+                (check_user(user), since_ms),
+            ).fetchall()
+        return {int(day): int(n) for day, n in rows}
 
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
         checked = check_filters(Filters(**filters))
