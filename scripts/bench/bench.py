@@ -1324,6 +1324,58 @@ def _postgres_history_and_search(tmp: Path, url: str, quick: bool) -> None:
         db.close()
 
 
+def bench_web(tmp: Path, quick: bool) -> None:
+    """Issue 26: the web page's server time against the JSON API for the same data — the list
+    of 10,000 sessions (its first page, with the chart) against GET /sessions, and the timeline
+    of a session of 1,000 versions (its first page) against GET /session/{id}/history."""
+    import re
+
+    import httpx
+
+    root = tmp / "web" / ".memory"
+    write_log(root, 10_000, 10_000)
+    store = Store(root, durability="fast", redactor=None)
+    for i in range(1000):
+        body = payload(i, "long")
+        body["metadata"] = {"agent": "claude-code"}
+        store.append("u", body)
+    key = KeyRing(store.layout).create("u")[1]
+    store.close()
+    port = free_port()
+    srv = Served([*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(port),
+                  "--log-level", "warning"], port)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=600) as c:
+            form = c.get("/ui/signin").text
+            token = re.search(r'name="csrf" value="([^"]+)"', form)
+            assert token is not None
+            c.post("/ui/signin", data={"api_key": key, "csrf": token.group(1)})
+            hdr = {"x-api-key": key}
+            pairs = {
+                "web: list of 10,000 sessions (first page, chart)":
+                    ("/ui/", API + "/sessions?limit=50"),
+                "web: timeline of 1,000 versions (first page)":
+                    ("/ui/s/long", API + "/session/long/history?limit=50"),
+            }  # fmt: skip
+            reps = 30 if quick else 100
+            for name, (page, api) in pairs.items():
+                assert c.get(page).status_code == 200 and c.get(api, headers=hdr).is_success
+                ours, theirs = [], []
+                for _ in range(reps):  # taking turns
+                    t0 = time.perf_counter()
+                    c.get(page)
+                    ours.append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    c.get(api, headers=hdr)
+                    theirs.append(time.perf_counter() - t0)
+                m, b = statistics.median(ours), statistics.median(theirs)
+                record(name, 1000 * m, 1000 * b, "ms", "<= 3x the JSON API (median)", m <= 3 * b,
+                       "ratio shown as page/JSON")
+    finally:
+        srv.stop()
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -1338,6 +1390,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "searchworst": bench_search_worst,
     "forget": bench_forget,
     "postgres": bench_postgres,
+    "web": bench_web,
 }
 
 

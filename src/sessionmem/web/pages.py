@@ -70,6 +70,7 @@ class Pages:
         )
         self.env.filters["when"] = views.when
         self.env.filters["item"] = views.item_text
+        self.env.globals["how_many"] = views.how_many
         self.env.globals.update(FIELD_NAMES=views.FIELD_NAMES, FIELD_ORDER=views.FIELD_ORDER,
                                 EVENTS=SNAPSHOT_EVENTS, urlencode=urlencode,
                                 version=__version__)  # fmt: skip
@@ -263,7 +264,8 @@ class Pages:
         """Server-sent events: `changed` whenever this user's memory changes (htmx's SSE
         extension reloads the list or timeline on it)."""
         loop = asyncio.get_running_loop()
-        wake, stop = asyncio.Event(), asyncio.Event()
+        wake = asyncio.Event()
+        ending = _Ending(wake)
 
         def heard(user: str | None) -> None:
             if user is None or user == me.user:
@@ -272,22 +274,17 @@ class Pages:
 
         async def stream() -> AsyncIterator[bytes]:
             unsubscribe = self.store.changes.subscribe(heard)
-            unregister = open_stream(stop)
+            unregister = open_stream(ending)
             try:
                 yield b"retry: 1000\n\n"
-                while not stop.is_set():
-                    waiting = {asyncio.ensure_future(wake.wait()),
-                               asyncio.ensure_future(stop.wait())}  # fmt: skip
-                    done, pending = await asyncio.wait(
-                        waiting, timeout=PING_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in pending:
-                        task.cancel()
-                    if stop.is_set():
-                        break
-                    if not done:
+                while not ending.now:
+                    try:
+                        await asyncio.wait_for(wake.wait(), PING_SECONDS)
+                    except TimeoutError:
                         yield b": ping\n\n"
                         continue
+                    if ending.now:
+                        break
                     wake.clear()
                     yield b"event: changed\ndata: changed\n\n"
                     await asyncio.sleep(0.1)  # a burst of saves is one reload
@@ -346,6 +343,18 @@ def create_ui(store: Engine, keyring: Keys, links: Links | None = None) -> Starl
     app = Starlette(routes=routes, middleware=[Middleware(SecureHeaders)])
     app.state.links = pages.links
     return app
+
+
+class _Ending:
+    """A live stream's stop: `stop_streams` calls `set` when the server stops."""
+
+    def __init__(self, wake: asyncio.Event):
+        self.wake = wake
+        self.now = False
+
+    def set(self) -> None:
+        self.now = True
+        self.wake.set()
 
 
 def _tls(request: Request) -> bool:

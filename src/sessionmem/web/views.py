@@ -25,7 +25,20 @@ FIELD_NAMES = {
     "commands_run": "Commands",
 }
 FIELD_ORDER = ("open_tasks", "key_decisions", "files_modified", "commands_run")
+# How many of each, in words: (one, many).
+FIELD_WORDS = {
+    "open_tasks": ("open task", "open tasks"),
+    "key_decisions": ("decision", "decisions"),
+    "files_modified": ("file", "files"),
+    "commands_run": ("command", "commands"),
+}
 assert set(FIELD_ORDER) == set(LIST_FIELDS)
+
+
+def how_many(n: int, field: str) -> str:
+    """3, "open_tasks" -> "3 open tasks"."""
+    one, many = FIELD_WORDS[field]
+    return f"{n} {one if n == 1 else many}"
 
 
 def when(ts: str | None) -> str:
