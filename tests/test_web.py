@@ -334,8 +334,8 @@ _printable = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=
 
 
 @given(st.lists(_printable, min_size=1, max_size=5))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_any_stored_text_comes_back_as_that_text(tmp_path_factory: Any, tasks: list[str]) -> None:
     """Whatever a task holds, the version page shows exactly it, and never adds an element."""
     from sessionmem import Store
