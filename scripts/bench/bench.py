@@ -1376,6 +1376,63 @@ def bench_web(tmp: Path, quick: bool) -> None:
         srv.stop()
 
 
+def bench_sync(tmp: Path, quick: bool) -> None:
+    """Issue 27: `sessionmem sync` — the first sync of N events (sent by one clone, received by
+    a fresh one) and an incremental sync of one new event — against `git push` + `git fetch`
+    of the same objects (commits of the same files, made by git's porcelain)."""
+    n = 20_000 if quick else 100_000
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.com",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.com",
+           "SESSIONMEM_HOME": str(tmp / "sync-home")}  # fmt: skip
+
+    def git(cwd: Path, *args: str) -> None:
+        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    def timed(cwd: Path, *cmd: str) -> float:
+        t0 = time.perf_counter()
+        done = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr)
+        return time.perf_counter() - t0
+
+    work = tmp / "sync"
+    work.mkdir()
+    for name in ("ours.git", "theirs.git"):
+        git(work, "init", "-q", "--bare", "-b", "main", name)
+    a, b, base_a, base_b = (work / x for x in ("a", "b", "base-a", "base-b"))
+    for repo, remote in ((a, "ours.git"), (b, "ours.git"), (base_a, "theirs.git"),
+                         (base_b, "theirs.git")):  # fmt: skip
+        git(work, "clone", "-q", remote, repo.name)
+        git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    write_log(a / ".memory", n, 1000)
+    write_log(base_a / ".memory", n, 1000)
+    sm = sessionmem_cmd()
+    first_ours = timed(a, *sm, "sync") + timed(b, *sm, "sync")
+    t0 = time.perf_counter()
+    git(base_a, "add", ".memory/log")
+    git(base_a, "commit", "-q", "-m", "memory")
+    git(base_a, "push", "-q", "origin", "HEAD:refs/heads/sessionmem")
+    git(base_b, "fetch", "-q", "origin", "sessionmem")
+    first_base = time.perf_counter() - t0
+    record(f"first sync of {n:,} events (send + receive)", first_ours, first_base, "s",
+           "(git commit + push + fetch of the same files)", None)
+    ours_inc, base_inc = [], []
+    for i in range(3 if quick else 5):
+        Store(a / ".memory", durability="fast").append("u", payload(n + i, "s1"))
+        ours_inc.append(timed(a, *sm, "sync") + timed(b, *sm, "sync"))
+        path = base_a / ".memory" / "log" / "u" / "bench-writer.jsonl"
+        with open(path, "ab") as f:
+            f.write(b'{"an": "event"}\n')
+        t0 = time.perf_counter()
+        git(base_a, "commit", "-q", "-am", "one more")
+        git(base_a, "push", "-q", "origin", "HEAD:refs/heads/sessionmem")
+        git(base_b, "fetch", "-q", "origin", "sessionmem")
+        base_inc.append(time.perf_counter() - t0)
+    mine, theirs = statistics.median(ours_inc), statistics.median(base_inc)
+    record(f"incremental sync of 1 event, {n:,} in the log (median)", mine, theirs, "s",
+           "(git commit + push + fetch)", None)
+
+
 SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "append": bench_append,
     "history": bench_history,
@@ -1391,6 +1448,7 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "forget": bench_forget,
     "postgres": bench_postgres,
     "web": bench_web,
+    "sync": bench_sync,
 }
 
 

@@ -9,6 +9,8 @@
     ├── StorageError          the log could not be written (disk full, permissions) (HTTP 503)
     │   ├── Stale             the log kept changing under a read (a git checkout?) (HTTP 503)
     │   └── DamagedKeyFile    keys.json cannot be read as keys; nothing is written over it
+    ├── SyncError             a sync could not finish; nothing local was lost (`sessionmem sync`)
+    │   └── GitError          a git command failed; the message is git's first meaningful line
     └── ClientError           raised by `sessionmem.Client` for an error answer from a server
         (`.status` and `.detail` carry what the server said; it is also the matching class
         above — a 404 is a `NotFound` — so code written against `Store` catches the same)
@@ -173,3 +175,11 @@ __all__ = [
     "StorageError",
     "Unauthorized",
 ]
+
+
+class SyncError(SessionmemError):
+    """A sync that could not finish; nothing local is lost (the message says what to do)."""
+
+
+class GitError(SyncError):
+    """A git command failed; the message is its first meaningful line."""

@@ -37,8 +37,71 @@ def init(args: argparse.Namespace) -> None:
     made = ensure_folder(folder)
     if made:
         out(f"Initialised {folder}: made {', '.join(made)}\n")
-    else:
+    elif not args.sync_branch:
         out(f"{folder} is already set up; nothing to do.\n")
+    if args.sync_branch:
+        # lazy: ..syncsetup costs ~2 ms at start-up
+        from ..syncsetup import use_sync_branch
+
+        for line in use_sync_branch(folder):
+            out(line + "\n")
+
+
+def sync(args: argparse.Namespace) -> int:
+    """`sessionmem sync`: send and receive memory through the remote's memory branch."""
+    # lazy: ..sync costs ~10 ms at start-up
+    from .. import sync as syncing
+    from ..gitplumb import Git
+    from ..store import Store
+
+    folder = root_of(args)
+    if not folder.is_dir():
+        if Git(folder.parent).git_dir() is None:
+            raise Failure(f"No memory folder at {folder}, and no git repository there to sync.")
+        ensure_folder(folder)  # a fresh clone: the memory comes with this sync
+    store = Store(folder)
+    try:
+        if args.status:
+            st = syncing.status(store, args.remote, args.branch)
+            if args.json:
+                out_json(st._asdict())
+                return 0
+            last = st.last
+            out(
+                f"{plural(st.only_here, 'event')} only here, {plural(st.only_there, 'event')} "
+                f"only on {args.remote}/{args.branch}"
+                + ("" if st.remote_has_branch else " (it has no such branch yet)")
+                + ".\n"
+            )
+            out(f"Last sync: {last['at']} with {last['remote']}/{last['branch']}.\n" if last
+                else "Last sync: never, from this clone.\n")  # fmt: skip
+            return 0
+        done = syncing.sync(store, args.remote, args.branch)
+    except Exception as exc:
+        if args.from_hook:  # (in the background: hooks.log is where it is read)
+            _hook_log(folder, f"sync failed: {exc}")
+            return 1
+        raise
+    finally:
+        store.close()
+    said = (f"Synced with {args.remote}/{args.branch}: sent {plural(done.sent, 'event')}, "
+            f"received {plural(done.received, 'event')}"
+            + (f", {plural(len(done.written), 'file')} written" if done.written else "")
+            + (f" ({done.attempts} tries)" if done.attempts > 1 else "") + ".")  # fmt: skip
+    if args.from_hook:
+        _hook_log(folder, said)
+    elif args.json:
+        out_json(done._asdict())
+    else:
+        out(said + "\n")
+    return 0
+
+
+def _hook_log(folder: Path, message: str) -> None:
+    # lazy: ..integrations.background costs ~1 ms at start-up
+    from ..integrations.background import append_log
+
+    append_log(folder / ".local" / "hooks.log", "sync", message)
 
 
 # --- serve ---------------------------------------------------------------------------------------
@@ -175,7 +238,8 @@ def hook(args: argparse.Namespace) -> int:
     # lazy: ..integrations.hooks costs 3 ms at start-up
     from ..integrations.hooks import main as hook_main
 
-    return hook_main([args.agent])  # (an unknown agent is said on stderr; a hook exits 0)
+    # (an unknown agent is said on stderr; a hook exits 0)
+    return hook_main([args.agent, *(["--sync"] if args.sync else [])])
 
 
 def hook_command(agent: str) -> str:
@@ -235,6 +299,8 @@ def install(args: argparse.Namespace) -> None:
     )
     path = inst.settings_path(args.scope, project, agent=args.agent)
     command = args.hook_command or hook_command(args.agent)
+    if args.sync and not args.uninstall:
+        command += " --sync"  # after a session, a sync in the background (docs/sync.md)
     for file in (path, project / inst.MCP_FILE if args.mcp else None):
         if file is not None and file.is_symlink():
             out(f"{file} is a link: its target {inst.target_of(file)} is what changes.\n")

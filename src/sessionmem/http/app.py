@@ -237,7 +237,7 @@ def create_app(
     app.router.routes.append(Route(PATH, endpoint=mcp, methods=["GET", "POST", "DELETE"]))
     # The web page (docs/web.md), outside the OpenAPI schema.
     # lazy: ..web costs ~25 ms at start-up (Jinja2)
-    from ..web import create_ui
+    from ..web.pages import create_ui
 
     ui = create_ui(store, keyring)
     app.state.ui_links = ui.state.links  # `sessionmem ui` makes its sign-in link here

@@ -27,6 +27,7 @@ from ..errors import NotFound, SessionmemError
 from ..layout import Layout, default_user, existing_root, project_root, user_store
 from ..project import holds_work
 from .agents import READERS
+from .background import append_log, now_text, start_sync
 from .events import record_event, recorded
 from .gitinfo import branch_and_commit
 from .incremental import digest, mark_saved, read_transcript, saved_digest
@@ -92,6 +93,7 @@ AGENTS = {
 SAVE_EVENTS = AGENTS["claude-code"].saves
 LAST_BRIEFING = "last-briefing.md"
 MAX_PAYLOAD = 16 * 1024 * 1024  # an agent's hook input is a few KiB
+SYNC_EVERY = 600  # seconds between background syncs of an agent with no session end (Codex)
 
 
 class Hook:
@@ -100,8 +102,11 @@ class Hook:
         payload: dict[str, Any],
         env: dict[str, str] | os._Environ[str],
         agent: Agent = AGENTS["claude-code"],
+        *,
+        sync: bool = False,
     ):
         self.agent = agent
+        self.sync = sync  # `hook AGENT --sync`: a background sync after a session
         self.payload = _normalized(payload)
         self.env = env
         from_env = env.get(agent.project_env) if agent.project_env else None
@@ -161,6 +166,7 @@ class Hook:
             self.save(saves[str(event)], parsed or self._from_events())
             if parsed is not None:  # (stored or not, this is what the store now reflects)
                 mark_saved(str(self.payload["transcript_path"]), self._states, parsed)
+            self.sync_after(saves[str(event)])
             return ""
         self.log(f"ignored event {event!r}")
         return ""
@@ -425,21 +431,26 @@ class Hook:
         try:
             local = self.root / ".local"
             local.mkdir(parents=True, exist_ok=True)
-            record = {"session_id": session_id, "cwd": self.cwd, "at": _now()}
+            record = {"session_id": session_id, "cwd": self.cwd, "at": now_text()}
             Layout(self.root).current_session_file.write_text(json.dumps(record))
         except OSError as exc:
             self.log(f"could not record the current session: {exc}")
 
     def log(self, message: str) -> None:
-        line = f"{_now()} {self.payload.get('hook_event_name')} {message}\n"
         sys.stderr.write(f"sessionmem: {message}\n")
-        try:
-            if self.private or self.root.is_dir():
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.log_path, "a", encoding="utf-8") as f:
-                    f.write(line)
-        except OSError:
-            pass
+        if self.private or self.root.is_dir():
+            append_log(self.log_path, str(self.payload.get("hook_event_name")), message)
+
+    def sync_after(self, kind: str) -> None:
+        """With `--sync`: after a session's end (an agent without one: a checkpoint, at most
+        every SYNC_EVERY seconds), `sessionmem sync` in the background (`background`)."""
+        if not self.sync or self.private:
+            return
+        if kind != "session_end" and "session_end" in self.agent.saves.values():
+            return
+        said = start_sync(self.root, every=0 if kind == "session_end" else SYNC_EVERY)
+        if said:
+            self.log(said)
 
 
 def _normalized(payload: dict[str, Any]) -> dict[str, Any]:
@@ -452,14 +463,6 @@ def _normalized(payload: dict[str, Any]) -> dict[str, Any]:
     if not out.get("cwd") and isinstance(roots, list) and roots and isinstance(roots[0], str):
         out["cwd"] = roots[0]
     return out
-
-
-def _now() -> str:
-    """The time as the logs write it (the codec's format, without importing the codec)."""
-    ns = time.time_ns()
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns // 10**6 % 1000:03d}Z"
-    )
 
 
 def main(argv: list[str]) -> int:
@@ -479,7 +482,7 @@ def main(argv: list[str]) -> int:
         payload = json.loads(raw) if raw.strip() else {}
         if not isinstance(payload, dict):
             raise ValueError("the hook input is not a JSON object")
-        hook = Hook(payload, os.environ, agent)
+        hook = Hook(payload, os.environ, agent, sync="--sync" in argv[1:])
         out = hook.run()
         if not out and agent.output == "cursor":
             out = "{}"  # Cursor reads every hook's stdout as JSON

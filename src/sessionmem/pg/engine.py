@@ -43,6 +43,7 @@ from ..write import WriteJob, make_job
 from . import forget as pg_forget
 from . import schema
 from .follow import Follower
+from .hot import LATEST_SQL, NEWEST_SQL, HotReads, nothing_yet
 from .keys import PgKeys
 from .search import find as find_hits
 from .write import LoopBatches, Outcome, insert_jobs
@@ -59,18 +60,9 @@ _RACES = (
 )
 RETRIES = 50  # a write that lost the race for its session's next position tries again
 _HEAD_COLUMNS = "session_id, live, id, event, ts_ms, project_path, git_branch, counts"
-_HEAD_EVENT = (
-    "SELECT e.line, h.live FROM heads h JOIN events e ON e.user_id = h.user_id AND "
-    "e.session_id = h.session_id AND e.pos = h.pos WHERE h.user_id = %s AND h.type = 'snapshot'"
-)
-_LATEST = _HEAD_EVENT + (
-    "{where} ORDER BY h.ts_ms DESC, h.writer DESC, h.seq DESC, h.idh DESC LIMIT 1"
-)  # the user's newest snapshot (`where`: the filters)
-_NEWEST = _HEAD_EVENT + " AND h.session_id = %s"  # a session's newest snapshot
-_ANSWERS = 1024  # answers' JSON kept per replica (a full memory starts again)
 
 
-class PgStore(EngineReads):
+class PgStore(HotReads, EngineReads):
     """Session memory in a PostgreSQL database (`url`: a `postgresql://` URL)."""
 
     blocking = True
@@ -274,67 +266,15 @@ class PgStore(EngineReads):
 
     # --- reading ------------------------------------------------------------------------------
 
-    async def answer_async(self, user: str, session_id: str) -> bytes:
-        """GET /session/latest (`session_id` "latest") or a session's newest, as its JSON: the
-        GETs of one turn of the server's loop are asked in one round trip (`_read_many`), each
-        after it arrived — so it sees every write acknowledged before, through any replica."""
-        if session_id != "latest":
-            check_get(user, session_id, None, None)
-        raw: bytes = await self._reads.write((check_user(user), session_id))
-        return raw
-
-    def _read_many(self, asked: list[tuple[str, str]]) -> list[bytes | BaseException]:
-        found: dict[tuple[str, str], Any] = {}
-        with self._conn() as conn, conn.pipeline():
-            cursors = {
-                key: conn.execute(
-                    _LATEST.format(where="") if key[1] == "latest" else _NEWEST,
-                    key[:1] if key[1] == "latest" else key,
-                )  # fmt: skip
-                for key in dict.fromkeys(asked)
-            }
-            for key, cur in cursors.items():
-                found[key] = cur.fetchone()
-        answers: list[bytes | BaseException] = []
-        for user, session_id in asked:
-            row = found[(user, session_id)]
-            if row is None:
-                answers.append(
-                    _nothing_yet(user) if session_id == "latest" else no_session(session_id, user)
-                )
-            else:
-                answers.append(self._json(bytes(row[0]), row[1]))
-        return answers
-
-    def _json(self, line: bytes, live: int) -> bytes:
-        """A snapshot's JSON, made once per replica for the same line and version."""
-        raw = self._answers.get((line, live))
-        if raw is None:
-            raw = snapshot_of(decode(line), live).json()
-            if len(self._answers) >= _ANSWERS:
-                self._answers.clear()
-            self._answers[(line, live)] = raw
-        return raw
-
-    def saves_per_day(self, user: str, since_ms: int) -> dict[int, int]:
-        """Snapshots stored per UTC day (days since 1970) from `since_ms` on."""
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT ts_ms / 86400000, count(*) FROM events WHERE user_id = %s AND "
-                "type = 'snapshot' AND ts_ms >= %s GROUP BY 1",
-                (check_user(user), since_ms),
-            ).fetchall()
-        return {int(day): int(n) for day, n in rows}
-
     def latest(self, user: str, **filters: Unpack[FilterArgs]) -> Snapshot:
         checked = check_filters(Filters(**filters))
         where, args = _filter_sql(checked)
         with self._conn() as conn:
-            row = conn.execute(_LATEST.format(where=where), (check_user(user), *args)).fetchone()
+            row = conn.execute(LATEST_SQL.format(where=where), (check_user(user), *args)).fetchone()
         if row is None:
             if checked.any():
                 raise NotFound("No snapshot matches these filters.", what="filters")
-            raise _nothing_yet(user)
+            raise nothing_yet(user)
         return snapshot_of(decode(bytes(row[0])), row[1])
 
     def get(
@@ -348,7 +288,7 @@ class PgStore(EngineReads):
         version, snapshot_id = check_get(user, session_id, version, snapshot_id)
         with self._conn() as conn:
             if version is None and snapshot_id is None:  # the newest: one query (GET by id)
-                row = conn.execute(_NEWEST, (user, session_id)).fetchone()
+                row = conn.execute(NEWEST_SQL, (user, session_id)).fetchone()
                 if row is None:
                     raise no_session(session_id, user)
                 return snapshot_of(decode(bytes(row[0])), row[1])
@@ -466,10 +406,6 @@ class PgStore(EngineReads):
             hits, nxt = find_hits(conn, user, q, where, bool(args.get("all_versions")), limit,
                                   start, search_budget())  # fmt: skip
         return Page(hits, encode_cursor("q", nxt) if nxt else None)
-
-
-def _nothing_yet(user: str) -> NotFound:
-    return NotFound(f"No snapshot stored yet for user {user!r}.", what="snapshot")
 
 
 def _head(conn: Any, user: str, session_id: str) -> dict[str, Any] | None:

@@ -2,12 +2,6 @@
 their versions and the diffs between them, server-rendered (Jinja2, autoescaped) with htmx and
 its SSE extension vendored under `static/vendor/` (no CDN, no build step, works offline).
 
-`create_ui(store, keyring)` builds the app the HTTP app mounts at `/ui`; `pages` has its
-handlers, `auth` the cookie, CSRF and sign-in links, `views` what a page shows, `chart` the SVG.
+`pages.create_ui(store, keyring)` builds the app the HTTP app mounts at `/ui`; `pages` has its
+handlers, `auth` the cookie, CSRF and sign-in links, `views` what a page shows.
 """
-
-from __future__ import annotations
-
-from .pages import create_ui
-
-__all__ = ["create_ui"]
