@@ -49,6 +49,7 @@ CREATE TABLE events (
     UNIQUE (user_id, id)
 );
 CREATE INDEX events_doc ON events USING gin (doc);
+CREATE INDEX events_user_ts ON events (user_id, ts_ms);  -- the web page's saves per day
 CREATE TABLE heads (
     user_id text NOT NULL,
     session_id text NOT NULL,
