@@ -516,6 +516,14 @@ def load(
     return float(out.stdout.strip())
 
 
+def minimal_app(port: int) -> Served:
+    """The baselines' server: a FastAPI app that validates a POST and answers a pre-serialized
+    GET, nothing stored (scripts/bench/minimal_app.py)."""
+    return Served([sys.executable, "-m", "uvicorn", "minimal_app:app", "--port", str(port),
+                   "--log-level", "warning", "--no-access-log"], port,
+                  env={"PYTHONPATH": f"{HERE}{os.pathsep}{REPO / 'src'}"})  # fmt: skip
+
+
 def sessionmem_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "sessionmem"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "sessionmem.entry"]
@@ -533,21 +541,7 @@ def bench_http(tmp: Path, quick: bool) -> None:
     )
     body = orjson.dumps(payload(1))
     port = free_port()
-    base = Served(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "minimal_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        port,
-        env={"PYTHONPATH": f"{HERE}{os.pathsep}{REPO / 'src'}"},
-    )
+    base = minimal_app(port)
     base_url = f"http://127.0.0.1:{port}{API}"
     base_post: list[float] = []
     base_get: list[float] = []
@@ -1143,21 +1137,7 @@ def bench_postgres(tmp: Path, quick: bool) -> None:
     url = out.stdout.strip()
     folder = url.split("host=")[1].split("&")[0]
     port = free_port()
-    base = Served(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "minimal_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        port,
-        env={"PYTHONPATH": f"{HERE}{os.pathsep}{REPO / 'src'}"},
-    )
+    base = minimal_app(port)
     servers: list[Served] = []
     try:
         subprocess.run(
