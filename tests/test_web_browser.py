@@ -246,3 +246,46 @@ def test_a_save_through_another_replica_appears_live(
     assert saved.status_code == 201, saved.text
     w.page.locator('tr[data-session-id="from-two"]').wait_for(timeout=WAIT)
     w.close()
+
+
+def test_real_transcripts_through_the_hooks_read_well_on_the_page(
+    tmp_path: Path, serve: type[Server], browser: Any
+) -> None:
+    """What an agent's hooks save from real transcripts (data/transcripts/, see its NOTICE.md),
+    shown on every page with no console error — long paths, commands and tasks included."""
+    import json
+
+    from conftest import REPO
+
+    root = tmp_path / "repo" / ".memory"
+    Store(root).close()
+    env = {**os.environ, "SESSIONMEM_ROOT": str(root), "SESSIONMEM_USER": "alice"}
+    runs = [
+        ("claude-code", "SessionEnd", REPO / "data/transcripts/claude/session-9eda1058.jsonl"),
+        ("claude-code", "SessionEnd", REPO / "data/transcripts/claude/session-196820da.jsonl"),
+        ("codex", "Stop", next((REPO / "data/transcripts/codex").glob("rollout-*.jsonl"))),
+    ]
+    for n, (agent, event, transcript) in enumerate(runs):
+        payload = {"hook_event_name": event, "session_id": f"real-{n}", "cwd": str(tmp_path),
+                   "transcript_path": str(transcript)}  # fmt: skip
+        done = subprocess.run([*sessionmem_cmd(), "hook", agent], input=json.dumps(payload),
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    store = Store(root)
+    sessions = [s.session_id for s in store.sessions("alice").items]
+    assert len(sessions) == 3, sessions
+    key = store.keys().create("alice")[1]
+    store.close()
+    server = serve(root)
+    for width in (375, 1440):
+        w = Watched(browser, server.base, viewport={"width": width, "height": 900})
+        w.sign_in(key)
+        assert w.page.locator("tr[data-session-id]").count() == 3
+        for sid in sessions:
+            for path in (f"/ui/s/{sid}", f"/ui/s/{sid}/v/1"):
+                w.page.goto(path)
+                assert w.page.evaluate(
+                    "document.documentElement.scrollWidth <= window.innerWidth"
+                ), (width, path)
+            assert w.page.locator("section.field li").count() > 0  # the work, shown
+        w.close()
