@@ -185,6 +185,17 @@ def _stream(bases: list[str], key: str, session: str, count: int, log: dict) -> 
                 raise AssertionError(f"{idem} never stored")
 
 
+def _once_acknowledged(log: dict, sessions: list[str], n: int) -> int:
+    """Wait until the streams have `n` snapshots acknowledged; how many they have then."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = sum(len(log.get(s, [])) for s in sessions)
+        if done >= n:
+            return done
+        time.sleep(0.005)
+    raise AssertionError(f"the streams did not reach {n} acknowledged snapshots")
+
+
 def _exactly_once(url: str, log: dict, sessions: list[str], count: int) -> None:
     db = PgStore(url)
     for session in sessions:
@@ -206,16 +217,19 @@ def test_a_database_restart_mid_stream_loses_nothing(tmp_path: Path, serve: type
         replica = _replica(serve, tmp_path / "r", url)
         log: dict = {}
         sessions = [f"s{n}" for n in range(4)]
-        threads = [threading.Thread(target=_stream, args=([replica.base], key, s, 60, log))
+        threads = [threading.Thread(target=_stream, args=([replica.base], key, s, 150, log))
                    for s in sessions]  # fmt: skip
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        at = _once_acknowledged(log, sessions, 30)
         _pg_ctl(folder, "-m", "fast", "-l", f"{folder}/pg.log", "restart")
         for t in threads:
             t.join(300)
         assert not any(t.is_alive() for t in threads)
-        _exactly_once(url, log, sessions, 60)
+        assert at < 4 * 150  # the restart came mid-stream
+        _exactly_once(url, log, sessions, 150)
+        print(f"restart after {at} of 600 acknowledged: 600 stored once; "
+              f"{len(log.get('503', []))} answers were 503")
         assert replica.proc.poll() is None  # the same process serves on: no restart needed
     finally:
         subprocess.run([str(REPO / "scripts" / "postgres"), "stop", folder], check=False)
@@ -228,16 +242,18 @@ def test_sigkill_of_a_replica_mid_stream(tmp_path: Path, serve: type[Server]) ->
     one, two = _replica(serve, tmp_path / "one", url), _replica(serve, tmp_path / "two", url)
     log: dict = {}
     sessions = [f"c{n}" for n in range(8)]
-    threads = [threading.Thread(target=_stream, args=([one.base, two.base], key, s, 40, log))
+    threads = [threading.Thread(target=_stream, args=([one.base, two.base], key, s, 100, log))
                for s in sessions]  # fmt: skip
     for t in threads:
         t.start()
-    time.sleep(0.7)
+    at = _once_acknowledged(log, sessions, 60)
     one.proc.send_signal(signal.SIGKILL)
     for t in threads:
         t.join(300)
     assert not any(t.is_alive() for t in threads)
-    _exactly_once(url, log, sessions, 40)
+    assert at < 8 * 100  # the kill came mid-stream
+    _exactly_once(url, log, sessions, 100)
+    print(f"SIGKILL after {at} of 800 acknowledged: 800 stored once")
 
 
 def test_copy_folder_to_database_and_back_byte_for_byte(tmp_path: Path) -> None:
