@@ -61,6 +61,8 @@ class Version(NamedTuple):
     counts: dict[str, int]
     compaction: int | None  # the compaction this snapshot follows (its number)
     parent: str | None  # the session this one continues
+    shown_at: str  # `created_at` as the page shows it
+    in_words: list[str]  # the counts as the page says them ("2 open tasks", ...)
 
 
 def version_of(snap: Snapshot) -> Version:
@@ -70,6 +72,7 @@ def version_of(snap: Snapshot) -> Version:
     compaction = meta.get("compaction")
     count = compaction.get("count") if isinstance(compaction, dict) else None
     parent = meta.get("parent_session")
+    counts = {name: len(d.get(name) or []) for name in FIELD_ORDER}
     return Version(
         snap.version,
         snap.snapshot_id,
@@ -78,9 +81,11 @@ def version_of(snap: Snapshot) -> Version:
         _text(meta.get("agent")),
         _text(d.get("git_branch")),
         _text(d.get("git_commit")),
-        {name: len(d.get(name) or []) for name in FIELD_ORDER},
+        counts,
         count if isinstance(count, int) else (0 if snap.event == "pre_compact" else None),
         parent if isinstance(parent, str) and parent else None,
+        when(snap.created_at),
+        [how_many(n, name) for name, n in counts.items()],
     )
 
 
@@ -91,7 +96,12 @@ def timeline(
     versions the session has."""
     page = store.history(user, session_id, limit=PAGE, cursor=cursor)
     items = [version_of(store.get(user, session_id, version=e.version)) for e in page.items]
-    total = store.get(user, session_id).version if items else 0
+    if not items:
+        total = 0
+    elif cursor is None:
+        total = items[0].version  # the first page starts at the newest
+    else:
+        total = store.get(user, session_id).version
     return items, page.next_cursor, total
 
 
