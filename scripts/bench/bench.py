@@ -516,6 +516,12 @@ def load(
     return float(out.stdout.strip())
 
 
+def serving(where: list[str], port: int, level: str = "warning", log: Path | None = None) -> Served:
+    """`sessionmem serve` on `where` (`--root DIR` or `--database URL`, and any other flag)."""
+    return Served([*sessionmem_cmd(), "serve", *where, "--port", str(port), "--log-level", level],
+                  port, log=log)  # fmt: skip
+
+
 def minimal_app(port: int) -> Served:
     """The baselines' server: a FastAPI app that validates a POST and answers a pre-serialized
     GET, nothing stored (scripts/bench/minimal_app.py)."""
@@ -551,19 +557,7 @@ def bench_http(tmp: Path, quick: bool) -> None:
             write_log(root, events - 1, 100)
             key = KeyRing(Store(root).layout).create("u")[1]
             port = free_port()
-            srv = Served(
-                [
-                    *sessionmem_cmd(),
-                    "serve",
-                    "--root",
-                    str(root),
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                port,
-            )
+            srv = serving(["--root", str(root)], port)
             try:
                 url = f"http://127.0.0.1:{port}{API}"
                 hdr = [f"x-api-key: {key}"]
@@ -633,19 +627,7 @@ def bench_follow(tmp: Path, quick: bool) -> None:
     root = tmp / "follow" / ".memory"
     key = KeyRing(Store(root).layout).create("u")[1]
     port = free_port()
-    srv = Served(
-        [
-            *sessionmem_cmd(),
-            "serve",
-            "--root",
-            str(root),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        port,
-    )
+    srv = serving(["--root", str(root)], port)
     writer = Store(root)
     lat = []
     try:
@@ -810,21 +792,8 @@ def bench_access_log(tmp: Path, quick: bool) -> None:
         for on in (False, True):
             port = free_port()
             flag = "--access-log" if on else "--no-access-log"
-            srv = Served(
-                [
-                    *sessionmem_cmd(),
-                    "serve",
-                    "--root",
-                    str(root),
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "info",
-                    flag,
-                ],
-                port,
-                log=tmp / f"serve-{on}.log",
-            )
+            srv = serving(["--root", str(root), flag], port, "info",
+                          log=tmp / f"serve-{on}.log")  # fmt: skip
             try:
                 url = f"http://127.0.0.1:{port}{API}/session"
                 rates[on].append(load(url, seconds, 16, "POST", body, [f"x-api-key: {key}"]))
@@ -1155,21 +1124,7 @@ def bench_postgres(tmp: Path, quick: bool) -> None:
         for n in (1, 2):
             while len(servers) < n:
                 p = free_port()
-                servers.append(
-                    Served(
-                        [
-                            *sessionmem_cmd(),
-                            "serve",
-                            "--database",
-                            url,
-                            "--port",
-                            str(p),
-                            "--log-level",
-                            "warning",
-                        ],
-                        p,
-                    )
-                )
+                servers.append(serving(["--database", url], p))
             urls = [f"http://127.0.0.1:{s.port}{API}" for s in servers]
             import httpx
 
@@ -1322,8 +1277,7 @@ def bench_web(tmp: Path, quick: bool) -> None:
     key = KeyRing(store.layout).create("u")[1]
     store.close()
     port = free_port()
-    srv = Served([*sessionmem_cmd(), "serve", "--root", str(root), "--port", str(port),
-                  "--log-level", "warning"], port)  # fmt: skip
+    srv = serving(["--root", str(root)], port)
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=600) as c:
