@@ -867,6 +867,27 @@ def bench_cli(tmp: Path, quick: bool) -> None:
         )
 
 
+def search_against_grep(
+    name: str, ours: Callable[[], float], word: str, path: Path, quick: bool
+) -> float:
+    """Record a search's median time against `grep -F` of the log file (taking turns); returns
+    ours."""
+
+    def grep() -> float:
+        start = time.perf_counter()
+        subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True)
+        return time.perf_counter() - start
+
+    mine, greps = [], []
+    for _ in range(5 if quick else 9):
+        mine.append(ours())
+        greps.append(grep())
+    m, g = statistics.median(mine), statistics.median(greps)
+    record(name, 1000 * m, 1000 * g, "ms", ">= 50x faster than grep -F of the logs", g >= 50 * m,
+           f"ratio shown as ours/grep; grep/ours = {g / m:.0f}x")  # fmt: skip
+    return m
+
+
 def bench_search(tmp: Path, quick: bool) -> None:
     """Issue 17: a one-word query on a million events against a grep of the logs and a cold
     fold; what keeping the index up costs an append; the index's size per event."""
@@ -885,31 +906,12 @@ def bench_search(tmp: Path, quick: bool) -> None:
         store.search("u", word)
         return time.perf_counter() - start
 
-    def grep() -> float:
-        start = time.perf_counter()
-        subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True)
-        return time.perf_counter() - start
-
     def cold() -> float:
         start = time.perf_counter()
         Store(root, cache=False).latest("u")
         return time.perf_counter() - start
 
-    rounds = 5 if quick else 9
-    mine, greps = [], []
-    for _ in range(rounds):
-        mine.append(ours())
-        greps.append(grep())
-    m, g = statistics.median(mine), statistics.median(greps)
-    record(
-        f"one-word search, {n:,} events (median)",
-        1000 * m,
-        1000 * g,
-        "ms",
-        ">= 50x faster than grep -F of the logs",
-        g >= 50 * m,
-        f"ratio shown as ours/grep; grep/ours = {g / m:.0f}x",
-    )
+    m = search_against_grep(f"one-word search, {n:,} events (median)", ours, word, path, quick)
     c = min(cold() for _ in range(1 if quick else 2))
     record(
         "one-word search vs a cold fold of the same logs",
@@ -1236,25 +1238,8 @@ def _postgres_history_and_search(tmp: Path, url: str, quick: bool) -> None:
             db.search("w", word)
             return time.perf_counter() - start
 
-        def grep() -> float:
-            start = time.perf_counter()
-            subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True)
-            return time.perf_counter() - start
-
-        mine_s, greps = [], []
-        for _ in range(5 if quick else 9):
-            mine_s.append(ours())
-            greps.append(grep())
-        m, g = statistics.median(mine_s), statistics.median(greps)
-        record(
-            f"PostgreSQL one-word search, {n:,} events (median)",
-            1000 * m,
-            1000 * g,
-            "ms",
-            ">= 50x faster than grep -F of the logs",
-            g >= 50 * m,
-            f"ratio shown as ours/grep; grep/ours = {g / m:.0f}x",
-        )
+        search_against_grep(f"PostgreSQL one-word search, {n:,} events (median)", ours, word,
+                            path, quick)  # fmt: skip
     finally:
         db.close()
 
