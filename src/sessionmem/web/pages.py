@@ -261,8 +261,9 @@ class Pages:
         return self.message(request, 200, "Done", done, me)
 
     async def events(self, request: Request, me: Visitor) -> Response:
-        """Server-sent events: `changed` whenever this user's memory changes (htmx's SSE
-        extension reloads the list or timeline on it)."""
+        """Server-sent events: `changed` whenever this user's memory changes, and once when the
+        stream opens (htmx's SSE extension reloads the list or timeline on it): a save made
+        before the stream listened is never missed."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         ending = _Ending(wake)
@@ -276,7 +277,9 @@ class Pages:
             unsubscribe = self.store.changes.subscribe(heard)
             unregister = open_stream(ending)
             try:
-                yield b"retry: 1000\n\n"
+                # At once, a first `changed`: whatever was saved between the page's rendering
+                # and this stream's start (or while it was reconnecting) is fetched now.
+                yield b"retry: 1000\n\nevent: changed\ndata: changed\n\n"
                 while not ending.now:
                     try:
                         await asyncio.wait_for(wake.wait(), PING_SECONDS)
