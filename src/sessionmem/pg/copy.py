@@ -50,6 +50,10 @@ def copy(source: str, target: str) -> Copied:
             users += 1
             events += dst.add(user, src.events(user))
             records += dst.add_records(user, src.records(user))
+        if events and isinstance(dst, _Database):
+            # A bulk load leaves the planner's statistics behind: without them a search scans
+            # every event of its user (20 ms instead of 2 at 20,000 events) until autovacuum.
+            dst.conn.execute("ANALYZE events, heads")
     finally:
         src.close()
         dst.close()
