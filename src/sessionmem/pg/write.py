@@ -64,8 +64,7 @@ def insert_jobs(conn: Any, jobs: list[WriteJob]) -> list[Any]:
         heads[(job.user, job.session_id)] = (pos + 1, new_epoch, new_live, ts)
         answers.append(snapshot_of(ev, version) if job.kind == "snapshot" else None)
     with conn.pipeline():
-        for row in rows:
-            insert_event(conn, *row)
+        insert_events(conn, rows)
         for user in sorted({j.user for j in jobs}):
             conn.execute("SELECT pg_notify('sessionmem', %s)", (user,))
     return answers
@@ -125,6 +124,22 @@ class LoopBatches:
                 future.set_result(outcome)
 
 
+_EVENT_SQL = (
+    "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, writer, seq, "
+    "idh, line, ts, event, project_path, git_branch, agent, counts, doc) VALUES "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,{doc})"
+)
+_HEAD_SQL = (
+    "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
+    "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
+    "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
+    "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
+    "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
+    "agent = EXCLUDED.agent, counts = EXCLUDED.counts"
+)
+
+
 def insert_event(
     conn: Any,
     ev: Event,
@@ -137,36 +152,42 @@ def insert_event(
 ) -> None:
     """Insert one event at `pos` of its session (a UniqueViolation if another writer took the
     position, the id or the Idempotency-Key first), and make it the session's head."""
-    idh = id_hash(ev.id)
-    data = ev.data
-    meta = data.get("metadata")
-    agent = meta.get("agent") if isinstance(meta, dict) else None
-    fields = [text_or_none(data.get(k)) for k in FILTER_FIELDS]
-    doc = search_doc(data) if ev.type == "snapshot" else None
-    conn.execute(
-        "INSERT INTO events (user_id, session_id, pos, epoch, version, type, id, ts_ms, "
-        "writer, seq, idh, line, ts, event, project_path, git_branch, agent, counts, doc) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
-        f"{DOC_SQL if doc else 'NULL'})",
-        (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
-         ev.seq, idh, line, ev.ts, *fields, text_or_none(agent), list(counts(data).values()),
-         *(doc or ())),
-    )  # fmt: skip
-    if ev.idem is not None and ev.body is not None:
-        conn.execute("INSERT INTO idempotency VALUES (%s, %s, %s, %s)",
-                     (ev.user, ev.idem, ev.id, ev.body))  # fmt: skip
-    conn.execute(
-        "INSERT INTO heads VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (user_id, session_id) DO UPDATE SET pos = EXCLUDED.pos, "
-        "epoch = EXCLUDED.epoch, live = EXCLUDED.live, type = EXCLUDED.type, "
-        "ts_ms = EXCLUDED.ts_ms, writer = EXCLUDED.writer, seq = EXCLUDED.seq, "
-        "idh = EXCLUDED.idh, id = EXCLUDED.id, event = EXCLUDED.event, "
-        "project_path = EXCLUDED.project_path, git_branch = EXCLUDED.git_branch, "
-        "agent = EXCLUDED.agent, counts = EXCLUDED.counts",
-        (ev.user, ev.session_id, pos, new_epoch, new_live, ev.type, ev.ts_ms, ev.writer, ev.seq,
-         idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
-         agent if isinstance(agent, str) else None, Jsonb(counts(data))),
-    )  # fmt: skip
+    insert_events(conn, [(ev, line, pos, epoch, version, new_epoch, new_live)])
+
+
+def insert_events(conn: Any, rows: list[tuple[Event, bytes, int, int, int, int, int]]) -> None:
+    """`insert_event` for each row, in order: one `executemany` per statement (the events with
+    search text, those without, the Idempotency-Keys), and each session's head written once, as
+    its last row leaves it."""
+    events: dict[bool, list[tuple[Any, ...]]] = {True: [], False: []}
+    idems: list[tuple[Any, ...]] = []
+    heads: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for ev, line, pos, epoch, version, new_epoch, new_live in rows:
+        idh = id_hash(ev.id)
+        data = ev.data
+        meta = data.get("metadata")
+        agent = text_or_none(meta.get("agent") if isinstance(meta, dict) else None)
+        n = counts(data)
+        doc = search_doc(data) if ev.type == "snapshot" else None
+        events[doc is not None].append(
+            (ev.user, ev.session_id, pos, epoch, version, ev.type, ev.id, ev.ts_ms, ev.writer,
+             ev.seq, idh, line, ev.ts, *(text_or_none(data.get(k)) for k in FILTER_FIELDS),
+             agent, list(n.values()), *(doc or ()))
+        )  # fmt: skip
+        if ev.idem is not None and ev.body is not None:
+            idems.append((ev.user, ev.idem, ev.id, ev.body))
+        heads[(ev.user, ev.session_id)] = (
+            ev.user, ev.session_id, pos, new_epoch, new_live, ev.type, ev.ts_ms, ev.writer, ev.seq,
+            idh, ev.id, data.get("event"), data.get("project_path"), data.get("git_branch"),
+            agent, Jsonb(n),
+        )  # fmt: skip
+    cur = conn.cursor()
+    for with_doc, params in events.items():
+        if params:
+            cur.executemany(_EVENT_SQL.format(doc=DOC_SQL if with_doc else "NULL"), params)
+    if idems:
+        cur.executemany("INSERT INTO idempotency VALUES (%s, %s, %s, %s)", idems)
+    cur.executemany(_HEAD_SQL, list(heads.values()))
 
 
 def text_or_none(value: Any) -> str | None:
