@@ -329,3 +329,21 @@ def test_sync_outside_git_or_without_a_folder_is_one_line(tmp_path: Path) -> Non
     Store(plain / ".memory").save(USER, {"session_id": "s"})
     code, _out, err = run_cli("sync", "--root", str(plain / ".memory"))
     assert code == 1 and "not in a git repository" in err and err.count("\n") == 1
+
+
+def test_install_with_and_without_sync_keeps_one_hook_and_uninstalls_it(tmp_path: Path) -> None:
+    _remote, (a,) = _setup(tmp_path, clones=1)
+    settings_path = a / ".claude" / "settings.local.json"
+
+    def commands() -> list[str]:
+        found = json.loads(settings_path.read_text()).get("hooks", {})
+        return [h["command"] for groups in found.values() for g in groups for h in g["hooks"]]
+
+    for flags in (["--sync"], [], ["--sync"]):
+        done = cli(a, "install", "claude-code", "--scope", "local", *flags)
+        assert done.returncode == 0, done.stderr
+        listed = commands()
+        assert len(listed) == 3  # PreCompact, SessionStart, SessionEnd: never twice
+        assert all(c.endswith(" --sync") == bool(flags) for c in listed), listed
+    done = cli(a, "install", "claude-code", "--scope", "local", "--uninstall")
+    assert done.returncode == 0 and commands() == []

@@ -300,7 +300,7 @@ def install(args: argparse.Namespace) -> None:
     path = inst.settings_path(args.scope, project, agent=args.agent)
     command = args.hook_command or hook_command(args.agent)
     if args.sync and not args.uninstall:
-        command += " --sync"  # after a session, a sync in the background (docs/sync.md)
+        command += inst.SYNC_FLAG  # after a session, a sync in the background (docs/sync.md)
     for file in (path, project / inst.MCP_FILE if args.mcp else None):
         if file is not None and file.is_symlink():
             out(f"{file} is a link: its target {inst.target_of(file)} is what changes.\n")

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import FieldError, InvalidInput
 
 HOOK_COMMAND = "sessionmem hook claude-code"
+SYNC_FLAG = " --sync"  # `install AGENT --sync`: the hook syncs after a session (docs/sync.md)
 ENTRIES: dict[str, tuple[str | None, int]] = {
     "PreCompact": (None, 30),
     "SessionStart": ("startup|resume|clear|compact", 15),
@@ -180,8 +181,8 @@ def _ours(handler: Any, command: str = HOOK_COMMAND) -> bool:
     """Is this handler sessionmem's hook for the same agent (whatever path runs it)?"""
     if not isinstance(handler, dict) or not isinstance(handler.get("command"), str):
         return False
-    agent = command.rsplit(" hook ", 1)[-1]
-    text = handler["command"]
+    agent = command.rsplit(" hook ", 1)[-1].removesuffix(SYNC_FLAG)
+    text = handler["command"].removesuffix(SYNC_FLAG)  # (with or without the background sync)
     return "sessionmem" in text and text.endswith(f" hook {agent}")
 
 
