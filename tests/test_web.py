@@ -367,3 +367,18 @@ def test_snippets_and_the_chart() -> None:
     assert (c.total, c.peak, len(c.bars)) == (6, 4, 30)
     assert c.bars[-1].saves == 4 and c.bars[-2].saves == 2 and c.bars[-1].height > c.bars[-2].height
     assert chart({}, now).total == 0
+
+
+def test_versions_read_at_once_are_the_versions(site: Any) -> None:
+    """`Engine.versions` (the timeline's read): the same snapshots as one `get` each, on every
+    engine; a version the session lacks is a 404, another user's session too."""
+    from sessionmem import NotFound
+
+    _app, store, _keys = site
+    for n in range(3):
+        store.save("alice", {"session_id": "v", "open_tasks": [f"t{n}"]})
+    assert store.versions("alice", "v", [3, 1, 2]) == [
+        store.get("alice", "v", version=k) for k in (3, 1, 2)]
+    for user, numbers in (("alice", [1, 9]), ("bob", [1])):
+        with pytest.raises(NotFound):
+            store.versions(user, "v", numbers)

@@ -91,6 +91,8 @@ class Engine(Protocol):
         self, user: str, session_id: str, *, limit: int | str = 50, cursor: str | None = None
     ) -> Page: ...
 
+    def versions(self, user: str, session_id: str, numbers: list[int]) -> list[Snapshot]: ...
+
     def diff(
         self,
         user: str,

@@ -172,6 +172,11 @@ class EngineReads:
         """This engine bound to one user, with the `Client`'s vocabulary (`Memory`)."""
         return UserMemory(self, check_user(user))
 
+    def versions(self: Engine, user: str, session_id: str, numbers: list[int]) -> list[Snapshot]:
+        """These versions of a session, in the order asked (the web page's timeline); an engine
+        that can reads them at once (`PgStore`)."""
+        return [self.get(user, session_id, version=n) for n in numbers]
+
     def diff(
         self: Engine,
         user: str,

@@ -37,7 +37,7 @@ from ..memory import EngineReads
 from ..model import Filters, HistoryEntry, Page, SessionSummary, Snapshot
 from ..pages import check_filters, check_get, decode_cursor, encode_cursor, no_session
 from ..redact import redactor_from_config
-from ..rules import check_limit, check_session_id
+from ..rules import check_limit, check_session_id, check_version
 from ..search import check_time, parse_query, search_budget, until_end
 from ..write import WriteJob, make_job
 from . import forget as pg_forget
@@ -322,6 +322,24 @@ class PgStore(HotReads, EngineReads):
         if row is None:  # forgotten meanwhile
             raise no_session(session_id, user)
         return snapshot_of(decode(bytes(row[0])), n)
+
+    def versions(self, user: str, session_id: str, numbers: list[int]) -> list[Snapshot]:
+        """These versions of a session in one query (the web page's timeline)."""
+        check_get(user, session_id, None, None)
+        with self._conn() as conn:
+            head = _head(conn, user, session_id)
+            if head is None or head["type"] == "delete":
+                raise no_session(session_id, user)
+            rows = conn.execute(
+                "SELECT version, line FROM events WHERE user_id = %s AND session_id = %s AND "
+                "epoch = %s AND version = ANY(%s)",
+                (user, session_id, head["epoch"], [check_version(n) for n in numbers]),
+            ).fetchall()
+        found = {v: line for v, line in rows}
+        missing = [n for n in numbers if n not in found]
+        if missing:
+            raise NotFound(f"Session {session_id!r} has no version {missing[0]}.", what="version")
+        return [snapshot_of(decode(bytes(found[n])), n) for n in numbers]
 
     def history(
         self, user: str, session_id: str, *, limit: int | str = 50, cursor: str | None = None

@@ -95,7 +95,8 @@ def timeline(
     """A page of a session's versions, newest first, the next page's cursor, and how many
     versions the session has."""
     page = store.history(user, session_id, limit=PAGE, cursor=cursor)
-    items = [version_of(store.get(user, session_id, version=e.version)) for e in page.items]
+    items = [version_of(v) for v in store.versions(user, session_id,
+                                                   [e.version for e in page.items])]  # fmt: skip
     if not items:
         total = 0
     elif cursor is None:
