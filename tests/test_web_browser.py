@@ -85,14 +85,22 @@ def _memory(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, keys
 
 
-def test_sign_in_list_filter_timeline_diff_search_and_sign_out(
+def _alice_signed_in(
     tmp_path: Path, serve: type[Server], browser: Any
-) -> None:
+) -> tuple[Path, Server, Watched]:
+    """The demo memory, a server on it, and a browser page signed in as alice."""
     root, keys = _memory(tmp_path)
     server = serve(root)
     w = Watched(browser, server.base)
-    page = w.page
     w.sign_in(keys["alice"])
+    return root, server, w
+
+
+def test_sign_in_list_filter_timeline_diff_search_and_sign_out(
+    tmp_path: Path, serve: type[Server], browser: Any
+) -> None:
+    root, server, w = _alice_signed_in(tmp_path, serve, browser)
+    page = w.page
     rows = page.locator("tr[data-session-id]")
     assert rows.count() == 2 and rows.first.get_attribute("data-session-id") == "s-42"
     assert page.locator("figure.chart svg rect").count() == 30
@@ -148,11 +156,8 @@ def test_sign_in_list_filter_timeline_diff_search_and_sign_out(
 def test_a_cli_save_appears_without_a_reload(
     tmp_path: Path, serve: type[Server], browser: Any
 ) -> None:
-    root, keys = _memory(tmp_path)
-    server = serve(root)
-    w = Watched(browser, server.base)
+    root, server, w = _alice_signed_in(tmp_path, serve, browser)
     page = w.page
-    w.sign_in(keys["alice"])
     code, _out, err = run_cli("save", "--root", str(root), "--user", "alice", "--session-id",
                               "live-1", "--task", "saved from the shell")  # fmt: skip
     assert code == 0, err
