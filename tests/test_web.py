@@ -382,3 +382,29 @@ def test_versions_read_at_once_are_the_versions(site: Any) -> None:
     for user, numbers in (("alice", [1, 9]), ("bob", [1])):
         with pytest.raises(NotFound):
             store.versions(user, "v", numbers)
+
+
+def test_damaged_keys_or_secret_are_a_page_not_a_traceback(tmp_path: Path) -> None:
+    """keys.json or the page's secret damaged: every page says so (503), none is a 500."""
+    from sessionmem import Store
+
+    store = Store(tmp_path / ".memory")
+    store.save("alice", {"session_id": "s1"})
+    key = store.keys().create("alice")[1]
+    app = create_app(store)
+    b = Browser(app)
+    b.client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
+    b.sign_in(key)
+    token = _csrf(b.get("/ui/").text)
+    (tmp_path / ".memory" / ".local" / "keys.json").write_text("{broken")
+    time.sleep(0.6)  # (the file is looked at again twice a second)
+    for r in (b.get("/ui/"), b.get("/ui/events")):
+        assert r.status_code == 503, r.text[:200]
+    # Signing in still checks the key against the keys last read, as the API does (keys.KeyRing)
+    assert b.post("/ui/signin", data={"api_key": key, "csrf": token}).status_code == 303
+    secret = tmp_path / ".memory" / ".local" / "secrets" / "ui"
+    secret.write_text("not hex")
+    fresh = TestClient(create_app(store), raise_server_exceptions=False, follow_redirects=False)
+    r = fresh.get("/ui/")
+    assert r.status_code == 503 and "is damaged" in r.text and str(secret) in r.text
+    assert fresh.post("/ui/signin", data={"api_key": key, "csrf": "x"}).status_code == 503

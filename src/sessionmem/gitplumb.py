@@ -53,6 +53,8 @@ class Git:
                 subprocess.DEVNULL,
             )  # fmt: skip
         except FileNotFoundError:
+            if not self.cwd.is_dir():
+                raise GitError(f"There is no folder {self.cwd}.") from None
             raise GitError("git is not installed (sync uses it).") from None
         except subprocess.TimeoutExpired:
             raise GitError(f"git {args[0]} took longer than {timeout:.0f} s; try again.") from None

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import FieldError, InvalidInput
+from .errors import FieldError, InvalidInput, StorageError
 from .names import USER_RE, WRITER_RE
 
 ROOT_ENV = "SESSIONMEM_ROOT"
@@ -207,7 +207,7 @@ class Layout:
         — the first writer wins, so every server of the folder reads the same one."""
         path = self.local / "secrets" / name
         with contextlib.suppress(FileNotFoundError):
-            return bytes.fromhex(path.read_text().strip())
+            return _secret_of(path)
         # lazy: secrets costs 5 ms at start-up
         import secrets
 
@@ -222,7 +222,7 @@ class Layout:
             pass
         finally:
             os.unlink(tmp)
-        return bytes.fromhex(path.read_text().strip())
+        return _secret_of(path)
 
     def writer_id(self) -> str:
         """This root's writer id, made once per root (docs/storage.md: one writer per clone or
@@ -253,3 +253,17 @@ class Layout:
             tmp.write_text(json.dumps({"writer": writer, "root": real}))
             os.replace(tmp, self.writer_file)
             return writer
+
+
+def _secret_of(path: Path) -> bytes:
+    """The secret in `path` (64 hex digits); a damaged one is a StorageError naming the file."""
+    try:
+        raw = path.read_text(encoding="ascii").strip()
+        if len(raw) != 64:
+            raise ValueError(raw)
+        return bytes.fromhex(raw)
+    except (ValueError, UnicodeDecodeError, IsADirectoryError):
+        raise StorageError(
+            f"{path} is damaged (not a secret of 64 hex digits). Delete it: a new one is made, "
+            "and everyone signed in to the web page signs in again."
+        ) from None

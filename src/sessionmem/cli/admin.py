@@ -56,7 +56,7 @@ def sync(args: argparse.Namespace) -> int:
 
     folder = root_of(args)
     if not folder.is_dir():
-        if Git(folder.parent).git_dir() is None:
+        if not folder.parent.is_dir() or Git(folder.parent).git_dir() is None:
             raise Failure(f"No memory folder at {folder}, and no git repository there to sync.")
         ensure_folder(folder)  # a fresh clone: the memory comes with this sync
     store = Store(folder)

@@ -92,8 +92,12 @@ class Pages:
         fresh = csrf is None
         if csrf is None:
             csrf = new_csrf_cookie()
+        try:
+            token = self.signer.csrf_token(csrf)
+        except StorageError:  # a damaged secret: the page says so, and no form can be sent
+            token = ""
         html = self.env.get_template(template).render(
-            csrf=self.signer.csrf_token(csrf),
+            csrf=token,
             partial=request.headers.get("hx-request") == "true",
             **context,
         )
@@ -303,9 +307,23 @@ def create_ui(store: Engine, keyring: Keys, links: Links | None = None) -> Starl
     """The web page's app (mounted at `/ui` by `http.app.create_app`)."""
     pages = Pages(store, keyring, links or Links())
 
+    def unsigned(handler: Handler) -> Handler:
+        """Sign-in and sign-out: a key file or secret that cannot be read is a page saying so."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StorageError as exc:
+                return pages.message(request, 503, "Try again", str(exc))
+
+        return endpoint
+
     def signed(handler: Callable[[Request, Visitor], Awaitable[Response]]) -> Handler:
         async def endpoint(request: Request) -> Response:
-            me = await pages.visitor(request)
+            try:
+                me = await pages.visitor(request)
+            except StorageError as exc:  # keys.json or the secret cannot be read
+                return pages.message(request, 503, "Try again", str(exc))
             if me is None:
                 if request.headers.get("hx-request") == "true" or request.url.path.endswith(
                     "/events"
@@ -333,8 +351,8 @@ def create_ui(store: Engine, keyring: Keys, links: Links | None = None) -> Starl
         Route("/rows", signed(pages.sessions)),
         Route("/search", signed(pages.search)),
         Route("/events", signed(pages.events)),
-        Route("/signin", pages.signin, methods=["GET", "POST"]),
-        Route("/signout", pages.signout, methods=["POST"]),
+        Route("/signin", unsigned(pages.signin), methods=["GET", "POST"]),
+        Route("/signout", unsigned(pages.signout), methods=["POST"]),
         Route("/s/{session_id}", signed(pages.timeline)),
         Route("/s/{session_id}/versions", signed(pages.timeline)),
         Route("/s/{session_id}/v/{version:int}", signed(pages.version)),
