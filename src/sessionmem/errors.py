@@ -183,3 +183,9 @@ class SyncError(SessionmemError):
 
 class GitError(SyncError):
     """A git command failed; the message is its first meaningful line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's error can run to many), else its
+    class's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..answers import snapshot_of
 from ..changes import Changes
 from ..codec import LIST_FIELDS, decode, ms_to_ts
-from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError
+from ..errors import Conflict, FieldError, InvalidInput, NotFound, StorageError, first_line
 from ..forget import Forgotten
 from ..layout import check_user
 from ..memory import EngineReads
@@ -113,7 +113,7 @@ class PgStore(HotReads, EngineReads):
             with self._opened().connection(timeout=10) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StorageError(f"The database is not answering ({_first_line(exc)}).") from None
+            raise StorageError(f"The database is not answering ({first_line(exc)}).") from None
 
     def close(self) -> None:
         """Close the connections (the next call opens them again)."""
@@ -458,10 +458,6 @@ def _shown(url: str) -> str:
     return url.replace(str(info["password"]), "***")
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
     """A plain connection (for `db upgrade` and `copy`): autocommit, one clear line when the
     database cannot be reached."""
@@ -471,11 +467,11 @@ def connect_for_admin(url: str) -> Callable[[], psycopg.Connection[Any]]:
             return psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.ProgrammingError as exc:  # not a connection string at all
             raise InvalidInput(
-                FieldError("database", f"must be a postgresql:// URL ({_first_line(exc)}).")
+                FieldError("database", f"must be a postgresql:// URL ({first_line(exc)}).")
             ) from None
         except psycopg.OperationalError as exc:
             raise StorageError(
-                f"Could not connect to the database {_shown(url)} ({_first_line(exc)})."
+                f"Could not connect to the database {_shown(url)} ({first_line(exc)})."
             ) from None
 
     return connect

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from ..errors import first_line
 from .keys import CHANNEL as KEYS_CHANNEL
 
 CHANNEL = "sessionmem"  # a write's notification: the user's name
@@ -72,8 +73,9 @@ class Follower:
             except psycopg.Error as exc:
                 self.listening.clear()
                 if not quiet:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    log.warning("Not hearing other replicas (%s); reads are still fresh.", first)
+                    log.warning(
+                        "Not hearing other replicas (%s); reads are still fresh.", first_line(exc)
+                    )
                     quiet = True
                 self._stop.wait(RECONNECT_SECONDS)
         self.listening.clear()

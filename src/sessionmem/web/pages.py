@@ -33,6 +33,7 @@ from ..engine import Engine, Keys
 from ..errors import InvalidInput, NotFound, SessionmemError, StorageError
 from ..http.threads import off_loop, slow_read
 from ..keys import hash_key
+from ..render import clock
 from ..rules import check_session_id
 from . import views
 from .auth import COOKIE, CSRF_COOKIE, SESSION_SECONDS, Links, Signer, Visitor, new_csrf_cookie
@@ -68,7 +69,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters["when"] = views.when
+        self.env.filters["when"] = clock  # (the briefing's way of writing a time)
         self.env.filters["item"] = views.item_text
         self.env.globals["how_many"] = views.how_many
         self.env.globals.update(FIELD_NAMES=views.FIELD_NAMES, FIELD_ORDER=views.FIELD_ORDER,

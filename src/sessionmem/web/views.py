@@ -12,6 +12,7 @@ import orjson
 from ..codec import LIST_FIELDS, dumps
 from ..engine import Engine
 from ..model import Diff, Snapshot
+from ..render import clock
 
 DAY_MS = 86_400_000
 CHART_DAYS = 30
@@ -39,13 +40,6 @@ def how_many(n: int, field: str) -> str:
     """3, "open_tasks" -> "3 open tasks"."""
     one, many = FIELD_WORDS[field]
     return f"{n} {one if n == 1 else many}"
-
-
-def when(ts: str | None) -> str:
-    """ "2026-12-07T03:16:31.123Z" -> "2026-12-07 03:16 UTC"."""
-    if not ts:
-        return ""
-    return ts[:10] + " " + ts[11:16] + " UTC"
 
 
 class Version(NamedTuple):
@@ -84,7 +78,7 @@ def version_of(snap: Snapshot) -> Version:
         counts,
         count if isinstance(count, int) else (0 if snap.event == "pre_compact" else None),
         parent if isinstance(parent, str) and parent else None,
-        when(snap.created_at),
+        clock(snap.created_at),
         [how_many(n, name) for name, n in counts.items()],
     )
 
